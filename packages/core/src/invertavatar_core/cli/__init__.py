@@ -1,0 +1,69 @@
+"""The ``invertavatar`` command: one entry point, one module per subcommand.
+
+Each command module defines ``register(subparsers, groups)`` (adds its parser and sets ``func``);
+plugins add theirs through the ``invertavatar_add_commands`` hook.
+Errors a user can fix are printed as one clear message with exit status 2, not a traceback
+(``--traceback`` shows it).
+"""
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from invertavatar_core.plugins import get_plugin_manager
+from invertavatar_core.version import __version__
+
+__all__ = ["COMMANDS", "UserError", "main"]
+
+COMMANDS: tuple[str, ...] = (
+    "invertavatar_core.cli.demo",
+    "invertavatar_core.cli.plugins",
+    "invertavatar_core.cli.config",
+    "invertavatar_core.cli.sweep",
+)
+"""Subcommand modules, in help order."""
+
+
+class UserError(Exception):
+    """An error caused by input the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="invertavatar",
+        description="Animatable 3D head avatars from one portrait or a few frames (InvertAvatar).",
+    )
+    parser.add_argument("--version", action="version", version=f"invertavatar {__version__}")
+    parser.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = subparsers.add_parser("train", help="train a model (stage given as subcommand)")
+    groups = {"train": train.add_subparsers(dest="stage", metavar="STAGE", required=True)}
+    for module_name in COMMANDS:
+        importlib.import_module(module_name).register(subparsers, groups)
+    pm = get_plugin_manager()
+    pm.hook.invertavatar_add_commands(subparsers=subparsers, groups=groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, ValidationError, FileNotFoundError, KeyError, ValueError) as exc:
+        if args.traceback:
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"invertavatar {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"invertavatar {args.command}: interrupted", file=sys.stderr)
+        return 130

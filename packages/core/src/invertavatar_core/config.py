@@ -1,0 +1,227 @@
+"""Experiment configs: registry-dispatched component fields, sections, YAML/JSON files.
+
+A component field (``prior``, ``aggregator``, ...) is typed with its kind's base config and
+validated through the registry found in pydantic's validation context
+(``ExperimentConfig.model_validate(data, context={"registry": registry})``), so a third-party
+name validates exactly like ours and errors carry the path (``aggregator.hidden_channels``).
+Without a context the registry of the installed plugins is built once and reused.
+
+Numbers from the paper live here, beside the paper's name for them.
+"""
+
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, WrapValidator
+from pydantic_core import PydanticCustomError
+
+from invertavatar_core.components import KINDS, ComponentConfig
+from invertavatar_core.registry import Registry, UnknownComponentError, build_registry
+
+__all__ = [
+    "ComponentField",
+    "DataConfig",
+    "EncodersConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "Section",
+    "Stage1LossWeights",
+    "Stage2LossWeights",
+    "TrainingConfig",
+    "default_registry",
+    "dump_config",
+    "load_config_data",
+    "load_experiment",
+    "registry_from_context",
+]
+
+
+@functools.cache
+def default_registry() -> Registry:
+    """The registry of the installed plugins, built on first use (never at import time)."""
+    from invertavatar_core.plugins import get_plugin_manager
+
+    return build_registry(get_plugin_manager())
+
+
+def registry_from_context(info: ValidationInfo | None) -> Registry:
+    """The registry passed in the validation context, else :func:`default_registry`."""
+    context = info.context if info is not None else None
+    if isinstance(context, dict) and context.get("registry") is not None:
+        return context["registry"]
+    return default_registry()
+
+
+def _dispatcher(kind: str):
+    def validate(value: Any, handler: Any, info: ValidationInfo) -> ComponentConfig:
+        registry = registry_from_context(info)
+        if isinstance(value, str):  # a bare name means that component's defaults
+            value = {"name": value}
+        try:
+            return registry.validate_config(kind, value)
+        except UnknownComponentError as exc:
+            raise PydanticCustomError("unknown_component", "{message}", {"message": exc.message}) from None
+        except TypeError as exc:
+            raise PydanticCustomError("component_type", "{message}", {"message": str(exc)}) from None
+
+    return WrapValidator(validate)
+
+
+def ComponentField(kind: str) -> Any:  # noqa: N802 - reads like a type
+    """The annotation of a registry-dispatched field of ``kind``."""
+    base = KINDS[kind].config_base
+    return Annotated[SerializeAsAny[base], _dispatcher(kind)]
+
+
+def _named(name: str, **fields: Any):
+    """A default factory producing ``{"name": name, **fields}`` (validated through the registry)."""
+    return Field(default_factory=lambda: {"name": name, **fields}, validate_default=True)
+
+
+class Section(BaseModel):
+    """Base of the non-component sections: strict and frozen like component configs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class EncodersConfig(Section):
+    """The three encoders of the inversion pipeline (paper Fig. 2)."""
+
+    latent: ComponentField("encoder") = _named("e4e")
+    """Coarse stage E_latent: image -> w+."""
+    texture: ComponentField("encoder") | None = _named("texture_unet")
+    """Fine stage E_tex in UV space; ``null`` removes it (Table 3 ablation)."""
+    static: ComponentField("encoder") | None = _named("triplane_sft_unet")
+    """Fine stage E_tri; ``triplane_offset_unet`` is the offsets ablation, ``null`` removes it."""
+
+
+class DataConfig(Section):
+    """Where training / evaluation data comes from."""
+
+    root: Path | None = None
+    """Dataset folder in the layout ``invertavatar fit`` writes; ``null`` = synthetic from the prior."""
+    image_resolution: int = 512
+    """Resolution images are loaded at (paper: 512)."""
+    frames_per_sequence: int = 4
+    """Frames rendered and supervised per sequence and iteration (supplement 6.2.3: 4)."""
+    max_sequence_length: int = 32
+    """Frames cycled through the recurrent encoders per sequence (supplement 6.2.3: up to 32)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+
+
+class Stage1LossWeights(Section):
+    """Loss weights of stage 1, E_latent (Eq. 2; w_delta from the released e4e config)."""
+
+    l1: float = 1.0  # Eq. 2
+    lpips: float = 0.5  # lambda_lpips, Eq. 2
+    id: float = 0.25  # lambda_id, Eq. 2
+    latent_adv: float = 1.0  # L_adv^{D_W}, Eq. 2
+    w_delta: float = 1e-3  # e4e delta regulariser (reference 1.6)
+
+
+class Stage2LossWeights(Section):
+    """Loss weights of stages 2 and 3, E_tex / E_tri (Eq. 3)."""
+
+    l1: float = 1.0  # Eq. 3
+    lpips: float = 1.0  # lambda_lpips, Eq. 3
+    tri: float = 1e-3  # lambda_tri, Eq. 3
+    tex: float = 1e-3  # lambda_tex, Eq. 3
+    raw: float = 1.0  # lambda_raw, Eq. 3
+    adv: float = 0.1  # lambda_adv, Eq. 3
+
+
+class TrainingConfig(Section):
+    """Settings shared by every training stage."""
+
+    out_dir: Path = Path("runs/experiment")
+    """Run folder: resolved config, checkpoints, logs, sample grids."""
+    steps: int = 1000
+    """Optimiser steps."""
+    batch_size: int = 4
+    """Sequences (or images) per step, per process."""
+    lr: float = 1e-4  # encoders, supplement 6.2.1-6.2.2
+    """Encoder learning rate."""
+    discriminator_lr: float = 1e-3  # supplement 6.2.2
+    """Discriminator learning rate."""
+    betas: tuple[float, float] = (0.5, 0.999)  # released encoder configs (reference 1.6)
+    """Adam betas."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Autocast precision."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (resume loses at most this many)."""
+    log_every: int = 10
+    """Steps between scalar log rows."""
+    sample_every: int = 500
+    """Steps between PNG sample grids."""
+    adversarial: bool = False
+    """Add the adversarial term (the paper fine-tunes with it after pre-training without)."""
+    stage1_losses: Stage1LossWeights = Stage1LossWeights()
+    stage2_losses: Stage2LossWeights = Stage2LossWeights()
+    perceptual: ComponentField("metric") | None = None
+    """Perceptual loss network (LPIPS needs user-supplied weights; ``ms_ssim`` is a fallback)."""
+
+
+class EvaluationConfig(Section):
+    """What ``invertavatar evaluate`` measures."""
+
+    metrics: tuple[ComponentField("metric"), ...] = ()
+    """Metrics to report; those that cannot run here are listed as skipped with the reason."""
+    source_frames: tuple[int, ...] = (1, 2, 4, 8)
+    """Numbers of source frames for the few-shot protocol."""
+    out_dir: Path = Path("runs/evaluation")
+    """Where tables and plots go."""
+
+
+class ExperimentConfig(Section):
+    """One experiment: which component of each kind, plus data, training and evaluation."""
+
+    name: str = "experiment"
+    """A label for tables and run folders."""
+    seed: int = 0
+    """Global seed."""
+    morphable_model: ComponentField("morphable_model") = _named("procedural")
+    rasterizer: ComponentField("rasterizer") = _named("torch")
+    prior: ComponentField("prior") = _named("next3d")
+    encoders: EncodersConfig = Field(default_factory=EncodersConfig, validate_default=True)
+    aggregator: ComponentField("aggregator") | None = _named("conv_gru")
+    """Fuses frames in the recurrent decoders; ``null`` = one-shot encoders."""
+    inverter: ComponentField("inverter") = _named("incremental")
+    """The inversion method (ours or a baseline)."""
+    data: DataConfig = DataConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+
+def load_config_data(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file into a mapping; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file not found: {path}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
+    return data
+
+
+def load_experiment(path: str | Path, registry: Registry | None = None) -> ExperimentConfig:
+    """Load and validate an experiment config file."""
+    data = load_config_data(path)
+    return ExperimentConfig.model_validate(data, context={"registry": registry or default_registry()})
+
+
+def dump_config(config: BaseModel, path: str | Path) -> Path:
+    """Write the fully resolved config as JSON (atomically) and return the path."""
+    from invertavatar_core.atomic import atomic_write_text
+
+    return atomic_write_text(path, config.model_dump_json(indent=2) + "\n")
