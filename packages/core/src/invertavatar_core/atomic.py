@@ -16,6 +16,8 @@ from pathlib import Path
 __all__ = ["atomic_directory", "atomic_write", "atomic_write_bytes", "atomic_write_text", "recover_directory"]
 
 _BACKUP = ".bak-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _TMP = ".tmp-"
 
 
@@ -35,11 +37,13 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{_TMP}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{_TMP}", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_UMASK)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -21,7 +21,7 @@ behaviour. Conventions used throughout (see :mod:`invertavatar_core.tensor_types
 """
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from torch import Tensor
 
@@ -232,6 +232,14 @@ class Prior(Protocol):
         """Animate and render: ``expression_uv: (B, 3, Hu, Wu)``, ``camera: (B, 25)``.
 
         Runs only the face module, the volume renderer and super-resolution.
+        """
+        ...
+
+    def build_discriminator(self) -> Any:
+        """A discriminator matched to this prior's renders (an ``nn.Module``).
+
+        ``D(image (B, 3, Hi, Wi), raw (B, 3, Hn, Wn), camera (B, 25) | None) -> (B, 1)`` logits;
+        ``camera=None`` means unconditioned (the encoder stages zero the camera).
         """
         ...
 
