@@ -1,0 +1,36 @@
+"""Shared fixtures: the installed registry, the shared test assets, fixed seeds, CPU by default."""
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from invertavatar_core import Registry, build_registry, get_plugin_manager
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ASSETS_DIR = Path(os.environ.get("INVERTAVATAR_ASSETS", REPO_ROOT.parent / "shared" / "assets"))
+"""Real test material (ICT, MediaPipe canonical mesh, portraits, a clip); never part of the project."""
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def full_registry() -> Registry:
+    """The registry of every installed plugin (entry points loaded)."""
+    return build_registry(get_plugin_manager(autoload=True))
+
+
+@pytest.fixture(scope="session")
+def assets_dir() -> Path:
+    """``../shared/assets``; tests needing it skip with the reason when it is absent."""
+    if not ASSETS_DIR.is_dir():
+        pytest.skip(f"shared test assets not found at {ASSETS_DIR} (set INVERTAVATAR_ASSETS)")
+    return ASSETS_DIR
