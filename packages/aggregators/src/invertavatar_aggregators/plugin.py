@@ -1,5 +1,22 @@
-"""Hook implementations only: registers every component of invertavatar-aggregators."""
+"""Hook implementations only: registers every aggregator of invertavatar-aggregators."""
 
 from invertavatar_core import hookimpl
+from invertavatar_aggregators.conv_fusion import ConvFusionAggregator, ConvFusionAggregatorConfig
+from invertavatar_aggregators.conv_gru import ConvGRUAggregator, ConvGRUAggregatorConfig
+from invertavatar_aggregators.mean import MeanAggregator, MeanAggregatorConfig
 
-__all__: list[str] = []
+__all__ = ["invertavatar_register_aggregators"]
+
+
+@hookimpl
+def invertavatar_register_aggregators(registrar) -> None:
+    """Register ``conv_gru`` (ours, Eq. 1), ``conv_fusion`` and ``mean`` (the baselines)."""
+    registrar.add("conv_gru", ConvGRUAggregator, ConvGRUAggregatorConfig, description="ConvGRU of the paper's Eq. 1 (ours)")
+    registrar.add(
+        "conv_fusion",
+        ConvFusionAggregator,
+        ConvFusionAggregatorConfig,
+        description="fixed-window conv fusion, averaged beyond the window (ablation baseline)",
+        tiny={"window": 2},
+    )
+    registrar.add("mean", MeanAggregator, MeanAggregatorConfig, description="average of per-frame features (baseline)")

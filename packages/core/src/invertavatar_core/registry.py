@@ -252,14 +252,17 @@ def build_registry(pm: PluginManager) -> Registry:
     """
     entries: dict[str, dict[str, RegistryEntry]] = {kind: {} for kind in KINDS}
     problems: list[PluginLoadError] = list(pm.load_errors)
+    trace = pm.trace.root.get("registry")  # writes only when INVERTAVATAR_TRACE_PLUGINS is set
     for kind in KINDS.values():
         caller = getattr(pm.hook, kind.hook_name)
-        # pluggy lists implementations last-registered-first; registration order reads better.
-        for impl in reversed(caller.get_hookimpls()):
+        # Registration order (pluggy's call order is the reverse), so a later plugin's
+        # ``replace=True`` overrides an earlier one.
+        for impl in caller.get_hookimpls():
             plugin_name = impl.plugin_name
             distribution = pm.distribution_of(impl.plugin)
             registrar = Registrar(kind.name, entries[kind.name], plugin_name, distribution)
             kwargs = {arg: registrar for arg in impl.argnames if arg == "registrar"}
+            trace(f"{kind.hook_name} -> plugin {plugin_name!r} ({distribution})")
             try:
                 impl.function(**kwargs)
             except RegistrationError:

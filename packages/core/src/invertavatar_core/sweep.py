@@ -1,7 +1,7 @@
 """Ablation sweeps: a base config plus dotted overrides, every point validated before any runs.
 
 ``--set aggregator.name=conv_gru,conv_fusion,mean --set training.lr=1e-4,3e-4`` gives the
-cartesian product (6 points). Values are parsed as YAML scalars. Changing a component's ``name``
+cartesian product (6 points). Values are parsed as JSON, else YAML scalars. Changing a component's ``name``
 replaces that sub-config with the new component's defaults plus keys set alongside it in the
 same point, because the old component's keys would not validate for the new one.
 """
@@ -54,8 +54,16 @@ def parse_set(expression: str) -> tuple[str, list[Any]]:
     key = key.strip()
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
         raise ValueError(f"--set: {key!r} is not a dotted field path")
-    parsed = [yaml.safe_load(v) if v.strip() else "" for v in values.split(",")]
-    return key, parsed
+    return key, [_scalar(v) for v in values.split(",")]
+
+
+def _scalar(text: str) -> Any:
+    """JSON first (YAML 1.1 reads ``1e-4`` as a string), then YAML (``null``, bare words)."""
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return yaml.safe_load(text) if text else ""
 
 
 def apply_overrides(base: Mapping[str, Any], overrides: Sequence[tuple[str, Any]]) -> dict[str, Any]:
