@@ -33,7 +33,8 @@ class ImageReadError(ValueError):
 
 def from_uint8(array: np.ndarray) -> Tensor:
     """``(H, W, 3)`` uint8 RGB -> ``(3, H, W)`` float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 127.5 - 1.0
+    # A copy: arrays from PIL or imageio may be read-only, which torch warns about.
+    return torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
