@@ -55,8 +55,6 @@ def test_video_round_trip_and_bad_indices(tmp_path):
         read_video_frames(path, [0, 7])
 
 
-# imageio-ffmpeg leaves its subprocess pipes to the garbage collector when ffmpeg rejects a file.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_corrupt_video_is_named(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"nope")
     with pytest.raises(ImageReadError, match="bad.mp4"):

@@ -3,6 +3,8 @@
 Every reader names the file and what was wrong with it; every writer is atomic.
 """
 
+import re
+import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -102,44 +104,51 @@ def save_grid(images: Tensor | Sequence[Tensor], path: str | Path, nrow: int = 8
     return save_image(make_grid(images, nrow=nrow), path)
 
 
-def _video_reader(path: Path):
-    import imageio.v2 as imageio
-
+def _check_video(path: Path) -> None:
     if not path.is_file():
         raise ImageReadError(f"{path}: video file not found")
-    try:
-        return imageio.get_reader(str(path), format="FFMPEG")
-    except Exception as exc:  # noqa: BLE001 - imageio raises several types for bad files
-        raise ImageReadError(f"{path}: not a readable video ({exc})") from None
 
 
 def video_frame_count(path: str | Path) -> int:
     """Number of frames in a video file."""
-    reader = _video_reader(Path(path))
+    import imageio_ffmpeg
+
+    path = Path(path)
+    _check_video(path)
     try:
-        return int(reader.count_frames())
-    finally:
-        reader.close()
+        return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+    except (RuntimeError, OSError) as exc:
+        raise ImageReadError(f"{path}: not a readable video ({exc})") from None
 
 
 def read_video_frames(path: str | Path, indices: Sequence[int] | None = None) -> list[Tensor]:
     """Frames of a video as ``(3, H, W)`` floats in [-1, 1]; all of them, or those at ``indices``."""
+    import imageio_ffmpeg
+
     path = Path(path)
-    reader = _video_reader(path)
+    _check_video(path)
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    # ffmpeg prints the stream header on stderr; no output file makes it exit right after.
+    header = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    size = re.search(r"Stream #.*Video:.*?(\d{2,5})x(\d{2,5})", header)
+    if size is None:
+        last = header.strip().splitlines()[-1] if header.strip() else "no video stream"
+        raise ImageReadError(f"{path}: not a readable video ({last})")
+    width, height = int(size.group(1)), int(size.group(2))
     wanted = None if indices is None else set(indices)
     frames: dict[int, Tensor] = {}
-    seen = 0
-    try:
-        for index, frame in enumerate(reader):
-            seen = index + 1
-            if wanted is None or index in wanted:
-                frames[index] = from_uint8(np.asarray(frame)[..., :3])
-            if wanted is not None and len(frames) == len(wanted):
+    seen, frame_bytes = 0, width * height * 3
+    # Our own ffmpeg pipe (imageio-ffmpeg's generator leaves its pipes open when a video ends).
+    command = [exe, "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as process:
+        while wanted is None or len(frames) < len(wanted):
+            raw = process.stdout.read(frame_bytes)
+            if len(raw) < frame_bytes:
                 break
-    except Exception as exc:  # noqa: BLE001
-        raise ImageReadError(f"{path}: video decoding failed after {len(frames)} frames ({exc})") from None
-    finally:
-        reader.close()
+            if wanted is None or seen in wanted:
+                frames[seen] = from_uint8(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3))
+            seen += 1
+        process.kill()
     if wanted is not None and len(frames) != len(wanted):
         missing = sorted(wanted - set(frames))
         raise ImageReadError(f"{path}: has {seen} frames; frames {missing[:5]} do not exist")
@@ -149,16 +158,24 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | None = None) ->
 
 def write_video(frames: Iterable[Tensor], path: str | Path, fps: float = 25.0) -> Path:
     """Write ``(3, H, W)`` frames in [-1, 1] to an H.264 MP4, atomically."""
-    import imageio.v2 as imageio
+    import imageio_ffmpeg
 
     path = Path(path)
 
     def write(tmp: Path) -> None:
-        writer = imageio.get_writer(str(tmp), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1)
+        writer = None
         try:
             for frame in frames:
-                writer.append_data(to_uint8(frame))
+                array = to_uint8(frame)
+                if writer is None:
+                    size = (array.shape[1], array.shape[0])
+                    writer = imageio_ffmpeg.write_frames(str(tmp), size, fps=fps, codec="libx264", macro_block_size=1)
+                    writer.send(None)  # start the encoder
+                writer.send(np.ascontiguousarray(array).tobytes())
+            if writer is None:
+                raise ValueError(f"{path}: no frames to write")
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
 
     return atomic_write(path, write)
