@@ -160,7 +160,8 @@ def load_module_weights(module: nn.Module, weights: str | Path) -> nn.Module:
 
 
 def load_component(
-    path: str | Path, registry: Registry, kind: str | None = None, **context: Any
+    # Positional-only, so an encoder's build context can itself carry ``registry=...``.
+    path: str | Path, registry: Registry, kind: str | None = None, /, **context: Any
 ) -> tuple[Any, ComponentConfig]:
     """Build a component from its directory and load its weights strictly.
 

@@ -1,0 +1,48 @@
+"""The sizes each ``preset`` builds: ``paper`` (the published networks) and ``tiny`` (CPU tests).
+
+Every encoder config has ``preset: Literal["paper", "tiny"]``; the numbers live here once, beside
+the reference section they come from.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from invertavatar_core.ir_se import IR_SE_50, IRSEArchitecture
+
+__all__ = ["PRESETS", "Preset", "PresetSizes"]
+
+Preset = Literal["paper", "tiny"]
+"""Names of the size presets."""
+
+
+@dataclass(frozen=True)
+class PresetSizes:
+    """Sizes shared by the encoders of one preset."""
+
+    trunk: IRSEArchitecture
+    """The IR-SE trunk (E_latent, E_tex and E_tri all use the same one)."""
+    input_resolution: int
+    """Square input resolution (a multiple of 16)."""
+    decoder_channels: tuple[int, int, int, int]
+    """UNet decoder widths at R/16, R/8, R/4, R/2 (after each level's DoubleConv)."""
+    tail_channels: int
+    """Width of the UNet tail at full input resolution (E_tri's 256 level)."""
+
+
+PRESETS: dict[str, PresetSizes] = {
+    "paper": PresetSizes(
+        trunk=IR_SE_50,  # reference 2.8
+        input_resolution=256,  # 512 input avg-pooled to 256, reference 2.1
+        decoder_channels=(512, 384, 256, 96),  # up1..up4, reference 2.9
+        tail_channels=96,  # pixel-shuffle 96 -> 24, conv 24 -> 96 -> 96, reference 2.10
+    ),
+    "tiny": PresetSizes(
+        trunk=IRSEArchitecture(
+            stem_channels=8, stage_channels=(8, 16, 16, 32), stage_units=(1, 1, 1, 1), se_reduction=4
+        ),
+        input_resolution=64,
+        decoder_channels=(32, 16, 16, 8),
+        tail_channels=8,
+    ),
+}
+"""Preset name -> sizes."""
