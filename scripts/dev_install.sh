@@ -3,6 +3,8 @@
 # Listing all packages in one command makes pip take the siblings from here, not from an index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The pip bundled with Python 3.11 (23.2) fails on the sibling extras with a false "no matching distribution".
+python -m pip install --quiet --upgrade pip
 python -m pip install -c constraints.txt \
     -e "packages/core[all,testing]" \
     -e packages/prior-next3d \

@@ -14,6 +14,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS_DIR = Path(os.environ.get("INVERTAVATAR_ASSETS", REPO_ROOT.parent / "shared" / "assets"))
 """Real test material (ICT, MediaPipe canonical mesh, portraits, a clip); never part of the project."""
 
+# Tests use tiny models: on 2 shared cores torch's intra-op threads cost more in contention than
+# they win (5-400x slower measured), and pytest-xdist already runs one worker per core.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

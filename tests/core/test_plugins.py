@@ -75,7 +75,7 @@ def test_fake_distribution_registers_through_entry_point(acme):
 
 
 def test_fake_distribution_in_experiment_config_and_sweep(acme, experiment_data, tmp_path):
-    from conftest import manager_with_fakes
+    from core_fakes import manager_with_fakes
 
     from invertavatar_core import ExperimentConfig
     from invertavatar_core.sweep import Sweep
@@ -144,7 +144,7 @@ def test_allow_list_env(acme, monkeypatch):
 
 
 def test_trace_env(monkeypatch, capsys):
-    from conftest import manager_with_fakes
+    from core_fakes import manager_with_fakes
 
     monkeypatch.setenv("INVERTAVATAR_TRACE_PLUGINS", "1")
     build_registry(manager_with_fakes())
