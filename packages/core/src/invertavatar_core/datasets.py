@@ -1,0 +1,349 @@
+"""Dataset folders of fitted frames: the layout ``invertavatar fit`` writes, and the official one.
+
+Both readers give the same thing: ``len(dataset)`` frames, ``dataset[i]`` an
+:class:`~invertavatar_core.observation.Observation` of batch 1, ``dataset.sequences()`` the frame
+indices of each video (in time order) and ``dataset.sequence(name)`` all of a video's frames as
+one Observation. :func:`open_dataset` picks the reader from what the folder holds.
+
+The ``fit`` layout (``docs/dataset-layout.md``)::
+
+    dataset.json                      format, version, resolutions, model config, sequences
+    cameras.json                      {"labels": [["<seq>/<frame>.png", [25 floats]], ...]}
+    images/<seq>/<frame>.png          aligned square RGB crop
+    frames/<seq>/<frame>.safetensors  expression_uv (3, Hu, Hu), unwrap_grid (Ht, Ht, 2),
+                                      visibility (1, Ht, Ht), identity, expression, eyes,
+                                      optional landmarks (478, 2) in crop pixels
+    unwraps/<seq>/<frame>.png         preview: the photo in UV space, white where unseen
+    overlays/<seq>/<frame>.png        preview: the fitted mesh over the crop
+
+The official InvertAvatar layout (reference 1.5): ``images512x512/<video>/<frame>.png``,
+``images512x512/dataset_realcam.json``, ``orthRender256x256_face_eye/<video>/<frame>.npy``
+(float16 H x W x 4: u, v, face mask, coverage), ``uvRender256x256/<video>/<frame>.npy``
+(float16 256 x 256 x 3: x, y, visibility) and ``coeffs/<video>/<frame>.npy`` (610 floats).
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from invertavatar_core.atomic import atomic_write, atomic_write_text
+from invertavatar_core.image_io import read_image, save_image
+from invertavatar_core.observation import Observation
+
+__all__ = [
+    "DatasetFormatError",
+    "FIT_FORMAT",
+    "FitDataset",
+    "FitDatasetWriter",
+    "FittedFrame",
+    "InvertAvatarDataset",
+    "open_dataset",
+]
+
+FIT_FORMAT = "invertavatar-fit"
+"""``dataset.json["format"]`` of the fit layout."""
+
+FIT_VERSION = 1
+"""``dataset.json["version"]`` this reader understands."""
+
+_MAPS = ("expression_uv", "unwrap_grid", "visibility")
+_COEFFICIENTS = ("identity", "expression", "eyes")
+
+
+class DatasetFormatError(ValueError):
+    """A dataset folder or one of its files is not what its layout promises."""
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetFormatError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _labels(path: Path) -> dict[str, Tensor]:
+    """EG3D-style ``{"labels": [[relpath, 25 floats], ...]}`` -> relpath -> ``(25,)``."""
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
+        raise DatasetFormatError(f"{path}: expected {{'labels': [[relpath, [25 floats]], ...]}}")
+    out = {}
+    for entry in data["labels"]:
+        if not (isinstance(entry, list) and len(entry) == 2 and len(entry[1]) == 25):
+            raise DatasetFormatError(f"{path}: label entry {str(entry)[:80]} is not [relpath, [25 floats]]")
+        out[str(entry[0])] = torch.tensor(entry[1], dtype=torch.float32)
+    return out
+
+
+def _resize(image: Tensor, resolution: int | None) -> Tensor:
+    if resolution is None or image.shape[-1] == resolution and image.shape[-2] == resolution:
+        return image
+    return F.interpolate(
+        image[None], size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
+    )[0]
+
+
+class _FrameFolder:
+    """Shared reader machinery: an ordered frame list grouped by sequence."""
+
+    root: Path
+    _frames: list[tuple[str, str]]
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def sequences(self) -> dict[str, list[int]]:
+        """Sequence name -> dataset indices of its frames, in time order."""
+        out: dict[str, list[int]] = {}
+        for index, (sequence, _) in enumerate(self._frames):
+            out.setdefault(sequence, []).append(index)
+        return out
+
+    def frame_name(self, index: int) -> tuple[str, str]:
+        """``(sequence, frame)`` of dataset index ``index``."""
+        return self._frames[index]
+
+    def sequence(self, name: str) -> Observation:
+        """All frames of sequence ``name`` as one Observation (batch = frames)."""
+        indices = self.sequences().get(name)
+        if not indices:
+            raise KeyError(f"{self.root}: no sequence {name!r}; sequences are {sorted(self.sequences())[:10]}")
+        return Observation.cat([self[i] for i in indices])
+
+    def __getitem__(self, index: int) -> Observation:
+        raise NotImplementedError
+
+    def _check_index(self, index: int) -> int:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"{self.root}: frame {index} out of range ({len(self)} frames)")
+        return index % len(self)
+
+
+class FitDataset(_FrameFolder):
+    """The folder ``invertavatar fit`` / ``invertavatar synth-heads`` write (see the module docs)."""
+
+    def __init__(self, root: str | Path, image_resolution: int | None = None) -> None:
+        self.root = Path(root)
+        self.image_resolution = image_resolution
+        meta = _read_json(self.root / "dataset.json")
+        if not isinstance(meta, dict) or meta.get("format") != FIT_FORMAT:
+            raise DatasetFormatError(f"{self.root / 'dataset.json'}: 'format' must be {FIT_FORMAT!r}")
+        if meta.get("version") != FIT_VERSION:
+            raise DatasetFormatError(f"{self.root / 'dataset.json'}: unsupported version {meta.get('version')!r}")
+        self.meta: dict[str, Any] = meta
+        """The parsed ``dataset.json``."""
+        sequences = meta.get("sequences")
+        if not isinstance(sequences, dict):
+            raise DatasetFormatError(f"{self.root / 'dataset.json'}: 'sequences' must map names to frame lists")
+        self._frames = [(str(s), str(f)) for s, frames in sequences.items() for f in frames]
+        self._cameras = _labels(self.root / "cameras.json")
+
+    def __getitem__(self, index: int) -> Observation:
+        """Frame ``index`` as an Observation of batch 1."""
+        sequence, frame = self._frames[self._check_index(index)]
+        key = f"{sequence}/{frame}.png"
+        if key not in self._cameras:
+            raise DatasetFormatError(f"{self.root / 'cameras.json'}: no label for {key}")
+        image = _resize(read_image(self.root / "images" / sequence / f"{frame}.png"), self.image_resolution)
+        tensors_path = self.root / "frames" / sequence / f"{frame}.safetensors"
+        if not tensors_path.is_file():
+            raise DatasetFormatError(f"{tensors_path}: file not found")
+        tensors = load_file(tensors_path)
+        missing = [k for k in _MAPS if k not in tensors]
+        if missing:
+            raise DatasetFormatError(f"{tensors_path}: missing tensor(s) {missing}")
+        coefficients = {k: tensors[k].float()[None] if k in tensors else None for k in _COEFFICIENTS}
+        return Observation(
+            image=image[None],
+            camera=self._cameras[key][None],
+            expression_uv=tensors["expression_uv"].float()[None],
+            unwrap_grid=tensors["unwrap_grid"].float()[None],
+            visibility=tensors["visibility"].float()[None],
+            **coefficients,
+        )
+
+    def landmarks(self, index: int) -> Tensor | None:
+        """``(478, 2)`` detected landmarks of frame ``index`` in crop pixels, if stored."""
+        sequence, frame = self._frames[self._check_index(index)]
+        tensors = load_file(self.root / "frames" / sequence / f"{frame}.safetensors")
+        return tensors.get("landmarks")
+
+
+@dataclass(frozen=True)
+class FittedFrame:
+    """One frame to write: everything without a batch dimension.
+
+    ``image (3, R, R)`` in [-1, 1]; ``camera (25,)``; ``expression_uv (3, Hu, Hu)``;
+    ``unwrap_grid (Ht, Ht, 2)``; ``visibility (1, Ht, Ht)``; coefficients flat; optional
+    ``landmarks (478, 2)`` in crop pixels, ``unwrap_rgb (3, Ht, Ht)`` and ``overlay (3, R, R)``.
+    """
+
+    image: Tensor
+    camera: Tensor
+    expression_uv: Tensor
+    unwrap_grid: Tensor
+    visibility: Tensor
+    identity: Tensor
+    expression: Tensor
+    eyes: Tensor | None = None
+    landmarks: Tensor | None = None
+    unwrap_rgb: Tensor | None = None
+    overlay: Tensor | None = None
+
+
+class FitDatasetWriter:
+    """Writes the fit layout frame by frame; every file atomically, the index after each frame.
+
+    Re-opening an existing folder keeps its frames (``has(sequence, frame)`` lets a command skip
+    work it already did), so an interrupted ``fit`` resumes.
+    """
+
+    def __init__(self, root: str | Path, model: Mapping[str, Any], image_resolution: int, uv_resolution: int) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._meta: dict[str, Any] = {
+            "format": FIT_FORMAT,
+            "version": FIT_VERSION,
+            "image_resolution": image_resolution,
+            "uv_resolution": uv_resolution,
+            "model": dict(model),
+            "sequences": {},
+        }
+        self._labels: dict[str, list[float]] = {}
+        if (self.root / "dataset.json").is_file():
+            old = FitDataset(self.root)
+            if old.meta.get("model") != self._meta["model"]:
+                raise DatasetFormatError(
+                    f"{self.root}: already holds frames fitted with model {old.meta.get('model')}; use another --out"
+                )
+            self._meta["sequences"] = {k: list(v) for k, v in old.meta["sequences"].items()}
+            self._labels = {k: v.tolist() for k, v in old._cameras.items()}
+
+    def has(self, sequence: str, frame: str) -> bool:
+        """Whether frame ``frame`` of ``sequence`` is already written."""
+        return frame in self._meta["sequences"].get(sequence, [])
+
+    def add(self, sequence: str, frame: str, data: FittedFrame) -> None:
+        """Write one frame's files and update the index."""
+        for name in (sequence, frame):
+            if not name or "/" in name or name.startswith("."):
+                raise ValueError(f"sequence and frame names must be plain file names, got {name!r}")
+        save_image(data.image, self.root / "images" / sequence / f"{frame}.png")
+        tensors = {
+            "expression_uv": data.expression_uv.detach().to(torch.float16).contiguous().cpu(),
+            "unwrap_grid": data.unwrap_grid.detach().to(torch.float16).contiguous().cpu(),
+            "visibility": data.visibility.detach().to(torch.float16).contiguous().cpu(),
+            "identity": data.identity.detach().float().reshape(-1).contiguous().cpu(),
+            "expression": data.expression.detach().float().reshape(-1).contiguous().cpu(),
+        }
+        if data.eyes is not None:
+            tensors["eyes"] = data.eyes.detach().float().reshape(-1).contiguous().cpu()
+        if data.landmarks is not None:
+            tensors["landmarks"] = data.landmarks.detach().float().contiguous().cpu()
+        path = self.root / "frames" / sequence / f"{frame}.safetensors"
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+        if data.unwrap_rgb is not None:
+            save_image(data.unwrap_rgb, self.root / "unwraps" / sequence / f"{frame}.png")
+        if data.overlay is not None:
+            save_image(data.overlay, self.root / "overlays" / sequence / f"{frame}.png")
+        frames = self._meta["sequences"].setdefault(sequence, [])
+        if frame not in frames:
+            frames.append(frame)
+        self._labels[f"{sequence}/{frame}.png"] = [float(x) for x in data.camera.detach().reshape(-1).tolist()]
+        self._flush()
+
+    def _flush(self) -> None:
+        labels = [[key, value] for key, value in self._labels.items()]
+        atomic_write_text(self.root / "cameras.json", json.dumps({"labels": labels}) + "\n")
+        atomic_write_text(self.root / "dataset.json", json.dumps(self._meta, indent=2) + "\n")
+
+
+class InvertAvatarDataset(_FrameFolder):
+    """The official preprocessed layout of reference 1.5 (read-only)."""
+
+    def __init__(self, root: str | Path, image_resolution: int | None = None) -> None:
+        self.root = Path(root)
+        self.image_resolution = image_resolution
+        images = self.root / "images512x512"
+        if not images.is_dir():
+            raise DatasetFormatError(f"{self.root}: no images512x512/ folder (official InvertAvatar layout)")
+        self._cameras = _labels(images / "dataset_realcam.json")
+        self._frames = sorted(
+            (p.parent.name, p.stem) for p in images.glob("*/*.png") if f"{p.parent.name}/{p.name}" in self._cameras
+        )
+        if not self._frames:
+            raise DatasetFormatError(f"{images}: no <video>/<frame>.png with a label in dataset_realcam.json")
+
+    def _npy(self, folder: str, sequence: str, frame: str) -> np.ndarray:
+        path = self.root / folder / sequence / f"{frame}.npy"
+        if not path.is_file():
+            raise DatasetFormatError(f"{path}: file not found")
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise DatasetFormatError(f"{path}: not a plain .npy array ({exc})") from None
+
+    def __getitem__(self, index: int) -> Observation:
+        """Frame ``index`` as an Observation of batch 1 (coefficients from ``coeffs/`` if present)."""
+        sequence, frame = self._frames[self._check_index(index)]
+        image = _resize(read_image(self.root / "images512x512" / sequence / f"{frame}.png"), self.image_resolution)
+        ortho = self._npy("orthRender256x256_face_eye", sequence, frame).astype(np.float32)
+        if ortho.ndim != 3 or ortho.shape[2] < 3:
+            raise DatasetFormatError(
+                f"orthRender256x256_face_eye/{sequence}/{frame}.npy: expected H x W x 4, got {ortho.shape}"
+            )
+        uv = torch.from_numpy(ortho[..., :3].copy()).permute(2, 0, 1)
+        uv[2] = (uv[2] > 0.5).float()  # the face mask is binarised at 0.5 (reference 1.5)
+        unwrap = self._npy("uvRender256x256", sequence, frame).astype(np.float32)
+        if unwrap.ndim != 3 or unwrap.shape[2] != 3:
+            raise DatasetFormatError(f"uvRender256x256/{sequence}/{frame}.npy: expected H x W x 3, got {unwrap.shape}")
+        unwrap_t = torch.from_numpy(unwrap.copy())
+        coefficients: dict[str, Tensor | None] = {k: None for k in _COEFFICIENTS}
+        coeff_path = self.root / "coeffs" / sequence / f"{frame}.npy"
+        if coeff_path.is_file():
+            values = torch.from_numpy(self._npy("coeffs", sequence, frame).astype(np.float32).reshape(-1))
+            if values.numel() != 610:
+                raise DatasetFormatError(f"{coeff_path}: expected 610 FaceVerse coefficients, got {values.numel()}")
+            # FaceVerse v3.1 layout (reference 3.3): id 0:150, exp 150:321, eyes 605:609.
+            coefficients = {
+                "identity": values[None, :150],
+                "expression": values[None, 150:321],
+                "eyes": values[None, 605:609],
+            }
+        return Observation(
+            image=image[None],
+            camera=self._cameras[f"{sequence}/{frame}.png"][None],
+            expression_uv=uv[None],
+            unwrap_grid=unwrap_t[None, ..., :2],
+            visibility=unwrap_t[None, None, ..., 2],
+            **coefficients,
+        )
+
+
+def open_dataset(root: str | Path, image_resolution: int | None = None) -> FitDataset | InvertAvatarDataset:
+    """The reader for the folder at ``root``: the fit layout or the official one.
+
+    Args:
+        root: dataset folder.
+        image_resolution: resize images to this square size on reading (``None``: as stored).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetFormatError(f"{root}: dataset folder not found")
+    if (root / "dataset.json").is_file():
+        return FitDataset(root, image_resolution=image_resolution)
+    if (root / "images512x512").is_dir():
+        return InvertAvatarDataset(root, image_resolution=image_resolution)
+    raise DatasetFormatError(
+        f"{root}: not a dataset folder; expected dataset.json (written by `invertavatar fit` or "
+        f"`invertavatar synth-heads`) or the official images512x512/ layout"
+    )

@@ -1,0 +1,1 @@
+"""The command-line subcommands this package adds to ``invertavatar``."""

@@ -1,0 +1,69 @@
+"""MediaPipe FaceMesh as a landmark detector: 478 points (irises refined), one face, still images.
+
+Needs the ``mediapipe`` extra (``pip install "invertavatar-faceverse[mediapipe]"``; 0.10.21 is
+the last wheel that bundles its face models). Points are returned in continuous pixel
+coordinates: x = 0 at the left edge of the image, a pixel's centre at ``j + 0.5``.
+"""
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from invertavatar_core.components import LandmarkDetectorConfig
+from invertavatar_faceverse.mediapipe_landmarks import NUM_LANDMARKS
+
+__all__ = ["MediaPipeLandmarkDetector", "MediaPipeLandmarkDetectorConfig"]
+
+
+class MediaPipeLandmarkDetectorConfig(LandmarkDetectorConfig):
+    """Settings of MediaPipe FaceMesh (static-image mode, refined landmarks: reference 3.4)."""
+
+    name: Literal["mediapipe"] = "mediapipe"
+    min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    """Face detector threshold; below it the image counts as having no face."""
+
+
+class MediaPipeLandmarkDetector:
+    """``detect(image (H, W, 3) uint8 RGB) -> (478, 2)`` pixel (x, y), or None without a face."""
+
+    num_landmarks = NUM_LANDMARKS
+
+    def __init__(self, config: MediaPipeLandmarkDetectorConfig | None = None) -> None:
+        self.config = config or MediaPipeLandmarkDetectorConfig()
+        try:
+            from mediapipe.python.solutions import face_mesh
+        except ImportError as exc:
+            raise ImportError(
+                "landmark detector 'mediapipe' needs the mediapipe package: "
+                'pip install "invertavatar-faceverse[mediapipe]"'
+            ) from exc
+        self._mesh = face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=self.config.min_detection_confidence,
+        )
+
+    def detect(self, image) -> Tensor | None:
+        """Landmarks of the most prominent face, ``(478, 2)`` float32 pixels, or None."""
+        array = np.asarray(image)
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise ValueError(
+                f"mediapipe detector: expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}"
+            )
+        result = self._mesh.process(np.ascontiguousarray(array))
+        if not result.multi_face_landmarks:
+            return None
+        points = result.multi_face_landmarks[0].landmark
+        h, w = array.shape[:2]
+        xy = np.array([(p.x * w, p.y * h) for p in points], dtype=np.float32)
+        if len(xy) != NUM_LANDMARKS:
+            raise RuntimeError(f"mediapipe returned {len(xy)} landmarks, expected {NUM_LANDMARKS} (refine_landmarks)")
+        return torch.from_numpy(xy)
+
+    def close(self) -> None:
+        """Release MediaPipe's graph."""
+        self._mesh.close()

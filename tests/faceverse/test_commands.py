@@ -1,0 +1,99 @@
+"""``invertavatar synth-heads`` and ``invertavatar fit`` write readable datasets; registrations."""
+
+import importlib.util
+
+import pytest
+import torch
+
+from invertavatar_core import build_registry, get_plugin_manager
+from invertavatar_core.cli import main
+from invertavatar_core.datasets import FitDataset
+from invertavatar_core.image_io import read_image, save_image
+from invertavatar_faceverse.face_crop import CropBox, crop_box, crop_image, smooth_boxes
+
+HAS_MEDIAPIPE = importlib.util.find_spec("mediapipe") is not None
+
+
+def test_registered_components():
+    registry = build_registry(get_plugin_manager(autoload=True))
+    assert {"procedural", "ict", "faceverse"} <= set(registry.names("morphable_model"))
+    assert ("mediapipe" in registry.names("landmark_detector")) == HAS_MEDIAPIPE
+
+
+def test_synth_heads_writes_the_fit_layout(tmp_path):
+    out = tmp_path / "heads"
+    argv = ["synth-heads", "--out", str(out), "--identities", "2", "--frames-per-identity", "2"]
+    assert main([*argv, "--resolution", "64", "--uv-resolution", "32", "--tiny", "--seed", "3"]) == 0
+    dataset = FitDataset(out)
+    assert len(dataset) == 4 and list(dataset.sequences()) == ["id0000", "id0001"]
+    frames = dataset.sequence("id0000")
+    assert frames.image.shape == (2, 3, 64, 64) and frames.expression_uv.shape == (2, 3, 32, 32)
+    # The head is in the picture (not background colour everywhere) and its face is seen.
+    assert frames.image.std() > 0.1 and frames.visibility.mean() > 0.05
+    assert frames.expression_uv[:, 2].mean() > 0.1  # face mask channel of the UV render
+    assert torch.equal(frames.identity[0], frames.identity[1])
+    assert not torch.equal(dataset.sequence("id0001").identity[0], frames.identity[0])
+    # Landmarks stored with each frame are the model's, projected into the image.
+    landmarks = dataset.landmarks(0)
+    assert landmarks.shape == (478, 2) and 0 < float(landmarks.min()) and float(landmarks.max()) < 64
+
+
+def test_face_crop_box_and_transforms():
+    image = torch.linspace(-1, 1, 3 * 80 * 100).view(3, 80, 100)
+    landmarks = torch.rand(478, 2) * 20 + torch.tensor([40.0, 30.0])
+    box = crop_box(landmarks)
+    assert box.side > 10
+    crop = crop_image(image, box, 32)
+    assert crop.shape == (3, 32, 32)
+    points = torch.tensor([[box.x0, box.y0], [box.x0 + box.side, box.y0 + box.side]])
+    torch.testing.assert_close(box.to_crop(points, 32), torch.tensor([[0.0, 0.0], [32.0, 32.0]]))
+    torch.testing.assert_close(box.to_image(box.to_crop(landmarks, 32), 32), landmarks)
+    smooth = smooth_boxes([CropBox(0, 0, 10), CropBox(10, 0, 10), CropBox(0, 0, 10)], sigma=1.0)
+    assert 0 < smooth[1].x0 < 10 and smooth[0].x0 > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MEDIAPIPE, reason="mediapipe (the [mediapipe] extra) is not installed")
+def test_fit_command_on_a_portrait(assets_dir, tmp_path):
+    photo = assets_dir / "media" / "trump_official_portrait.png"
+    canonical = assets_dir / "mediapipe-canonical-face" / "face_model_with_iris.obj"
+    if not photo.is_file():
+        pytest.skip(f"portrait missing: {photo}")
+    out = tmp_path / "fit"
+    argv = ["fit", str(photo), "--out", str(out), "--model", "procedural", "--mediapipe-canonical", str(canonical)]
+    assert main([*argv, "--resolution", "256", "--uv-resolution", "64"]) == 0
+    dataset = FitDataset(out)
+    assert len(dataset) == 1 and dataset.meta["model"]["name"] == "procedural"
+    obs = dataset[0]
+    assert obs.image.shape == (1, 3, 256, 256) and obs.camera.shape == (1, 25)
+    assert obs.expression_uv.shape == (1, 3, 64, 64) and obs.visibility.mean() > 0.1
+    overlay = read_image(out / "overlays" / photo.stem / "00000.png")
+    assert (overlay - obs.image[0]).abs().mean() > 0.01  # the mesh was drawn over the crop
+    # A second run finds the sequence done and leaves it alone.
+    assert main([*argv, "--resolution", "256", "--uv-resolution", "64"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MEDIAPIPE, reason="mediapipe (the [mediapipe] extra) is not installed")
+def test_fit_command_on_a_video(assets_dir, tmp_path):
+    video = assets_dir / "media" / "talking_head_512.mp4"
+    if not video.is_file():
+        pytest.skip(f"clip missing: {video}")
+    out = tmp_path / "fit"
+    argv = ["fit", str(video), "--out", str(out), "--every", "50", "--max-frames", "3", "--steps", "60"]
+    assert main([*argv, "--resolution", "128", "--uv-resolution", "32"]) == 0
+    dataset = FitDataset(out)
+    assert dataset.sequences() == {"talking_head_512": [0, 1, 2]}
+    frames = dataset.sequence("talking_head_512")
+    assert [name for _, name in map(dataset.frame_name, range(3))] == ["00000", "00050", "00100"]
+    assert torch.equal(frames.identity[0], frames.identity[2])  # one identity per video
+    assert not torch.equal(frames.camera[0], frames.camera[2])
+
+
+@pytest.mark.skipif(not HAS_MEDIAPIPE, reason="mediapipe (the [mediapipe] extra) is not installed")
+def test_fit_command_reports_missing_faces(tmp_path, capsys):
+    blank = save_image(torch.zeros(3, 96, 96), tmp_path / "blank.png")
+    assert main(["fit", str(blank), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no face found" in err and "blank.png" in err
+    assert main(["fit", str(tmp_path / "absent.jpg"), "--out", str(tmp_path / "out")]) == 2
