@@ -2,4 +2,84 @@
 
 from invertavatar_core.plugins import hookimpl
 
-__all__: list[str] = []
+__all__: list[str] = [
+    "invertavatar_register_inverters",
+    "invertavatar_register_metrics",
+    "invertavatar_register_rasterizers",
+]
+
+
+@hookimpl
+def invertavatar_register_inverters(registrar) -> None:
+    """Register our inverter and the baselines of Tables 1-2 (``per_frame_mean``, ``pti``)."""
+    from invertavatar_core.incremental_inverter import IncrementalInverterConfig, build_incremental_inverter
+    from invertavatar_core.per_frame_mean_inverter import PerFrameMeanInverterConfig, build_per_frame_mean_inverter
+    from invertavatar_core.pti_inverter import PTIInverterConfig, build_pti_inverter
+
+    registrar.add(
+        "incremental",
+        build_incremental_inverter,
+        IncrementalInverterConfig,
+        description="ours: E_latent on frame 0, (recurrent) E_tex / E_tri over all frames; one-shot without aggregator",
+    )
+    registrar.add(
+        "per_frame_mean",
+        build_per_frame_mean_inverter,
+        PerFrameMeanInverterConfig,
+        description="baseline Ours-OS (Table 2): one-shot inversion per frame, canonical features averaged",
+    )
+    registrar.add(
+        "pti",
+        build_pti_inverter,
+        PTIInverterConfig,
+        description="baseline Next3D-PTI (Tables 1-2): optimise w+, then fine-tune the prior around it",
+        tiny={"w_steps": 2, "tune_steps": 2, "progress": False},
+    )
+
+
+@hookimpl
+def invertavatar_register_metrics(registrar) -> None:
+    """Register the evaluation metrics of the paper (Sec. 4.1) and MS-SSIM (fallback perceptual loss)."""
+    from invertavatar_core import metrics as m
+
+    registrar.add("psnr", m.PSNR, m.PSNRConfig, description="peak signal-to-noise ratio in dB, per image, capped")
+    registrar.add("l1", m.L1, m.L1Config, description="mean absolute error in [0, 1] units")
+    registrar.add("ssim", m.SSIM, m.SSIMConfig, description="structural similarity (kornia), 11-px Gaussian window")
+    registrar.add(
+        "ms_ssim", m.MSSSIM, m.MSSSIMConfig,
+        description="multi-scale SSIM; 1 - MS-SSIM is the perceptual loss when LPIPS weights are absent",
+        tiny={"window_size": 3},
+    )
+    registrar.add("lpips", m.LPIPS, m.LPIPSConfig, description="LPIPS (AlexNet), user-supplied trunk and head weights")
+    registrar.add("csim", m.CSIM, m.CSIMConfig, description="ArcFace (IR-SE-50) identity cosine similarity")
+    registrar.add("akd", m.AKD, m.AKDConfig, description="average keypoint distance of MediaPipe landmarks")
+    registrar.add("fid", m.FID, m.FIDConfig, description="Frechet Inception distance, user-supplied Inception-v3")
+
+
+@hookimpl
+def invertavatar_register_rasterizers(registrar) -> None:
+    """Register the pure-torch rasteriser, and nvdiffrast / pytorch3d backends when they import."""
+    from invertavatar_core.rasterizer import TorchRasterizer, TorchRasterizerConfig
+
+    registrar.add(
+        "torch", TorchRasterizer, TorchRasterizerConfig,
+        description="pure-torch z-buffer rasteriser (CPU and CUDA), differentiable barycentrics",
+    )
+    try:
+        from invertavatar_core.rasterizer_nvdiffrast import NvdiffrastRasterizer, NvdiffrastRasterizerConfig
+    except ImportError:
+        pass  # nvdiffrast is optional: no backend without it
+    else:
+        registrar.add(
+            "nvdiffrast", NvdiffrastRasterizer, NvdiffrastRasterizerConfig,
+            description="nvdiffrast (CUDA) triangle ids, torch barycentrics",
+        )
+    try:
+        from invertavatar_core.rasterizer_pytorch3d import Pytorch3DRasterizer, Pytorch3DRasterizerConfig
+    except ImportError:
+        pass  # pytorch3d is optional: no backend without it
+    else:
+        registrar.add(
+            "pytorch3d", Pytorch3DRasterizer, Pytorch3DRasterizerConfig,
+            description="pytorch3d rasterize_meshes triangle ids, torch barycentrics",
+        )

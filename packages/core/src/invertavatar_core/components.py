@@ -102,7 +102,13 @@ KINDS: dict[str, Kind] = {
         Kind("rasterizer", "rasterizers", RasterizerConfig, protocols.Rasterizer, "nothing"),
         Kind("landmark_detector", "landmark_detectors", LandmarkDetectorConfig, protocols.LandmarkDetector, "nothing"),
         Kind("metric", "metrics", MetricConfig, protocols.Metric, "nothing"),
-        Kind("inverter", "inverters", InverterConfig, object, "registry: Registry, experiment: ExperimentConfig"),
+        Kind(
+            "inverter",
+            "inverters",
+            InverterConfig,
+            object,
+            "registry: Registry, experiment: ExperimentConfig, models: InversionModels | None",
+        ),
     )
 }
 """Every kind, by name."""

@@ -25,7 +25,9 @@ __all__ = [
     "ComponentField",
     "DataConfig",
     "EncodersConfig",
+    "EvaluatedModel",
     "EvaluationConfig",
+    "EvaluationProtocol",
     "ExperimentConfig",
     "Section",
     "Stage1LossWeights",
@@ -111,6 +113,10 @@ class DataConfig(Section):
     """Frames cycled through the recurrent encoders per sequence (supplement 6.2.3: up to 32)."""
     num_workers: int = 0
     """DataLoader worker processes."""
+    synthetic_drives: int = 64
+    """Drive sequences (cameras + expressions of the morphable model) rendered once for synthetic samples."""
+    novel_views: int = 1
+    """Extra views per synthetic identity supervised besides its source frames (multi-view supervision)."""
 
 
 class Stage1LossWeights(Section):
@@ -161,17 +167,69 @@ class TrainingConfig(Section):
     """Add the adversarial term (the paper fine-tunes with it after pre-training without)."""
     stage1_losses: Stage1LossWeights = Stage1LossWeights()
     stage2_losses: Stage2LossWeights = Stage2LossWeights()
-    perceptual: ComponentField("metric") | None = None
+    perceptual: ComponentField("metric") | None = _named("lpips")
     """Perceptual loss network (LPIPS needs user-supplied weights; ``ms_ssim`` is a fallback)."""
+    perceptual_fallback: ComponentField("metric") | None = _named("ms_ssim")
+    """Used (with a message) when ``perceptual`` cannot run here; ``null`` drops the term then."""
+    id_weights: Path | None = None
+    """ArcFace IR-SE-50 weights (``model_ir_se50.pth``) for the ID loss; ``null`` drops the term (with a message)."""
+    prior_weights: Path | None = None
+    """Component folder of the trained prior (``invertavatar train prior``); ``null`` = as its config builds it."""
+    init_from: Path | None = None
+    """Model checkpoint of the previous stage (stage 2: prior + E_latent of stage 1; stage 3: all of stage 2)."""
+    latent_discriminator_lr: float = 1e-4  # supplement 6.2.1
+    """Learning rate of the latent-code discriminator D_W (stage 1)."""
+    r1_gamma: float = 1.0  # reference 2.13 (encoder stages); e4e's D_W uses the same R1 form
+    """R1 penalty weight of the discriminators."""
+    sample_truncation: float = 0.6  # reference 1.6 (synthetic GAN samples for the encoders)
+    """Truncation psi of synthetic training samples drawn from the prior."""
+    real_w_truncation: float = 0.8  # reference 2.13 (real codes for D_W)
+    """Truncation psi of the mapping-network codes D_W sees as real."""
+
+
+class EvaluatedModel(Section):
+    """One model compared by ``invertavatar evaluate``: a label, its weights, how it differs from the experiment."""
+
+    label: str
+    """Row label in tables and legend entry in plots."""
+    checkpoint: Path | None = None
+    """Model checkpoint folder (``InversionModels.save``); its saved experiment is the base. ``null``: fresh weights."""
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    """Dotted overrides of the base experiment, as ``invertavatar sweep --set`` takes them (``inverter.name: pti``)."""
+
+
+EvaluationProtocol = Literal["reconstruction", "same_identity", "cross_identity", "few_shot"]
+"""Protocols of paper Sec. 4 (see :mod:`invertavatar_core.evaluation`)."""
 
 
 class EvaluationConfig(Section):
     """What ``invertavatar evaluate`` measures."""
 
-    metrics: tuple[ComponentField("metric"), ...] = ()
+    metrics: tuple[ComponentField("metric"), ...] = Field(
+        default_factory=lambda: tuple({"name": n} for n in ("psnr", "l1", "ssim", "lpips", "csim", "akd", "fid")),
+        validate_default=True,
+    )
     """Metrics to report; those that cannot run here are listed as skipped with the reason."""
+    protocols: tuple[EvaluationProtocol, ...] = ("reconstruction", "same_identity", "cross_identity", "few_shot")
+    """Which protocols to run (Tables 1-3, Fig. 6)."""
     source_frames: tuple[int, ...] = (1, 2, 4, 8)
     """Numbers of source frames for the few-shot protocol."""
+    driving_frames: int = 500  # Sec. 4.2.1: "the next 500 frames as the driving video"
+    """Same-identity: frames after the source frame used as driving frames (fewer if the clip is shorter)."""
+    cross_driving_frames: int = 200  # Sec. 4.2.1: "the first 200 frames of one HDTF clip"
+    """Cross-identity: leading frames of the driving clip."""
+    few_shot_source_window: int = 200  # Sec. 4.2.2: "sample input frames evenly from the initial 200 frames"
+    """Few-shot: source frames are sampled evenly from this many leading frames."""
+    few_shot_eval_frames: int = 100  # Sec. 4.2.2: "use the last 100 frames for performance evaluation"
+    """Few-shot: trailing frames the avatar is evaluated on (clips shorter than window + this are skipped)."""
+    max_sequences: int | None = None
+    """Evaluate at most this many sequences (in dataset order); ``null`` = all."""
+    batch_size: int = 8
+    """Frames rendered per batch."""
+    qualitative_examples: int = 4
+    """Rows of each qualitative grid (source / driving / output)."""
+    models: tuple[EvaluatedModel, ...] = ()
+    """Models to compare; empty = the experiment itself with fresh weights."""
     out_dir: Path = Path("runs/evaluation")
     """Where tables and plots go."""
 
@@ -192,8 +250,9 @@ class ExperimentConfig(Section):
     inverter: ComponentField("inverter") = _named("incremental")
     """The inversion method (ours or a baseline)."""
     data: DataConfig = DataConfig()
-    training: TrainingConfig = TrainingConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
+    # A factory: the defaults name metrics, so they validate through the registry, never at import.
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, validate_default=True)
 
 
 def load_config_data(path: str | Path) -> dict[str, Any]:

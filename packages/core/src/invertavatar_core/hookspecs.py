@@ -110,8 +110,10 @@ def invertavatar_register_metrics(registrar) -> None:
 def invertavatar_register_inverters(registrar) -> None:
     """Register inversion methods (ours, baselines such as PTI).
 
-    ``factory(config, *, registry, experiment)`` returns an inverter with ``invert(frames)``
-    and ``start(frame)``.
+    ``factory(config, *, registry, experiment, models=None)`` returns an
+    :class:`~invertavatar_core.inversion.Inverter` (``invert(frames)``, ``start(frame)``);
+    ``models`` is an :class:`~invertavatar_core.inversion_models.InversionModels` (e.g. loaded
+    from a checkpoint), else the factory builds the experiment's networks fresh.
 
     .. versionadded:: 0.1
     """

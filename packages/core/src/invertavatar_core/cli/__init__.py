@@ -23,6 +23,10 @@ COMMANDS: tuple[str, ...] = (
     "invertavatar_core.cli.plugins",
     "invertavatar_core.cli.config",
     "invertavatar_core.cli.sweep",
+    "invertavatar_core.cli.train",
+    "invertavatar_core.cli.reconstruct",
+    "invertavatar_core.cli.render",
+    "invertavatar_core.cli.evaluate",
 )
 """Subcommand modules, in help order."""
 

@@ -18,19 +18,37 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
     parser.add_argument("--out", default="runs/sweep", help="output folder (finished points are skipped)")
+    parser.add_argument(
+        "--train", dest="stages", action="append", default=[], metavar="STAGE",
+        help="train this stage at every point first (latent / oneshot / incremental; repeatable, in order)",
+    )
+    parser.add_argument("--no-evaluate", action="store_true", help="only train; do not evaluate the points")
+    parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate every point first, then list (or run) them."""
+    """Validate every point first (configs, stages, data), then list (or run) them."""
+    import functools
+
+    from invertavatar_core.cli import UserError
+    from invertavatar_core.sweep_runner import check_point, run_point
+
     sweep = Sweep(load_config_data(args.config), args.sets, default_registry())
+    evaluate = not args.no_evaluate
+    problems = [
+        f"point [{p.slug}]: {why}"
+        for p in sweep.points
+        for why in check_point(p, stages=args.stages, evaluate=evaluate)
+    ]
+    if problems:
+        raise UserError(f"{len(problems)} problem(s); nothing was run:\n" + "\n".join(problems))
     for point in sweep.points:
         print(point.slug)
     if args.dry_run:
         print(f"{len(sweep.points)} valid points")
         return 0
-    from invertavatar_core.sweep_runner import run_point
-
-    rows = sweep.run(run_point, args.out, progress=print)
+    runner = functools.partial(run_point, stages=tuple(args.stages), evaluate=evaluate, device=args.device)
+    rows = sweep.run(runner, args.out, progress=print)
     print(f"{len(rows)} points; results in {args.out}/results.md")
     return 0

@@ -1,0 +1,109 @@
+"""``invertavatar render``: an orbit video of an avatar, or the avatar driven by a fitted video.
+
+    invertavatar render --avatar AVATAR --orbit --out orbit.mp4 [--frames 60]
+    invertavatar render --avatar AVATAR --drive FITDIR --out driven.mp4
+
+The prior comes from the model checkpoint the avatar was reconstructed with (recorded in
+``avatar.json``) or from ``--checkpoint``. The orbit keeps the source's neutral expression (its
+identity coefficients with a zero expression, rendered through the experiment's morphable model);
+driving re-renders each driving expression on the source identity when both sets of coefficients
+are known, else uses the driving frames' own expression UV renders.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from invertavatar_core.avatar import Avatar
+from invertavatar_core.cli import UserError
+from invertavatar_core.config import default_registry
+from invertavatar_core.image_io import write_video
+from invertavatar_core.inversion_models import InversionModels
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
+    """Add the ``render`` command."""
+    parser = subparsers.add_parser("render", help="render an avatar: orbit video or driven by a fitted video")
+    parser.add_argument("--avatar", required=True, help="avatar folder (from `invertavatar reconstruct`)")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--orbit", action="store_true", help="novel-view orbit with the neutral expression")
+    mode.add_argument("--drive", metavar="FITDIR", help="driving frames: a folder written by `invertavatar fit`")
+    parser.add_argument("--checkpoint", help="model checkpoint holding the prior (default: the avatar's)")
+    parser.add_argument("--frames", type=int, default=60, help="orbit length in frames (default 60)")
+    parser.add_argument("--fps", type=float, default=25.0, help="video frame rate (default 25)")
+    parser.add_argument("--out", required=True, help="output video (.mp4)")
+    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    parser.set_defaults(func=run)
+
+
+def _checkpoint(args: argparse.Namespace, avatar: Avatar) -> Path:
+    if args.checkpoint:
+        return Path(args.checkpoint)
+    recorded = avatar.extra.get("checkpoint")
+    if not recorded:
+        raise UserError(f"{args.avatar}: avatar.json records no checkpoint; pass --checkpoint RUN")
+    if not Path(recorded).is_dir():
+        raise UserError(f"{args.avatar}: its model checkpoint {recorded} is gone; pass --checkpoint RUN")
+    return Path(recorded)
+
+
+def _neutral_expression(models: InversionModels, avatar: Avatar, device: str) -> torch.Tensor:
+    from invertavatar_core.uv_maps import render_expression_uv
+
+    registry = default_registry()
+    experiment = models.experiment
+    model = registry.create("morphable_model", experiment.morphable_model)
+    rasterizer = registry.create("rasterizer", experiment.rasterizer)
+    identity = avatar.identity[:1].cpu() if avatar.identity is not None else torch.zeros(1, model.n_identity)
+    expression = torch.zeros(1, model.n_expression)
+    eyes = torch.zeros(1, model.n_eye) if model.n_eye else None
+    uv = render_expression_uv(model, rasterizer, identity, expression, eyes, resolution=models.prior.info.uv_resolution)
+    return uv.to(device)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the video."""
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    avatar = Avatar.load(args.avatar, device)
+    models = InversionModels.load(_checkpoint(args, avatar), default_registry(), device=device).eval()
+    prior = models.prior
+    avatar.check_prior(prior)
+    if args.orbit:
+        if args.frames < 2:
+            raise UserError(f"--frames must be at least 2, got {args.frames}")
+        frames = avatar.render_orbit(prior, _neutral_expression(models, avatar, device), frames=args.frames)
+        total = args.frames
+    else:
+        frames, total = _driven(args, models, avatar, device)
+    write_video(tqdm(frames, total=total, desc="render", unit="frame"), args.out, fps=args.fps)
+    print(f"wrote {total} frames -> {args.out}")
+    return 0
+
+
+def _driven(args: argparse.Namespace, models: InversionModels, avatar: Avatar, device: str):
+    from invertavatar_core.cli.reconstruct import fitted_frames
+
+    driving = fitted_frames(args.drive).to(device)
+    expression_uv = driving.expression_uv
+    if avatar.identity is not None and driving.expression is not None:
+        from invertavatar_core.uv_maps import render_expression_uv
+
+        registry = default_registry()
+        model = registry.create("morphable_model", models.experiment.morphable_model)
+        rasterizer = registry.create("rasterizer", models.experiment.rasterizer)
+        identity = avatar.identity[:1].cpu().expand(len(driving), -1)
+        eyes = driving.eyes.cpu() if driving.eyes is not None else None
+        expression_uv = render_expression_uv(
+            model, rasterizer, identity, driving.expression.cpu(), eyes, resolution=models.prior.info.uv_resolution
+        ).to(device)
+
+    def frames():
+        with torch.no_grad():
+            for t in range(len(driving)):
+                yield avatar.animate(models.prior, expression_uv[t : t + 1], driving.camera[t : t + 1]).image[0]
+
+    return frames(), len(driving)

@@ -1,0 +1,78 @@
+"""``invertavatar train latent|oneshot|incremental --config FILE``: the three encoder training stages.
+
+Run under torchrun for several processes (``torchrun --nproc-per-node 4 -m invertavatar_core.cli
+train oneshot --config exp.yaml``). A run folder with a checkpoint resumes; the folder ends up
+holding the model checkpoint that ``invertavatar reconstruct --checkpoint`` and the next stage's
+``training.init_from`` read (docs/checkpoints.md).
+"""
+
+import argparse
+import importlib
+
+from invertavatar_core.config import ExperimentConfig, default_registry, load_config_data
+from invertavatar_core.sweep import apply_overrides, parse_set
+
+__all__ = ["STAGES", "register"]
+
+STAGES: dict[str, tuple[str, str, str]] = {
+    "latent": ("invertavatar_core.train_latent", "train_latent", "stage 1: E_latent (Eq. 2)"),
+    "oneshot": ("invertavatar_core.train_oneshot", "train_oneshot", "stage 2: one-shot E_tex + E_tri (Eq. 3)"),
+    "incremental": (
+        "invertavatar_core.train_incremental",
+        "train_incremental",
+        "stage 3: recurrent decoders (Eq. 1, 3)",
+    ),
+}
+"""Stage name -> (module, function, help)."""
+
+
+def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
+    """Add ``train latent``, ``train oneshot`` and ``train incremental``."""
+    for stage, (_, _, help_text) in STAGES.items():
+        parser = groups["train"].add_parser(stage, help=help_text)
+        parser.add_argument("--config", required=True, help="experiment config (YAML or JSON)")
+        parser.add_argument(
+            "--set",
+            dest="sets",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="dotted override, e.g. training.steps=2000 (repeatable)",
+        )
+        parser.add_argument("--out", help="run folder (overrides training.out_dir)")
+        parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
+        parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        parser.set_defaults(func=run, train_stage=stage)
+
+
+def experiment_from_args(args: argparse.Namespace) -> ExperimentConfig:
+    """The config file with ``--set`` and ``--out`` applied, validated."""
+    overrides = []
+    for expression in args.sets:
+        key, values = parse_set(expression)
+        if len(values) != 1:
+            raise ValueError(f"--set {expression}: one value expected (use `invertavatar sweep` for several)")
+        overrides.append((key, values[0]))
+    if args.out:
+        overrides.append(("training.out_dir", args.out))
+    data = apply_overrides(load_config_data(args.config), overrides)
+    return ExperimentConfig.model_validate(data, context={"registry": default_registry()})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train one stage; prints where the model checkpoint is."""
+    from invertavatar_core.distributed import Runtime
+
+    experiment = experiment_from_args(args)
+    module, function, _ = STAGES[args.train_stage]
+    train = getattr(importlib.import_module(module), function)
+    runtime = Runtime.from_env(args.device)
+    try:
+        scalars = train(experiment, default_registry(), runtime, progress=not args.no_progress)
+    finally:
+        runtime.close()
+    if runtime.is_main:
+        summary = ", ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+        print(f"finished {args.train_stage}: {summary}")
+        print(f"model checkpoint: {experiment.training.out_dir}")
+    return 0

@@ -1,0 +1,183 @@
+"""What the three encoder training stages share: models and their initialisation, frozen parts, data, losses, export.
+
+A stage trains some parts of an :class:`InversionModels` (``trainable``) and keeps the rest
+frozen in eval mode: the prior always (loaded from ``training.prior_weights`` or the previous
+stage's checkpoint), E_latent after stage 1. ``training.init_from`` (the previous stage's model
+checkpoint) initialises the parts listed in ``init_parts``. At every checkpoint and at the end the
+stage writes the model checkpoint folder (``docs/checkpoints.md``) into the run folder, so the
+run folder is what ``invertavatar reconstruct --checkpoint`` and the next stage's ``init_from`` read.
+
+Data: synthetic identities from the prior on a :class:`DriveBank` (always), plus real fitted
+frames when ``data.root`` is set; the drives then come from the real clips (supplement 6.2.3),
+else from the morphable model with random coefficients and cameras.
+"""
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invertavatar_core.checkpoint import CheckpointError, load_module_weights, read_component_config
+from invertavatar_core.config import ExperimentConfig
+from invertavatar_core.distributed import Runtime
+from invertavatar_core.inversion import InversionPipeline, conform_to_prior, resize_square
+from invertavatar_core.inversion_models import InversionModels, component_dir
+from invertavatar_core.losses import build_identity_loss, build_perceptual_loss, discriminator_loss, r1_penalty
+from invertavatar_core.observation import Observation
+from invertavatar_core.protocols import PriorRender
+from invertavatar_core.registry import Registry
+from invertavatar_core.synthetic_samples import DriveBank, SyntheticSampler
+
+__all__ = ["EncoderStage"]
+
+log = logging.getLogger("invertavatar.training")
+
+
+class EncoderStage:
+    """Base of the stages in :mod:`train_latent`, :mod:`train_oneshot`, :mod:`train_incremental`."""
+
+    trainable: tuple[str, ...] = ()
+    """Parts trained by the stage (``latent``, ``texture``, ``static``)."""
+    init_parts: tuple[str, ...] = ()
+    """Parts initialised from ``training.init_from`` when it is set."""
+    required_parts: tuple[str, ...] = ()
+    """Parts the experiment must configure for this stage."""
+
+    def __init__(self, experiment: ExperimentConfig, registry: Registry, runtime: Runtime | None = None) -> None:
+        self.experiment = experiment
+        self.registry = registry
+        self.runtime = runtime or Runtime()
+        training = experiment.training
+        device = self.runtime.device
+        self.models = InversionModels.build(experiment, registry, device=device)
+        for part in self.required_parts:
+            if part != "latent" and getattr(self.models, part) is None:
+                raise ValueError(f"this stage trains encoders.{part}, but the experiment sets it to null")
+        self._load_prior(training.prior_weights)
+        if training.init_from is not None:
+            fresh = self.models.load_matching(training.init_from, self.init_parts)
+            if fresh:
+                log.info(
+                    "initialised from %s; %d tensors start fresh (e.g. %s)", training.init_from, len(fresh), fresh[0]
+                )
+        self.pipeline = InversionPipeline(self.models)
+        self.models.requires_grad_(False).eval()
+        for part in self.trainable:
+            module = getattr(self.models, part)
+            module.requires_grad_(True).train()
+        self.perceptual = build_perceptual_loss(training.perceptual, training.perceptual_fallback, registry)
+        if self.perceptual is not None:
+            self.perceptual.to(device)
+        self.identity_loss = build_identity_loss(training.id_weights) if self._uses_identity() else None
+        if self.identity_loss is not None:
+            self.identity_loss.to(device)
+        self.real = self._real_sequences()
+        self.sampler = SyntheticSampler(
+            self.models.prior, self._drive_bank(), truncation_psi=training.sample_truncation
+        )
+
+    # ------------------------------------------------------------------ setup
+
+    def _uses_identity(self) -> bool:
+        return False
+
+    def _load_prior(self, path: Path | None) -> None:
+        if path is None:
+            return
+        config = read_component_config(path, self.registry, "prior")
+        if config != self.experiment.prior:
+            raise CheckpointError(
+                f"training.prior_weights {path} holds prior {config.model_dump()}, but the experiment's prior is "
+                f"{self.experiment.prior.model_dump()}; make them agree"
+            )
+        load_module_weights(self.models.prior, Path(path) / "model.safetensors")
+
+    def _drive_bank(self) -> DriveBank:
+        data = self.experiment.data
+        info = self.models.prior.info
+        length = max(data.max_sequence_length, data.frames_per_sequence + data.novel_views)
+        if self.real:
+            # The paper's synthetic videos: random identities with poses and expressions of real clips.
+            return DriveBank.from_observations([conform_to_prior(s, info.uv_resolution) for s in self.real], length)
+        # Every process builds the same bank (its own seed): the drives are data, not randomness of a step.
+        generator = torch.Generator().manual_seed(self.experiment.seed + 7)
+        model = self.registry.create("morphable_model", self.experiment.morphable_model)
+        rasterizer = self.registry.create("rasterizer", self.experiment.rasterizer)
+        return DriveBank.procedural(
+            model,
+            rasterizer,
+            sequences=data.synthetic_drives,
+            length=length,
+            expression_resolution=info.uv_resolution,
+            unwrap_resolution=info.uv_resolution,
+            image_resolution=info.image_resolution,
+            generator=generator,
+        )
+
+    def _real_sequences(self) -> list[Observation] | None:
+        root = self.experiment.data.root
+        if root is None:
+            return None
+        from invertavatar_core.datasets import open_dataset
+
+        dataset = open_dataset(root)
+        return [dataset.sequence(name) for name in dataset.sequences()]
+
+    # ------------------------------------------------------------------ Stage protocol
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        """Checkpointed modules: the trained parts (+ discriminators, added by subclasses)."""
+        return {part: getattr(self.models, part) for part in self.trainable}
+
+    def export(self, run_dir: Path, step: int) -> None:
+        """Write the model checkpoint folder into the run folder (the prior once: it is frozen)."""
+        parts = None if not component_dir(run_dir, "prior").is_dir() else ("latent", "texture", "static")
+        self.models.save(run_dir, parts=parts)
+
+    # ------------------------------------------------------------------ data
+
+    def real_frames(self, count: int, frames: int, generator: torch.Generator) -> Observation | None:
+        """``count`` random real sequences of ``frames`` consecutive frames each (avatar-major), or None."""
+        if not self.real:
+            return None
+        picks = []
+        for _ in range(count):
+            sequence = self.real[int(torch.randint(len(self.real), (1,), generator=generator))]
+            start = int(torch.randint(len(sequence), (1,), generator=generator))
+            picks.append(sequence[(start + torch.arange(frames)) % len(sequence)])
+        info = self.models.prior.info
+        obs = conform_to_prior(Observation.cat(picks).to(self.runtime.device), info.uv_resolution)
+        size = info.image_resolution
+        return replace(obs, image=resize_square(obs.image, size)) if obs.image.shape[-1] != size else obs
+
+    # ------------------------------------------------------------------ losses
+
+    def perceptual_term(self, prediction: Tensor, target: Tensor) -> Tensor:
+        """Perceptual distance (zero when the term is dropped)."""
+        if self.perceptual is None:
+            return prediction.new_zeros(())
+        return self.perceptual(prediction, target)
+
+    def discriminator_step(
+        self, ctx, discriminator: nn.Module, real: PriorRender, fake: PriorRender
+    ) -> dict[str, float]:
+        """One update of the dual discriminator: prior renders are real, encoder renders fake (camera zeroed)."""
+        gamma = self.experiment.training.r1_gamma
+        real_image = real.image.detach().requires_grad_(gamma > 0)
+        real_raw = real.raw.detach().requires_grad_(gamma > 0)
+        with ctx.autocast():
+            real_logits = discriminator(real_image, real_raw, None)
+            fake_logits = discriminator(fake.image.detach(), fake.raw.detach(), None)
+            loss = discriminator_loss(real_logits, fake_logits)
+        penalty = r1_penalty(real_logits.float(), (real_image, real_raw)) if gamma > 0 else loss.new_zeros(())
+        ctx.optimize("discriminator", loss + gamma / 2 * penalty)
+        return {"d_loss": float(loss.detach()), "d_r1": float(penalty.detach())}
+
+
+def image_l1(prediction: Tensor, target: Tensor) -> Tensor:
+    """L1 after bringing ``prediction`` to the target's resolution."""
+    return F.l1_loss(resize_square(prediction, target.shape[-1]), target)

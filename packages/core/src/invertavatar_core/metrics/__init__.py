@@ -1,0 +1,48 @@
+"""Evaluation metrics of the paper (Sec. 4.1, Tables 1-3), each a registered component of kind ``metric``.
+
+``psnr``, ``l1``, ``ssim``, ``ms_ssim`` need nothing; ``lpips`` (AlexNet), ``csim`` (ArcFace
+IR-SE-50) and ``fid`` (Inception-v3) need user-supplied weight files named in their configs and
+report themselves unavailable, with the field and file, until given; ``akd`` needs a landmark
+detector from the registry (``mediapipe``). ``lpips`` and ``ms_ssim`` also serve the losses
+through their differentiable ``distance``.
+"""
+
+from invertavatar_core.metrics.akd import AKD, AKDConfig, keypoint_distance
+from invertavatar_core.metrics.csim import CSIM, CSIMConfig, arcface_embedding
+from invertavatar_core.metrics.fid import FID, FIDConfig, frechet_distance
+from invertavatar_core.metrics.inception import FIDInceptionV3
+from invertavatar_core.metrics.l1 import L1, L1Config, l1_distance
+from invertavatar_core.metrics.lpips import LPIPS, LPIPSConfig, LPIPSNetwork
+from invertavatar_core.metrics.ms_ssim import MSSSIM, MSSSIMConfig, ms_ssim
+from invertavatar_core.metrics.per_image import PerImageMetric
+from invertavatar_core.metrics.psnr import PSNR, PSNRConfig, psnr
+from invertavatar_core.metrics.ssim import SSIM, SSIMConfig, ssim
+
+__all__ = [
+    "AKD",
+    "AKDConfig",
+    "CSIM",
+    "CSIMConfig",
+    "FID",
+    "FIDConfig",
+    "FIDInceptionV3",
+    "L1",
+    "L1Config",
+    "LPIPS",
+    "LPIPSConfig",
+    "LPIPSNetwork",
+    "MSSSIM",
+    "MSSSIMConfig",
+    "PSNR",
+    "PSNRConfig",
+    "PerImageMetric",
+    "SSIM",
+    "SSIMConfig",
+    "arcface_embedding",
+    "frechet_distance",
+    "keypoint_distance",
+    "l1_distance",
+    "ms_ssim",
+    "psnr",
+    "ssim",
+]

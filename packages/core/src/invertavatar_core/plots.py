@@ -1,0 +1,102 @@
+"""PNG figures of evaluations: metric versus number of source frames (Fig. 6) and qualitative grids.
+
+matplotlib runs with its non-interactive Agg backend (no display needed); files are written
+atomically.
+"""
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from invertavatar_core.atomic import atomic_write_bytes
+
+__all__ = ["plot_metric_vs_frames", "save_qualitative_grid"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(figure)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_metric_vs_frames(
+    rows: Sequence[Mapping[str, Any]], metric: str, path: str | Path, *, group: str = "model", x: str = "source_frames"
+) -> Path:
+    """One line per ``group`` value (model / aggregator): ``metric`` against the number of source frames.
+
+    Args:
+        rows: table rows holding ``group``, ``x`` and ``metric`` (rows without a finite value are left out).
+        metric: the column plotted.
+        path: the PNG to write.
+        group: the column that names a line.
+        x: the column on the horizontal axis (log2 scale).
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.0, 3.6))
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        value = row.get(metric)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            lines.setdefault(str(row[group]), []).append((float(row[x]), float(value)))
+    if not lines:
+        raise ValueError(f"plot_metric_vs_frames: no row has a finite {metric!r}")
+    for label, points in lines.items():
+        points.sort()
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    ticks = sorted({p[0] for points in lines.values() for p in points})
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(ticks)
+    axes.set_xticklabels([f"{t:g}" for t in ticks])
+    axes.ticklabel_format(axis="y", useOffset=False)  # absolute values, not "+1.57e1" offsets
+    axes.set_xlabel("number of source frames")
+    axes.set_ylabel(metric)
+    axes.set_title(f"{metric} vs source frames")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def _to_display(image) -> np.ndarray:
+    """``(3, H, W)`` tensor in [-1, 1] -> ``(H, W, 3)`` float array in [0, 1]."""
+    return ((image.detach().float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy()
+
+
+def save_qualitative_grid(examples: Sequence[Any], path: str | Path, *, title: str = "") -> Path:
+    """A grid with one row per example and columns source / driving / output.
+
+    Args:
+        examples: objects with ``source``, ``driving`` and ``output`` ``(3, H, W)`` images in [-1, 1].
+        path: the PNG to write.
+        title: figure title.
+    """
+    if not examples:
+        raise ValueError("save_qualitative_grid: no examples")
+    plt = _pyplot()
+    columns = ("source", "driving", "output")
+    figure, axes = plt.subplots(len(examples), 3, figsize=(3 * 2.2, len(examples) * 2.2), squeeze=False)
+    for r, example in enumerate(examples):
+        for c, name in enumerate(columns):
+            axis = axes[r][c]
+            axis.imshow(_to_display(getattr(example, name)), interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if r == 0:
+                axis.set_title(name)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)

@@ -1,0 +1,121 @@
+"""Training stage 3 (supplement 6.2.3): the recurrent decoders of E_tex.rec / E_tri.rec, loss of Eq. 3.
+
+Initialised from stage 2's model checkpoint (``training.init_from``); the aggregator parameters
+the recurrent decoders add start fresh. Encoder trunks stay frozen (an encoder that exposes a
+``trunk`` module has it frozen and in eval mode), E_latent and the prior too.
+
+Each step takes sequences of L frames, L drawn uniformly from ``data.frames_per_sequence`` ..
+``data.max_sequence_length``: the first ``L - frames_per_sequence`` frames are folded into the
+aggregator states without gradients, so the supervised frames start from a non-zero hidden
+state (h_0 != 0, the paper's cycling), then the last ``frames_per_sequence`` frames are folded
+with gradients and the avatar is rendered and supervised at those frames and at
+``data.novel_views`` other views. Synthetic videos: a random identity from the prior on a drive
+sequence; with ``data.root`` every other step uses real fitted clips.
+"""
+
+from collections.abc import Mapping
+from dataclasses import fields, replace
+
+import torch
+
+from invertavatar_core.config import ExperimentConfig, default_registry
+from invertavatar_core.distributed import Runtime
+from invertavatar_core.protocols import FeatureEdits, PriorRender
+from invertavatar_core.registry import Registry
+from invertavatar_core.train_oneshot import FeatureEncoderStage
+from invertavatar_core.trainer import StepContext, Trainer
+
+__all__ = ["IncrementalStage", "train_incremental"]
+
+
+class IncrementalStage(FeatureEncoderStage):
+    """Stage 3: recurrent decoders (the experiment's ``aggregator`` must be set)."""
+
+    init_parts = ("prior", "latent", "texture", "static")
+
+    def __init__(self, experiment: ExperimentConfig, registry: Registry, runtime: Runtime | None = None) -> None:
+        if experiment.aggregator is None:
+            raise ValueError("stage 3 (train incremental) needs an aggregator; the experiment sets aggregator: null")
+        data = experiment.data
+        if not 1 <= data.frames_per_sequence <= data.max_sequence_length:
+            raise ValueError(
+                f"data.frames_per_sequence ({data.frames_per_sequence}) must be between 1 and "
+                f"data.max_sequence_length ({data.max_sequence_length})"
+            )
+        super().__init__(experiment, registry, runtime)
+
+    def freeze_frozen_parts(self) -> None:
+        """Keep each encoder's ``trunk`` frozen and in eval mode (only the decoders learn)."""
+        for part in self.trainable:
+            trunk = getattr(getattr(self.models, part), "trunk", None)
+            if trunk is not None:
+                trunk.requires_grad_(False).eval()
+
+    def fold(self, inputs: Mapping[str, torch.Tensor], batch: int, length: int, supervised: int) -> FeatureEdits:
+        """Fold ``length`` frames per sequence; only the last ``supervised`` ones carry gradients."""
+        edits = FeatureEdits()
+        for role, encoder in self.models.feature_encoders().items():
+            x = inputs[role].reshape(batch, length, *inputs[role].shape[1:])
+            state = encoder.init_state(batch)
+            with torch.no_grad():
+                for t in range(length - supervised):
+                    state = encoder.update(state, x[:, t])
+            state = {k: v.detach() for k, v in state.items()}
+            for t in range(length - supervised, length):
+                state = encoder.update(state, x[:, t])
+            edits = edits.merge(encoder.read(state))
+        return edits
+
+    def step(self, ctx: StepContext) -> Mapping[str, float]:
+        """One batch of sequences (synthetic, or real every other step with ``data.root``)."""
+        training, data = self.experiment.training, self.experiment.data
+        b, f = training.batch_size, data.frames_per_sequence
+        length = int(torch.randint(f, data.max_sequence_length + 1, (1,), generator=ctx.generator))
+        real = self.real_frames(b, length, ctx.generator) if (self.real and ctx.step % 2) else None
+        batch = None
+        if real is None:
+            batch = self.sampler.sample(b, length, data.novel_views, ctx.generator, device=ctx.device)
+        frames = real if real is not None else batch.sources
+        with ctx.autocast():
+            with torch.no_grad():
+                ws = self.pipeline.latent(frames.image[::length])
+                inputs = self.pipeline.encoder_inputs(self.models.prior.canonical(ws), frames).inputs
+            features = self.pipeline.fine(ws, self.fold(inputs, b, length, f))
+            last = torch.arange(b * length, device=ctx.device).reshape(b, length)[:, length - f :].reshape(-1)
+            supervised = frames[last]
+            prediction = self.render_views(features, supervised, f)
+            if batch is None:
+                total, scalars = self.eq3_loss([(prediction, supervised.image)], None, None)
+                real_render = None
+            else:
+                renders = [(prediction, _select(batch.source_render, last))]
+                if data.novel_views:
+                    renders.append((self.render_views(features, batch.views, data.novel_views), batch.view_render))
+                total, scalars = self.eq3_loss(renders, features, batch.features)
+                real_render = renders[0][1]
+        ctx.optimize("encoders", total)
+        if self.discriminator is not None and real_render is not None:
+            scalars.update(self.discriminator_step(ctx, self.discriminator, real_render, prediction))
+        scalars["frames"] = float(length)
+        return scalars
+
+
+def _select(render: PriorRender, index: torch.Tensor) -> PriorRender:
+    """The frames ``index`` of a :class:`PriorRender`."""
+    return replace(render, **{f.name: getattr(render, f.name)[index] for f in fields(render)})
+
+
+def train_incremental(
+    experiment: ExperimentConfig,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+    *,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Run stage 3 into ``experiment.training.out_dir`` (resuming from its checkpoint); returns the last scalars."""
+    registry = registry or default_registry()
+    runtime = runtime or Runtime.from_env()
+    stage = IncrementalStage(experiment, registry, runtime)
+    return Trainer(
+        stage, experiment.training, runtime=runtime, config=experiment, seed=experiment.seed, progress=progress
+    ).fit()

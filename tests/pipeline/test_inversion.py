@@ -1,0 +1,116 @@
+"""The inversion pipeline on the real tiny prior and encoders: ablations, streaming == batch, sessions, baselines."""
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from tiny_setup import tiny_experiment
+
+from invertavatar_core.inversion import InversionPipeline, Inverter, InverterSession
+from invertavatar_core.inversion_models import InversionModels
+
+STREAM_TOLERANCE = 1e-5
+"""Streaming and batch differ only in how renders are batched (float32 reduction order)."""
+
+TABLE3 = {
+    "full": {},
+    "without_both_encoders": {"texture": None, "static": None},
+    "without_texture_encoder": {"texture": None},
+    "triplane_offsets": {"static": {"name": "triplane_offset_unet", "preset": "tiny"}},
+}
+
+
+def _max_difference(a, b) -> float:
+    ta, tb = a.features.tensors(), b.features.tensors()
+    assert ta.keys() == tb.keys()
+    return max(float((ta[k] - tb[k]).detach().abs().max()) for k in ta)
+
+
+@pytest.mark.parametrize("variant", list(TABLE3))
+def test_table3_ablations_build_and_run_through_the_same_pipeline(full_registry, tiny_frames, variant):
+    experiment = tiny_experiment(full_registry, encoders=TABLE3[variant], aggregator=None)
+    inverter = full_registry.create("inverter", experiment.inverter, registry=full_registry, experiment=experiment)
+    assert isinstance(inverter, Inverter)
+    avatar = inverter.invert(tiny_frames[:1])
+    coarse = inverter.models.prior.canonical(InversionPipeline(inverter.models).latent(tiny_frames.image[:1]))
+    changed = _max_difference(avatar, type(avatar)(coarse, {}))
+    if variant == "without_both_encoders":
+        assert changed == 0.0  # the coarse avatar
+    else:
+        assert changed > 0.0  # the fine stage edited the canonical features
+    render = avatar.animate(inverter.models.prior, tiny_frames.expression_uv[:2], tiny_frames.camera[:2])
+    assert render.image.shape == (2, 3, *tiny_frames.image.shape[-2:]) and torch.isfinite(render.image).all()
+
+
+def test_streaming_and_batch_give_the_same_avatar(full_registry, tiny_base, tiny_models, tiny_frames, tmp_path):
+    inverter = full_registry.create(
+        "inverter", "incremental", registry=full_registry, experiment=tiny_base, models=tiny_models
+    )
+    batch = inverter.invert(tiny_frames)
+    session = inverter.start(tiny_frames[0])
+    assert isinstance(session, InverterSession)
+    one = session.avatar()
+    for t in range(1, len(tiny_frames)):
+        session.add(tiny_frames[t])
+    streamed = session.avatar()
+    assert streamed.frame_count == batch.frame_count == 4
+    assert _max_difference(streamed, batch) <= STREAM_TOLERANCE
+    assert _max_difference(one, batch) > 1e-4  # later frames did change the avatar
+    torch.testing.assert_close(streamed.features.ws, inverter.invert(tiny_frames[:1]).features.ws)  # w+ from frame 0
+
+    # The session state goes through a safetensors file and continues identically.
+    half = inverter.start(tiny_frames[:2])
+    save_file({k: v.contiguous() for k, v in half.state_dict().items()}, str(tmp_path / "session.safetensors"))
+    resumed = inverter.start(tiny_frames[:1]).load_state_dict(load_file(str(tmp_path / "session.safetensors")))
+    resumed.add(tiny_frames[2:])
+    assert _max_difference(resumed.avatar(), batch) <= STREAM_TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["per_frame_mean", "pti"])
+def test_baselines_run_by_name(full_registry, tiny_base, tiny_models, tiny_frames, name):
+    inverter = full_registry.create(
+        "inverter",
+        full_registry.tiny_config("inverter", name),
+        registry=full_registry,
+        experiment=tiny_base,
+        models=tiny_models,
+    )
+    avatar = inverter.invert(tiny_frames[:2])
+    assert avatar.inverter == name and avatar.frame_count == 2
+    assert all(torch.isfinite(v).all() for v in avatar.features.tensors().values())
+    session = inverter.start(tiny_frames[:1]).load_state_dict(inverter.start(tiny_frames[:2]).state_dict())
+    assert _max_difference(session.avatar(), avatar) <= STREAM_TOLERANCE
+
+
+def test_per_frame_mean_of_one_frame_is_the_one_shot_avatar(full_registry, tiny_base, tiny_models, tiny_frames):
+    ours = full_registry.create(
+        "inverter", "incremental", registry=full_registry, experiment=tiny_base, models=tiny_models
+    )
+    mean = full_registry.create(
+        "inverter", "per_frame_mean", registry=full_registry, experiment=tiny_base, models=tiny_models
+    )
+    assert _max_difference(mean.invert(tiny_frames[:1]), ours.invert(tiny_frames[:1])) <= STREAM_TOLERANCE
+
+
+def test_model_checkpoint_round_trip(full_registry, tiny_base, tiny_models, tiny_frames, tmp_path):
+    tiny_models.save(tmp_path / "ckpt")
+    loaded = InversionModels.load(tmp_path / "ckpt", full_registry).eval()
+    a = full_registry.create(
+        "inverter", "incremental", registry=full_registry, experiment=tiny_base, models=tiny_models
+    )
+    b = full_registry.create(
+        "inverter", "incremental", registry=full_registry, experiment=loaded.experiment, models=loaded
+    )
+    assert _max_difference(a.invert(tiny_frames[:2]), b.invert(tiny_frames[:2])) == 0.0
+    (tmp_path / "ckpt" / "encoders" / "texture" / "model.safetensors").unlink()
+    with pytest.raises(Exception, match="model.safetensors"):
+        InversionModels.load(tmp_path / "ckpt", full_registry)
+
+
+def test_wrong_inputs_fail_clearly(full_registry, tiny_base, tiny_models, tiny_frames):
+    inverter = full_registry.create(
+        "inverter", "incremental", registry=full_registry, experiment=tiny_base, models=tiny_models
+    )
+    with pytest.raises(ValueError, match="at least one frame"):
+        inverter.invert(tiny_frames[:0])
+    with pytest.raises(KeyError, match="ws"):
+        inverter.start(tiny_frames[:1]).load_state_dict({"frames": torch.tensor(1)})

@@ -1,0 +1,92 @@
+"""Encoder training stages 1-3 on the tiny preset: they run, write the model checkpoint, resume after a crash."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_setup import tiny_experiment
+
+from invertavatar_core.inversion_models import InversionModels, is_model_checkpoint
+from invertavatar_core.train_incremental import IncrementalStage, train_incremental
+from invertavatar_core.train_latent import train_latent
+from invertavatar_core.train_oneshot import OneShotStage, train_oneshot
+from invertavatar_core.training_state import latest_checkpoint
+
+
+def _training(out_dir: Path, **kw) -> dict:
+    return {"out_dir": str(out_dir), "steps": 2, "log_every": 1, "checkpoint_every": 2, "sample_every": 2, **kw}
+
+
+def test_three_stages_chain_through_model_checkpoints(full_registry, tmp_path):
+    stage1 = tiny_experiment(full_registry, aggregator=None, training=_training(tmp_path / "s1"))
+    scalars = train_latent(stage1, full_registry, progress=False)
+    assert {"l1", "latent_adv", "w_delta", "dw_loss"} <= scalars.keys()
+    assert is_model_checkpoint(tmp_path / "s1") and (tmp_path / "s1" / "samples" / "step-00000002.png").is_file()
+
+    stage2 = tiny_experiment(
+        full_registry,
+        aggregator=None,
+        training=_training(tmp_path / "s2", init_from=str(tmp_path / "s1"), adversarial=True),
+    )
+    scalars = train_oneshot(stage2, full_registry, progress=False)
+    assert {"l1", "lpips", "raw", "tex", "tri", "adv", "d_loss", "d_r1"} <= scalars.keys()
+    s1 = InversionModels.load(tmp_path / "s1", full_registry)
+    s2 = InversionModels.load(tmp_path / "s2", full_registry)
+    for a, b in zip(s1.latent.parameters(), s2.latent.parameters(), strict=True):
+        assert torch.equal(a, b)  # E_latent is frozen in stage 2 and came from stage 1
+
+    stage3 = tiny_experiment(full_registry, training=_training(tmp_path / "s3", init_from=str(tmp_path / "s2")))
+    stage = IncrementalStage(stage3, full_registry)
+    trunk_before = [p.detach().clone() for p in stage.models.texture.trunk.parameters()]
+    assert all(not p.requires_grad for p in stage.models.texture.trunk.parameters())
+    for a, b in zip(s2.texture.trunk.parameters(), stage.models.texture.trunk.parameters(), strict=True):
+        assert torch.equal(a, b)  # initialised from stage 2
+    scalars = train_incremental(stage3, full_registry, progress=False)
+    assert 2 <= scalars["frames"] <= 4
+    s3 = InversionModels.load(tmp_path / "s3", full_registry)
+    for a, b in zip(trunk_before, s3.texture.trunk.parameters(), strict=True):
+        assert torch.equal(a, b)  # the trunk stayed frozen
+    moved = [
+        not torch.equal(a, b)
+        for a, b in zip(s2.texture.decoder.parameters(), s3.texture.decoder.parameters(), strict=False)
+    ]
+    assert any(moved)  # the decoder learned
+
+
+class Crash(RuntimeError):
+    """A simulated crash mid-training."""
+
+
+def test_stage2_resumes_after_a_crash_exactly(full_registry, tmp_path, monkeypatch):
+    original = OneShotStage.step
+
+    def run(out: Path, crash_at: int | None) -> OneShotStage:
+        experiment = tiny_experiment(full_registry, aggregator=None, training=_training(out, steps=4, sample_every=100))
+
+        def step(self, ctx):
+            if ctx.step == crash_at:
+                raise Crash(f"simulated crash at step {ctx.step}")
+            return original(self, ctx)
+
+        monkeypatch.setattr(OneShotStage, "step", step)
+        from invertavatar_core.trainer import Trainer
+
+        stage = OneShotStage(experiment, full_registry)
+        Trainer(stage, experiment.training, config=experiment, progress=False).fit()
+        return stage
+
+    reference = run(tmp_path / "a", None)
+    with pytest.raises(Crash):
+        run(tmp_path / "b", 3)
+    assert latest_checkpoint(tmp_path / "b").name == "state-00000002.safetensors"
+    resumed = run(tmp_path / "b", None)
+    for part in ("texture", "static"):
+        ref, res = getattr(reference.models, part).state_dict(), getattr(resumed.models, part).state_dict()
+        for key in ref:
+            assert torch.equal(ref[key], res[key]), f"{part}.{key}"
+
+
+def test_stage3_needs_an_aggregator(full_registry, tmp_path):
+    experiment = tiny_experiment(full_registry, aggregator=None, training=_training(tmp_path))
+    with pytest.raises(ValueError, match="aggregator"):
+        IncrementalStage(experiment, full_registry)
