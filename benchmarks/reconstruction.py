@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from invertavatar_core.atomic import atomic_write_text
 from invertavatar_core.config import ExperimentConfig, default_registry
+from invertavatar_core.experiment_presets import preset_experiment
 from invertavatar_core.inversion_models import InversionModels
 from invertavatar_core.observation import Observation
 from invertavatar_core.tables import format_table
@@ -63,28 +64,11 @@ PEAK_TFLOPS = {
     "A100": (19.5, 312.0),
 }
 """Device-name fragment -> (fp32, bf16) peak TFLOP/s; first match wins (PCIe before SXM)."""
-SMALL_MS_SSIM = {"name": "ms_ssim", "scale_weights": [0.5, 0.5], "window_size": 5}
-"""PTI's perceptual term at 64 px (LPIPS weights are not shipped; MS-SSIM stands in)."""
 
 
 def experiment_for(preset: str) -> ExperimentConfig:
     """The experiment of a size preset: next3d prior, e4e + texture UNet + tri-plane SFT UNet, ConvGRU."""
-    registry = default_registry()
-    data = {
-        "name": f"bench-{preset}",
-        "prior": {"name": "next3d", "preset": preset},
-        "encoders": {
-            "latent": {"name": "e4e", "preset": preset},
-            "texture": {"name": "texture_unet", "preset": preset},
-            "static": {"name": "triplane_sft_unet", "preset": preset},
-        },
-        "aggregator": {"name": "conv_gru"},
-    }
-    if preset == "tiny":
-        data["training"] = {"perceptual_fallback": SMALL_MS_SSIM}
-    else:
-        data["training"] = {"perceptual_fallback": {"name": "ms_ssim"}}
-    return ExperimentConfig.model_validate(data, context={"registry": registry})
+    return preset_experiment(default_registry(), preset, name=f"bench-{preset}")
 
 
 def synthetic_frames(info: Any, count: int, device: torch.device) -> Observation:

@@ -18,7 +18,9 @@ FRAME_COUNTS = (1, 2, 4, 8, 16)
 
 def _sequences(batch: int, frames: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``x: (B, T, 4, S, S)`` = masked noisy map (2), mask (1), noise level (1); ``y: (B, 2, S, S)``."""
-    y = F.interpolate(torch.randn(batch, HIDDEN_CHANNELS, 3, 3, generator=generator), size=(SIZE, SIZE), mode="bilinear")
+    y = F.interpolate(
+        torch.randn(batch, HIDDEN_CHANNELS, 3, 3, generator=generator), size=(SIZE, SIZE), mode="bilinear"
+    )
     mask = (torch.rand(batch, frames, 1, SIZE, SIZE, generator=generator) < VISIBLE).float()
     noise = 0.05 + 0.75 * torch.rand(batch, frames, 1, 1, 1, generator=generator)
     seen = mask * (y[:, None] + noise * torch.randn(batch, frames, HIDDEN_CHANNELS, SIZE, SIZE, generator=generator))

@@ -23,8 +23,14 @@ def test_plugins_lists_every_package_with_its_distribution(capsys):
     assert DISTRIBUTIONS <= found, f"missing: {DISTRIBUTIONS - found}"
     assert listing["problems"] == []
     gru = [r for r in listing["components"] if r["name"] == "conv_gru"]
-    assert gru == [{"kind": "aggregator", "name": "conv_gru", "distribution": "invertavatar-aggregators",
-                    "description": "ConvGRU of the paper's Eq. 1 (ours)"}]
+    assert gru == [
+        {
+            "kind": "aggregator",
+            "name": "conv_gru",
+            "distribution": "invertavatar-aggregators",
+            "description": "ConvGRU of the paper's Eq. 1 (ours)",
+        }
+    ]
 
 
 def test_plugins_table(capsys):
@@ -60,7 +66,9 @@ def test_config_show_resolves_defaults(tmp_path, capsys):
 def test_sweep_dry_run_and_fail_fast(tmp_path, capsys):
     path = tmp_path / "exp.yaml"
     path.write_text("{}\n")
-    assert main(["sweep", "--config", str(path), "--set", "aggregator.name=conv_gru,conv_fusion,mean", "--dry-run"]) == 0
+    assert (
+        main(["sweep", "--config", str(path), "--set", "aggregator.name=conv_gru,conv_fusion,mean", "--dry-run"]) == 0
+    )
     assert "3 valid points" in capsys.readouterr().out
     assert main(["sweep", "--config", str(path), "--set", "aggregator.name=conv_gru,nope", "--dry-run"]) == 2
     assert "1 of 2 sweep points are invalid" in capsys.readouterr().err

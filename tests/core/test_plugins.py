@@ -1,8 +1,5 @@
 """Discovery through entry points: fake distributions, broken plugins, environment switches."""
 
-import textwrap
-from typing import Literal
-
 import pytest
 
 from invertavatar_core import build_registry, get_plugin_manager
@@ -81,7 +78,9 @@ def test_fake_distribution_in_experiment_config_and_sweep(acme, experiment_data,
     from invertavatar_core.sweep import Sweep
 
     registry = build_registry(manager_with_fakes(autoload=True))
-    config = ExperimentConfig.model_validate({**experiment_data, "aggregator": "acme_max"}, context={"registry": registry})
+    config = ExperimentConfig.model_validate(
+        {**experiment_data, "aggregator": "acme_max"}, context={"registry": registry}
+    )
     assert config.aggregator.name == "acme_max"
     sweep = Sweep(experiment_data, ["aggregator.name=acme_max,conv_gru,mean"], registry)
     assert [p.config.aggregator.name for p in sweep.points] == ["acme_max", "conv_gru", "mean"]

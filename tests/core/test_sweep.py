@@ -36,7 +36,9 @@ def test_one_bad_point_fails_before_anything_runs(registry, experiment_data, tmp
         sweep = Sweep(experiment_data, ["aggregator.name=conv_gru,conv_gur,mean"], registry)
         sweep.run(lambda point, d: ran.append(point) or {}, tmp_path)
     message = str(info.value)
-    assert "1 of 3 sweep points are invalid" in message and "conv_gur" in message and "Did you mean 'conv_gru'" in message
+    assert (
+        "1 of 3 sweep points are invalid" in message and "conv_gur" in message and "Did you mean 'conv_gru'" in message
+    )
     assert ran == [] and not any(tmp_path.iterdir())
 
 

@@ -2,10 +2,9 @@
 
 import importlib.metadata
 import re
-import tomllib
 from pathlib import Path
 
-import pytest
+import tomllib
 
 from invertavatar_core import build_registry, get_plugin_manager
 from invertavatar_core.version import __version__

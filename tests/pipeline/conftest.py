@@ -2,16 +2,16 @@
 
 import pytest
 import torch
-from tiny_setup import tiny_experiment
 
 from invertavatar_core.config import ExperimentConfig
+from invertavatar_core.experiment_presets import preset_experiment
 from invertavatar_core.inversion_models import InversionModels
 from invertavatar_core.synthetic_samples import DriveBank, SyntheticSampler
 
 
 @pytest.fixture(scope="session")
 def tiny_base(full_registry) -> ExperimentConfig:
-    return tiny_experiment(full_registry)
+    return preset_experiment(full_registry, "tiny")
 
 
 @pytest.fixture(scope="session")

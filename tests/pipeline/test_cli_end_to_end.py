@@ -4,11 +4,11 @@ import json
 
 import torch
 import yaml
-from tiny_setup import tiny_experiment_data
 
 from invertavatar_core.avatar import Avatar
 from invertavatar_core.cli import main
 from invertavatar_core.datasets import FitDatasetWriter, FittedFrame
+from invertavatar_core.experiment_presets import preset_experiment_data
 from invertavatar_core.image_io import video_frame_count
 from invertavatar_core.inversion_models import InversionModels
 
@@ -34,7 +34,7 @@ def _write_fit_folder(root, frames) -> list:
 
 def test_train_reconstruct_render(full_registry, tiny_frames, tmp_path, capsys):
     config = tmp_path / "experiment.yaml"
-    data = tiny_experiment_data(full_registry, tmp_path / "run", aggregator=None)
+    data = preset_experiment_data(full_registry, "tiny", tmp_path / "run", aggregator=None)
     config.write_text(yaml.safe_dump(data))
     assert main(["train", "oneshot", "--config", str(config), "--set", "training.steps=1", "--no-progress"]) == 0
     assert "model checkpoint" in capsys.readouterr().out

@@ -3,8 +3,8 @@
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from tiny_setup import tiny_experiment
 
+from invertavatar_core.experiment_presets import preset_experiment
 from invertavatar_core.inversion import InversionPipeline, Inverter, InverterSession
 from invertavatar_core.inversion_models import InversionModels
 
@@ -27,7 +27,7 @@ def _max_difference(a, b) -> float:
 
 @pytest.mark.parametrize("variant", list(TABLE3))
 def test_table3_ablations_build_and_run_through_the_same_pipeline(full_registry, tiny_frames, variant):
-    experiment = tiny_experiment(full_registry, encoders=TABLE3[variant], aggregator=None)
+    experiment = preset_experiment(full_registry, "tiny", encoders=TABLE3[variant], aggregator=None)
     inverter = full_registry.create("inverter", experiment.inverter, registry=full_registry, experiment=experiment)
     assert isinstance(inverter, Inverter)
     avatar = inverter.invert(tiny_frames[:1])

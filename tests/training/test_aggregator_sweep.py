@@ -3,9 +3,9 @@
 import json
 
 import torch
-from tiny_setup import tiny_experiment_data
 
 from invertavatar_core.config import default_registry
+from invertavatar_core.experiment_presets import preset_experiment_data
 from invertavatar_core.inversion_models import InversionModels
 from invertavatar_core.sweep import Sweep
 from invertavatar_core.synthetic_samples import DriveBank, SyntheticSampler
@@ -13,8 +13,9 @@ from invertavatar_core.train_incremental import train_incremental
 
 
 def test_sweep_over_three_aggregators_trains_and_reconstructs(full_registry, tmp_path):
-    base = tiny_experiment_data(
+    base = preset_experiment_data(
         full_registry,
+        "tiny",
         training={"steps": 2, "checkpoint_every": 2, "sample_every": 100},
         data={"synthetic_drives": 2, "max_sequence_length": 3, "frames_per_sequence": 2},
     )

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from invertavatar_core.config import Stage2LossWeights, default_registry
+from invertavatar_core.experiment_presets import TINY_PERCEPTUAL
 from invertavatar_core.ir_se import IRSENet
 from invertavatar_core.losses import (
     IdentityLoss,
@@ -20,13 +21,11 @@ from invertavatar_core.losses import (
 )
 from invertavatar_core.protocols import CanonicalFeatures
 
-SMALL_MS_SSIM = {"name": "ms_ssim", "scale_weights": [0.5, 0.5], "window_size": 5}
-
 
 def test_perceptual_falls_back_to_the_named_alternative_and_says_why(caplog):
     registry = default_registry()
     lpips = registry.validate_config("metric", {"name": "lpips"})  # no weight files given
-    fallback = registry.validate_config("metric", SMALL_MS_SSIM)
+    fallback = registry.validate_config("metric", TINY_PERCEPTUAL)
     with caplog.at_level(logging.WARNING, logger="invertavatar.losses"):
         loss = build_perceptual_loss(lpips, fallback, registry)
     assert loss.name == "ms_ssim"

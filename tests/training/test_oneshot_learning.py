@@ -10,8 +10,8 @@ after stage 2 0.35-0.37 (a 21-25 % reduction); the test asks for at least 12 %.
 
 import pytest
 import torch
-from tiny_setup import tiny_experiment
 
+from invertavatar_core.experiment_presets import preset_experiment
 from invertavatar_core.inversion import repeat_features
 from invertavatar_core.train_oneshot import OneShotStage
 from invertavatar_core.trainer import Trainer
@@ -35,8 +35,9 @@ def _novel_view_l1(stage: OneShotStage, held, fine: bool) -> float:
 
 @pytest.mark.slow
 def test_stage2_lowers_held_out_novel_view_error_versus_the_coarse_stage(full_registry, tmp_path):
-    experiment = tiny_experiment(
+    experiment = preset_experiment(
         full_registry,
+        "tiny",
         aggregator=None,
         data={"synthetic_drives": 8, "max_sequence_length": 4, "novel_views": 1},
         training={

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_setup import tiny_experiment
 
+from invertavatar_core.experiment_presets import preset_experiment
 from invertavatar_core.inversion_models import InversionModels, is_model_checkpoint
 from invertavatar_core.train_incremental import IncrementalStage, train_incremental
 from invertavatar_core.train_latent import train_latent
@@ -18,13 +18,14 @@ def _training(out_dir: Path, **kw) -> dict:
 
 
 def test_three_stages_chain_through_model_checkpoints(full_registry, tmp_path):
-    stage1 = tiny_experiment(full_registry, aggregator=None, training=_training(tmp_path / "s1"))
+    stage1 = preset_experiment(full_registry, "tiny", aggregator=None, training=_training(tmp_path / "s1"))
     scalars = train_latent(stage1, full_registry, progress=False)
     assert {"l1", "latent_adv", "w_delta", "dw_loss"} <= scalars.keys()
     assert is_model_checkpoint(tmp_path / "s1") and (tmp_path / "s1" / "samples" / "step-00000002.png").is_file()
 
-    stage2 = tiny_experiment(
+    stage2 = preset_experiment(
         full_registry,
+        "tiny",
         aggregator=None,
         training=_training(tmp_path / "s2", init_from=str(tmp_path / "s1"), adversarial=True),
     )
@@ -35,7 +36,9 @@ def test_three_stages_chain_through_model_checkpoints(full_registry, tmp_path):
     for a, b in zip(s1.latent.parameters(), s2.latent.parameters(), strict=True):
         assert torch.equal(a, b)  # E_latent is frozen in stage 2 and came from stage 1
 
-    stage3 = tiny_experiment(full_registry, training=_training(tmp_path / "s3", init_from=str(tmp_path / "s2")))
+    stage3 = preset_experiment(
+        full_registry, "tiny", training=_training(tmp_path / "s3", init_from=str(tmp_path / "s2"))
+    )
     stage = IncrementalStage(stage3, full_registry)
     trunk_before = [p.detach().clone() for p in stage.models.texture.trunk.parameters()]
     assert all(not p.requires_grad for p in stage.models.texture.trunk.parameters())
@@ -61,7 +64,9 @@ def test_stage2_resumes_after_a_crash_exactly(full_registry, tmp_path, monkeypat
     original = OneShotStage.step
 
     def run(out: Path, crash_at: int | None) -> OneShotStage:
-        experiment = tiny_experiment(full_registry, aggregator=None, training=_training(out, steps=4, sample_every=100))
+        experiment = preset_experiment(
+            full_registry, "tiny", aggregator=None, training=_training(out, steps=4, sample_every=100)
+        )
 
         def step(self, ctx):
             if ctx.step == crash_at:
@@ -87,6 +92,6 @@ def test_stage2_resumes_after_a_crash_exactly(full_registry, tmp_path, monkeypat
 
 
 def test_stage3_needs_an_aggregator(full_registry, tmp_path):
-    experiment = tiny_experiment(full_registry, aggregator=None, training=_training(tmp_path))
+    experiment = preset_experiment(full_registry, "tiny", aggregator=None, training=_training(tmp_path))
     with pytest.raises(ValueError, match="aggregator"):
         IncrementalStage(experiment, full_registry)

@@ -1,9 +1,9 @@
 """Hook implementations only: registers every aggregator of invertavatar-aggregators."""
 
-from invertavatar_core import hookimpl
 from invertavatar_aggregators.conv_fusion import ConvFusionAggregator, ConvFusionAggregatorConfig
 from invertavatar_aggregators.conv_gru import ConvGRUAggregator, ConvGRUAggregatorConfig
 from invertavatar_aggregators.mean import MeanAggregator, MeanAggregatorConfig
+from invertavatar_core import hookimpl
 
 __all__ = ["invertavatar_register_aggregators"]
 
@@ -11,7 +11,9 @@ __all__ = ["invertavatar_register_aggregators"]
 @hookimpl
 def invertavatar_register_aggregators(registrar) -> None:
     """Register ``conv_gru`` (ours, Eq. 1), ``conv_fusion`` and ``mean`` (the baselines)."""
-    registrar.add("conv_gru", ConvGRUAggregator, ConvGRUAggregatorConfig, description="ConvGRU of the paper's Eq. 1 (ours)")
+    registrar.add(
+        "conv_gru", ConvGRUAggregator, ConvGRUAggregatorConfig, description="ConvGRU of the paper's Eq. 1 (ours)"
+    )
     registrar.add(
         "conv_fusion",
         ConvFusionAggregator,

@@ -33,9 +33,7 @@ class AggregatorBase(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         """``frames: (B, T, C, H, W)`` -> ``(B, C, H, W)``."""
         if frames.ndim != 5 or frames.shape[2] != self.channels:
-            raise ValueError(
-                f"{type(self).__name__} expects (B, T, {self.channels}, H, W), got {tuple(frames.shape)}"
-            )
+            raise ValueError(f"{type(self).__name__} expects (B, T, {self.channels}, H, W), got {tuple(frames.shape)}")
         state = self.init_state(frames[:, 0])
         for t in range(frames.shape[1]):
             state = self.update(state, frames[:, t])

@@ -46,7 +46,9 @@ def invertavatar_register_metrics(registrar) -> None:
     registrar.add("l1", m.L1, m.L1Config, description="mean absolute error in [0, 1] units")
     registrar.add("ssim", m.SSIM, m.SSIMConfig, description="structural similarity (kornia), 11-px Gaussian window")
     registrar.add(
-        "ms_ssim", m.MSSSIM, m.MSSSIMConfig,
+        "ms_ssim",
+        m.MSSSIM,
+        m.MSSSIMConfig,
         description="multi-scale SSIM; 1 - MS-SSIM is the perceptual loss when LPIPS weights are absent",
         tiny={"window_size": 3},
     )
@@ -62,7 +64,9 @@ def invertavatar_register_rasterizers(registrar) -> None:
     from invertavatar_core.rasterizer import TorchRasterizer, TorchRasterizerConfig
 
     registrar.add(
-        "torch", TorchRasterizer, TorchRasterizerConfig,
+        "torch",
+        TorchRasterizer,
+        TorchRasterizerConfig,
         description="pure-torch z-buffer rasteriser (CPU and CUDA), differentiable barycentrics",
     )
     try:
@@ -71,7 +75,9 @@ def invertavatar_register_rasterizers(registrar) -> None:
         pass  # nvdiffrast is optional: no backend without it
     else:
         registrar.add(
-            "nvdiffrast", NvdiffrastRasterizer, NvdiffrastRasterizerConfig,
+            "nvdiffrast",
+            NvdiffrastRasterizer,
+            NvdiffrastRasterizerConfig,
             description="nvdiffrast (CUDA) triangle ids, torch barycentrics",
         )
     try:
@@ -80,6 +86,8 @@ def invertavatar_register_rasterizers(registrar) -> None:
         pass  # pytorch3d is optional: no backend without it
     else:
         registrar.add(
-            "pytorch3d", Pytorch3DRasterizer, Pytorch3DRasterizerConfig,
+            "pytorch3d",
+            Pytorch3DRasterizer,
+            Pytorch3DRasterizerConfig,
             description="pytorch3d rasterize_meshes triangle ids, torch barycentrics",
         )

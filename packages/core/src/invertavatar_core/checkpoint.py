@@ -107,9 +107,7 @@ def _header_metadata(weights: Path) -> dict[str, str]:
         raise CheckpointError(f"{weights}: not a readable safetensors file: {exc}") from None
 
 
-def check_state_dict(
-    expected: Mapping[str, torch.Tensor], found: Mapping[str, tuple[int, ...]], source: str
-) -> None:
+def check_state_dict(expected: Mapping[str, torch.Tensor], found: Mapping[str, tuple[int, ...]], source: str) -> None:
     """Raise :class:`CheckpointError` naming every missing, unexpected and mis-shaped tensor."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -161,7 +159,11 @@ def load_module_weights(module: nn.Module, weights: str | Path) -> nn.Module:
 
 def load_component(
     # Positional-only, so an encoder's build context can itself carry ``registry=...``.
-    path: str | Path, registry: Registry, kind: str | None = None, /, **context: Any
+    path: str | Path,
+    registry: Registry,
+    kind: str | None = None,
+    /,
+    **context: Any,
 ) -> tuple[Any, ComponentConfig]:
     """Build a component from its directory and load its weights strictly.
 
@@ -177,13 +179,17 @@ def load_component(
     return component, config
 
 
-def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> Path:
+def save_tensors(
+    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> Path:
     """Write a flat tensor mapping to a safetensors file atomically (contiguous CPU copies)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=dict(metadata or {})))
 
 
-def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_tensors(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read a safetensors file: ``(tensors, metadata)``; errors name the file."""
     path = Path(path)
     metadata = _header_metadata(path)

@@ -48,7 +48,9 @@ class Observation:
         return int(self.image.shape[0])
 
     def _map(self, fn) -> "Observation":
-        return replace(self, **{f.name: fn(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None})
+        return replace(
+            self, **{f.name: fn(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
+        )
 
     def to(self, device: torch.device | str) -> "Observation":
         """The same frames on ``device``."""

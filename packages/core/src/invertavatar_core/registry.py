@@ -124,9 +124,7 @@ class Registrar:
         if not callable(factory):
             raise RegistrationError(f"{where}: factory {factory!r} is not callable")
         if not (isinstance(config_cls, type) and issubclass(config_cls, kind.config_base)):
-            raise RegistrationError(
-                f"{where}: config class {config_cls!r} must subclass {kind.config_base.__name__}"
-            )
+            raise RegistrationError(f"{where}: config class {config_cls!r} must subclass {kind.config_base.__name__}")
         literal = typing.get_args(config_cls.model_fields["name"].annotation)
         if literal != (name,) or config_cls.model_fields["name"].default != name:
             raise RegistrationError(
@@ -159,7 +157,9 @@ class Registrar:
 class Registry:
     """Immutable mapping kind -> name -> :class:`RegistryEntry`, with timm-style helpers."""
 
-    def __init__(self, entries: Mapping[str, Mapping[str, RegistryEntry]], problems: Iterable[PluginLoadError] = ()) -> None:
+    def __init__(
+        self, entries: Mapping[str, Mapping[str, RegistryEntry]], problems: Iterable[PluginLoadError] = ()
+    ) -> None:
         self._entries = MappingProxyType(
             {kind: MappingProxyType(dict(sorted(entries.get(kind, {}).items()))) for kind in KINDS}
         )

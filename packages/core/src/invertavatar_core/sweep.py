@@ -147,4 +147,3 @@ class Sweep:
             rows.append({"point": point.slug, **{k: v for k, v in point.overrides}, **result})
         write_table(rows, out_dir / "results")
         return rows
-

@@ -104,7 +104,9 @@ def save_training_state(run_dir: str | Path, step: int, state: TrainingState, *,
     }
     # Distinct names only: shared storages are cloned so safetensors accepts them.
     tensors = {k: v.detach().clone() for k, v in tensors.items()}
-    path = save_tensors(ckpt_dir / f"state-{step:08d}.safetensors", tensors, {"invertavatar.training": json.dumps(skeleton)})
+    path = save_tensors(
+        ckpt_dir / f"state-{step:08d}.safetensors", tensors, {"invertavatar.training": json.dumps(skeleton)}
+    )
     atomic_write_text(ckpt_dir / _LATEST, path.name + "\n")
     for old in sorted(ckpt_dir.glob("state-*.safetensors"))[:-keep]:
         old.unlink(missing_ok=True)

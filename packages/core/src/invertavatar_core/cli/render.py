@@ -22,7 +22,7 @@ from invertavatar_core.config import default_registry
 from invertavatar_core.image_io import write_video
 from invertavatar_core.inversion_models import InversionModels
 
-__all__ = ["register"]
+__all__ = ["neutral_expression_uv", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
@@ -51,14 +51,17 @@ def _checkpoint(args: argparse.Namespace, avatar: Avatar) -> Path:
     return Path(recorded)
 
 
-def _neutral_expression(models: InversionModels, avatar: Avatar, device: str) -> torch.Tensor:
+def neutral_expression_uv(
+    models: InversionModels, identity: torch.Tensor | None, device: torch.device | str
+) -> torch.Tensor:
+    """``(1, 3, U, U)`` UV render of ``identity`` (``(1, S)``; None: the mean face) with a zero expression."""
     from invertavatar_core.uv_maps import render_expression_uv
 
     registry = default_registry()
     experiment = models.experiment
     model = registry.create("morphable_model", experiment.morphable_model)
     rasterizer = registry.create("rasterizer", experiment.rasterizer)
-    identity = avatar.identity[:1].cpu() if avatar.identity is not None else torch.zeros(1, model.n_identity)
+    identity = identity[:1].cpu() if identity is not None else torch.zeros(1, model.n_identity)
     expression = torch.zeros(1, model.n_expression)
     eyes = torch.zeros(1, model.n_eye) if model.n_eye else None
     uv = render_expression_uv(model, rasterizer, identity, expression, eyes, resolution=models.prior.info.uv_resolution)
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.orbit:
         if args.frames < 2:
             raise UserError(f"--frames must be at least 2, got {args.frames}")
-        frames = avatar.render_orbit(prior, _neutral_expression(models, avatar, device), frames=args.frames)
+        frames = avatar.render_orbit(prior, neutral_expression_uv(models, avatar.identity, device), frames=args.frames)
         total = args.frames
     else:
         frames, total = _driven(args, models, avatar, device)

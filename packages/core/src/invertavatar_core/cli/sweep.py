@@ -13,13 +13,21 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser = subparsers.add_parser("sweep", help="run an ablation sweep over registry names and settings")
     parser.add_argument("--config", required=True, help="base experiment config (YAML or JSON)")
     parser.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="KEY=V1,V2",
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
         help="dotted override with one or more values (repeatable; the product is swept)",
     )
     parser.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
     parser.add_argument("--out", default="runs/sweep", help="output folder (finished points are skipped)")
     parser.add_argument(
-        "--train", dest="stages", action="append", default=[], metavar="STAGE",
+        "--train",
+        dest="stages",
+        action="append",
+        default=[],
+        metavar="STAGE",
         help="train this stage at every point first (latent / oneshot / incremental; repeatable, in order)",
     )
     parser.add_argument("--no-evaluate", action="store_true", help="only train; do not evaluate the points")

@@ -57,7 +57,9 @@ def _assert_finite(tensor: Tensor, what: str) -> None:
 
 def _assert_grads_reach(module: nn.Module, what: str) -> None:
     """Every trainable parameter received a finite, non-zero-everywhere gradient."""
-    missing = [n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [
+        n for n, p in module.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert not missing, f"{what}: no gradient reached {missing}"
     for n, p in module.named_parameters():
         if p.grad is not None:
@@ -133,7 +135,9 @@ class _ModuleRoundTrip:
         """Deterministic outputs of ``component`` on fixed inputs (eval mode)."""
         raise NotImplementedError
 
-    def test_safetensors_round_trip(self, component: Any, config: ComponentConfig, registry: Registry, tmp_path) -> None:
+    def test_safetensors_round_trip(
+        self, component: Any, config: ComponentConfig, registry: Registry, tmp_path
+    ) -> None:
         """Save to a component directory, load strictly, outputs are identical."""
         if not isinstance(component, nn.Module) or not list(component.state_dict()):
             pytest.skip("component has no tensors to save")
@@ -316,7 +320,9 @@ class PriorConformance(_ModuleRoundTrip, ComponentConformance):
 
     def render(self, component: Any, features: CanonicalFeatures, batch: int = 2):
         """Render ``features`` at a frontal camera with a neutral expression UV render."""
-        return component.render(features, example_expression_uv(batch, component.info.uv_resolution), example_camera(batch))
+        return component.render(
+            features, example_expression_uv(batch, component.info.uv_resolution), example_camera(batch)
+        )
 
     def outputs(self, component: Any, registry: Registry) -> list[Tensor]:
         """Final and raw images of a fixed sample."""
@@ -403,8 +409,11 @@ class MorphableModelConformance(ComponentConformance):
 
     def test_neutral_inside_triplane_box(self, component: Any) -> None:
         """The neutral mesh placed in canonical space lies inside the tri-plane box."""
-        verts = component.vertices(torch.zeros(1, component.n_identity), torch.zeros(1, component.n_expression),
-                                   torch.zeros(1, component.n_eye) if component.n_eye else None)
+        verts = component.vertices(
+            torch.zeros(1, component.n_identity),
+            torch.zeros(1, component.n_expression),
+            torch.zeros(1, component.n_eye) if component.n_eye else None,
+        )
         m = component.to_canonical
         canonical = verts[0] @ m[:3, :3].T + m[:3, 3]
         face = canonical[component.face_mask > 0.5]
@@ -434,7 +443,9 @@ class RasterizerConformance(ComponentConformance):
 
     def test_interpolate_gradients(self, component: Any) -> None:
         """Interpolated attributes differentiate w.r.t. attributes and vertex positions."""
-        verts = torch.tensor([[[-0.9, -0.9, 0.5, 1.0], [0.9, -0.8, 0.5, 1.0], [-0.7, 0.9, 0.5, 1.0]]], requires_grad=True)
+        verts = torch.tensor(
+            [[[-0.9, -0.9, 0.5, 1.0], [0.9, -0.8, 0.5, 1.0], [-0.7, 0.9, 0.5, 1.0]]], requires_grad=True
+        )
         faces = torch.tensor([[0, 1, 2]])
         attrs = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]], requires_grad=True)
         frags = component.rasterize(verts, faces, 16, 16)
