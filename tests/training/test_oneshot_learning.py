@@ -2,10 +2,11 @@
 
 Setup: the real tiny prior with a seeded random init (fixed, frozen), an untrained tiny E_latent
 (frozen, so the coarse stage is the baseline), tiny one-shot E_tex + E_tri trained with Eq. 3 for
-100 steps of 4 synthetic identities (lr 2e-3; no perceptual term, it would only cost time here).
+300 steps of 4 synthetic identities (lr 2e-3; no perceptual term, it would only cost time here).
 Held out: 16 other identities, each inverted from one source frame and rendered at 2 other frames
-of its drive (other cameras and expressions). Measured on 2 CPU cores: coarse novel-view L1 0.473,
-after stage 2 0.35-0.37 (a 21-25 % reduction); the test asks for at least 12 %.
+of its drive (other cameras and expressions). Measured on 2 CPU cores (about 3.5 min): coarse
+novel-view L1 0.466, untrained encoders 0.466, after stage 2 0.345 (a 26 % reduction; 100 steps
+gave 21-25 %, 300 steps of batch 2 only 12 %); the test asks for at least 15 %.
 """
 
 import pytest
@@ -16,7 +17,7 @@ from invertavatar_core.inversion import repeat_features
 from invertavatar_core.train_oneshot import OneShotStage
 from invertavatar_core.trainer import Trainer
 
-REQUIRED_REDUCTION = 0.12
+REQUIRED_REDUCTION = 0.15
 """Stage 2's held-out novel-view L1 must be at most (1 - this) times the coarse stage's."""
 
 
@@ -42,10 +43,10 @@ def test_stage2_lowers_held_out_novel_view_error_versus_the_coarse_stage(full_re
         data={"synthetic_drives": 8, "max_sequence_length": 4, "novel_views": 1},
         training={
             "out_dir": str(tmp_path),
-            "steps": 100,
+            "steps": 300,
             "batch_size": 4,
             "lr": 2e-3,
-            "log_every": 25,
+            "log_every": 100,
             "checkpoint_every": 1000,
             "sample_every": 1000,
             "perceptual": None,

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from trainer_toy_stage import Interrupted, ToyStage
 
 from invertavatar_core.config import TrainingConfig
-from invertavatar_core.distributed import Runtime
+from invertavatar_core.distributed import Runtime, average_gradients
 from invertavatar_core.trainer import LOG_FILE, Trainer, step_seed
 from invertavatar_core.training_state import latest_checkpoint
 
@@ -116,6 +116,30 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         torch.save({"params": _params(stage)}, Path(out_dir) / f"rank{rank}.pt")
     finally:
         runtime.close()
+
+
+def _unused_parameter_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world_size), RANK=str(rank))
+    runtime = Runtime.from_env("cpu")
+    try:
+        used, rank0_only, unused = (torch.nn.Parameter(torch.zeros(3)) for _ in range(3))
+        loss = (used * (rank + 1)).sum() + (rank0_only.sum() * 4 if rank == 0 else 0)
+        loss.backward()
+        average_gradients([used, rank0_only, unused], world_size)
+        torch.save(
+            {"used": used.grad, "rank0_only": rank0_only.grad, "unused": unused.grad}, Path(out_dir) / f"g{rank}.pt"
+        )
+    finally:
+        runtime.close()
+
+
+def test_gradient_average_counts_a_missing_gradient_as_zero_and_leaves_unused_ones_none(tmp_path):
+    mp.spawn(_unused_parameter_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        grads = torch.load(tmp_path / f"g{rank}.pt", weights_only=True)
+        assert torch.equal(grads["used"], torch.full((3,), 1.5))  # (1 + 2) / 2
+        assert torch.equal(grads["rank0_only"], torch.full((3,), 2.0))  # (4 + 0) / 2
+        assert grads["unused"] is None  # Adam and weight decay skip it, as in one process
 
 
 def test_two_process_gloo_run_matches_the_single_process_gradient_average(tmp_path):

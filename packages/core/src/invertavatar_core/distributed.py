@@ -97,14 +97,21 @@ def broadcast_module(module: nn.Module, src: int = 0) -> None:
 
 
 def average_gradients(parameters: Iterable[Tensor], world_size: int) -> None:
-    """All-reduce-average the gradients of ``parameters``; a missing gradient counts as zero.
+    """All-reduce-average the gradients of ``parameters`` over the ranks.
 
-    Every rank must hold the same parameter list (the zeros keep the flat buffers aligned when a
-    parameter was unused on one rank, which DDP handles with ``find_unused_parameters``).
+    A parameter with a gradient on some ranks only counts as zero on the others (what DDP's
+    ``find_unused_parameters`` does); one with no gradient on any rank keeps ``grad = None``, so
+    the optimizer skips it as it would in one process (a zero gradient would still move it
+    through Adam's momentum or weight decay). Every rank must hold the same parameter list.
     """
+    params = [p for p in parameters if p.requires_grad]
+    if not params:
+        return
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    dist.all_reduce(present)
     grads = []
-    for p in parameters:
-        if not p.requires_grad:
+    for p, ranks_with_grad in zip(params, present.tolist(), strict=True):
+        if ranks_with_grad == 0:
             continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invertavatar_core.checkpoint import CheckpointError, load_module_weights, read_component_config
-from invertavatar_core.config import ExperimentConfig
+from invertavatar_core.config import ExperimentConfig, default_registry
 from invertavatar_core.distributed import Runtime
 from invertavatar_core.inversion import InversionPipeline, conform_to_prior, resize_square
 from invertavatar_core.inversion_models import InversionModels, component_dir
@@ -30,6 +30,7 @@ from invertavatar_core.observation import Observation
 from invertavatar_core.protocols import PriorRender
 from invertavatar_core.registry import Registry
 from invertavatar_core.synthetic_samples import DriveBank, SyntheticSampler
+from invertavatar_core.trainer import Trainer
 
 __all__ = ["EncoderStage"]
 
@@ -181,3 +182,21 @@ class EncoderStage:
 def image_l1(prediction: Tensor, target: Tensor) -> Tensor:
     """L1 after bringing ``prediction`` to the target's resolution."""
     return F.l1_loss(resize_square(prediction, target.shape[-1]), target)
+
+
+def run_stage(
+    stage_class: type[EncoderStage],
+    experiment: ExperimentConfig,
+    registry: Registry | None = None,
+    runtime: Runtime | None = None,
+    *,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train ``stage_class`` into ``experiment.training.out_dir``, resuming from its checkpoint; the last scalars."""
+    registry = registry or default_registry()
+    runtime = runtime or Runtime.from_env()
+    stage = stage_class(experiment, registry, runtime)
+    trainer = Trainer(
+        stage, experiment.training, runtime=runtime, config=experiment, seed=experiment.seed, progress=progress
+    )
+    return trainer.fit()

@@ -18,12 +18,13 @@ from dataclasses import fields, replace
 
 import torch
 
-from invertavatar_core.config import ExperimentConfig, default_registry
+from invertavatar_core.config import ExperimentConfig
 from invertavatar_core.distributed import Runtime
+from invertavatar_core.encoder_stage import run_stage
 from invertavatar_core.protocols import FeatureEdits, PriorRender
 from invertavatar_core.registry import Registry
 from invertavatar_core.train_oneshot import FeatureEncoderStage
-from invertavatar_core.trainer import StepContext, Trainer
+from invertavatar_core.trainer import StepContext
 
 __all__ = ["IncrementalStage", "train_incremental"]
 
@@ -105,17 +106,6 @@ def _select(render: PriorRender, index: torch.Tensor) -> PriorRender:
     return replace(render, **{f.name: getattr(render, f.name)[index] for f in fields(render)})
 
 
-def train_incremental(
-    experiment: ExperimentConfig,
-    registry: Registry | None = None,
-    runtime: Runtime | None = None,
-    *,
-    progress: bool = True,
-) -> dict[str, float]:
-    """Run stage 3 into ``experiment.training.out_dir`` (resuming from its checkpoint); returns the last scalars."""
-    registry = registry or default_registry()
-    runtime = runtime or Runtime.from_env()
-    stage = IncrementalStage(experiment, registry, runtime)
-    return Trainer(
-        stage, experiment.training, runtime=runtime, config=experiment, seed=experiment.seed, progress=progress
-    ).fit()
+def train_incremental(experiment: ExperimentConfig, *args, **kwargs) -> dict[str, float]:
+    """Run stage 3: recurrent decoders (Eq. 1, 3); arguments as :func:`~invertavatar_core.encoder_stage.run_stage`."""
+    return run_stage(IncrementalStage, experiment, *args, **kwargs)

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from invertavatar_core.config import ExperimentConfig, default_registry
+from invertavatar_core.config import ExperimentConfig
 from invertavatar_core.distributed import Runtime
-from invertavatar_core.encoder_stage import EncoderStage, image_l1
+from invertavatar_core.encoder_stage import EncoderStage, image_l1, run_stage
 from invertavatar_core.inversion import resize_square
 from invertavatar_core.losses import (
     LatentDiscriminator,
@@ -25,7 +25,7 @@ from invertavatar_core.losses import (
     weighted,
 )
 from invertavatar_core.registry import Registry
-from invertavatar_core.trainer import StepContext, Trainer
+from invertavatar_core.trainer import StepContext
 
 __all__ = ["LatentStage", "train_latent"]
 
@@ -114,17 +114,6 @@ class LatentStage(EncoderStage):
             self.models.latent.train()
 
 
-def train_latent(
-    experiment: ExperimentConfig,
-    registry: Registry | None = None,
-    runtime: Runtime | None = None,
-    *,
-    progress: bool = True,
-) -> dict[str, float]:
-    """Run stage 1 into ``experiment.training.out_dir`` (resuming from its checkpoint); returns the last scalars."""
-    registry = registry or default_registry()
-    runtime = runtime or Runtime.from_env()
-    stage = LatentStage(experiment, registry, runtime)
-    return Trainer(
-        stage, experiment.training, runtime=runtime, config=experiment, seed=experiment.seed, progress=progress
-    ).fit()
+def train_latent(experiment: ExperimentConfig, *args, **kwargs) -> dict[str, float]:
+    """Run stage 1: E_latent (Eq. 2); arguments as :func:`~invertavatar_core.encoder_stage.run_stage`."""
+    return run_stage(LatentStage, experiment, *args, **kwargs)

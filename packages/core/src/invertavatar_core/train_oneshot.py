@@ -14,14 +14,14 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from invertavatar_core.config import ExperimentConfig, default_registry
+from invertavatar_core.config import ExperimentConfig
 from invertavatar_core.distributed import Runtime
-from invertavatar_core.encoder_stage import EncoderStage, image_l1
+from invertavatar_core.encoder_stage import EncoderStage, image_l1, run_stage
 from invertavatar_core.inversion import repeat_features, resize_square
 from invertavatar_core.losses import feature_losses, generator_loss, reconstruction_size, weighted
 from invertavatar_core.protocols import CanonicalFeatures, PriorRender
 from invertavatar_core.registry import Registry
-from invertavatar_core.trainer import StepContext, Trainer
+from invertavatar_core.trainer import StepContext
 
 __all__ = ["FeatureEncoderStage", "OneShotStage", "train_oneshot"]
 
@@ -144,17 +144,6 @@ class OneShotStage(FeatureEncoderStage):
         return scalars
 
 
-def train_oneshot(
-    experiment: ExperimentConfig,
-    registry: Registry | None = None,
-    runtime: Runtime | None = None,
-    *,
-    progress: bool = True,
-) -> dict[str, float]:
-    """Run stage 2 into ``experiment.training.out_dir`` (resuming from its checkpoint); returns the last scalars."""
-    registry = registry or default_registry()
-    runtime = runtime or Runtime.from_env()
-    stage = OneShotStage(experiment, registry, runtime)
-    return Trainer(
-        stage, experiment.training, runtime=runtime, config=experiment, seed=experiment.seed, progress=progress
-    ).fit()
+def train_oneshot(experiment: ExperimentConfig, *args, **kwargs) -> dict[str, float]:
+    """Run stage 2: one-shot E_tex + E_tri (Eq. 3); arguments as :func:`~invertavatar_core.encoder_stage.run_stage`."""
+    return run_stage(OneShotStage, experiment, *args, **kwargs)

@@ -187,7 +187,11 @@ def _normalise_matrix() -> np.ndarray:
 
 
 class FaceVerseModel(LinearFaceModel):
-    """FaceVerse v3.1 as a :class:`~invertavatar_core.protocols.MorphableModel` (geometry only)."""
+    """FaceVerse v3.1 as a :class:`~invertavatar_core.protocols.MorphableModel` (geometry only).
+
+    Triangles are the file's ``tri``, landmarks its ``mediapipe_keypoints`` (all valid), the face
+    mask the official one (eyeballs included); ``to_canonical`` = ``N @ fv2fl_30`` (reference 4).
+    """
 
     n_eye = 4
     model_name = "faceverse"
@@ -285,34 +289,9 @@ class FaceVerseModel(LinearFaceModel):
         return (mask > 0.5).astype(np.float64)
 
     @property
-    def faces(self) -> Tensor:
-        """``(F, 3)`` int64 triangles (``tri``)."""
-        return self._faces
-
-    @property
-    def uvs(self) -> Tensor:
-        """``(N, 2)`` per-vertex UV in [0, 1]."""
-        return self._uvs
-
-    @property
-    def face_mask(self) -> Tensor:
-        """``(N,)`` binary face mask (eyeballs included in the official mask)."""
-        return self._face_mask
-
-    @property
-    def landmark_indices(self) -> Tensor:
-        """``(478,)`` int64 ``mediapipe_keypoints``."""
-        return self._landmarks
-
-    @property
     def landmark_valid(self) -> Tensor:
         """``(478,)`` all True: FaceVerse ships its MediaPipe correspondence."""
         return torch.ones(NUM_LANDMARKS, dtype=torch.bool, device=self._landmarks.device)
-
-    @property
-    def to_canonical(self) -> Tensor:
-        """``(4, 4)`` = ``N @ fv2fl_30`` (reference 4)."""
-        return self._to_canonical
 
     def eye_rotation(self, angles: Tensor) -> Tensor:
         """``(B, 2)`` (pitch about x, yaw about y) -> ``R_y @ R_x`` in FaceVerse's y-down space."""

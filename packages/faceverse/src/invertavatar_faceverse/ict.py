@@ -38,7 +38,6 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field
-from torch import Tensor
 
 from invertavatar_core.components import MorphableModelConfig
 from invertavatar_faceverse.landmark_correspondence import correspondence_from_canonical, nearest_allowed
@@ -206,6 +205,9 @@ class IctFaceModel(LinearFaceModel):
 
     ``identity: (B, S)`` ~ N(0, 1) (modes are scaled by their standard deviation);
     ``expression: (B, 53)`` ARKit blendshape weights in [0, 1]; no separate eye coefficients.
+    Triangles leave out the transparent shells and eyelashes; the UV face island is ``v >= 0.08``;
+    ``to_canonical`` maps centimetres; ``landmark_valid`` is all True with ``mediapipe_canonical``,
+    else only the iBUG anchors.
     """
 
     n_eye = 0
@@ -278,33 +280,3 @@ class IctFaceModel(LinearFaceModel):
         pool = np.setdiff1d(np.nonzero(skin)[0], out[valid])
         out[~valid] = pool[np.linspace(0, len(pool) - 1, int((~valid).sum())).round().astype(np.int64)]
         return out, valid
-
-    @property
-    def faces(self) -> Tensor:
-        """``(F, 3)`` int64 triangles (transparent shells and eyelashes left out)."""
-        return self._faces
-
-    @property
-    def uvs(self) -> Tensor:
-        """``(N, 2)`` per-vertex UV in [0, 1], v up (face island ``v >= 0.08``)."""
-        return self._uvs
-
-    @property
-    def face_mask(self) -> Tensor:
-        """``(N,)`` 1 on the narrow face area and the eyeballs."""
-        return self._face_mask
-
-    @property
-    def landmark_indices(self) -> Tensor:
-        """``(478,)`` int64 vertex per MediaPipe landmark (see ``landmark_valid``)."""
-        return self._landmarks
-
-    @property
-    def landmark_valid(self) -> Tensor:
-        """``(478,)`` bool: all True with ``mediapipe_canonical``, else only the iBUG anchors."""
-        return self._landmark_valid
-
-    @property
-    def to_canonical(self) -> Tensor:
-        """``(4, 4)`` centimetres -> EG3D canonical space."""
-        return self._to_canonical

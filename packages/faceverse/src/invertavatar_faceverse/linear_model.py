@@ -15,7 +15,9 @@ class LinearFaceModel(nn.Module):
     """Base of the procedural, ICT and FaceVerse models (buffers set by :meth:`_set_bases`).
 
     Subclasses set ``n_eye`` (0 or 4) and, when the eyes turn in a different frame, override
-    :meth:`eye_rotation`.
+    :meth:`eye_rotation`; they register the topology buffers ``_faces``, ``_uvs``,
+    ``_face_mask``, ``_landmarks``, ``_landmark_valid`` and ``_to_canonical`` that the
+    MorphableModel properties below read.
     """
 
     n_eye: int = 0
@@ -60,6 +62,36 @@ class LinearFaceModel(nn.Module):
         self.n_vertices = n
         self.n_identity = identity.shape[0]
         self.n_expression = expression.shape[0]
+
+    @property
+    def faces(self) -> Tensor:
+        """``(F, 3)`` int64 triangles, counter-clockwise seen from outside."""
+        return self._faces
+
+    @property
+    def uvs(self) -> Tensor:
+        """``(N, 2)`` per-vertex UV in [0, 1], v up."""
+        return self._uvs
+
+    @property
+    def face_mask(self) -> Tensor:
+        """``(N,)`` 1 on the face region and the eyeballs, else 0."""
+        return self._face_mask
+
+    @property
+    def landmark_indices(self) -> Tensor:
+        """``(478,)`` int64 vertex per MediaPipe landmark (see ``landmark_valid``)."""
+        return self._landmarks
+
+    @property
+    def landmark_valid(self) -> Tensor:
+        """``(478,)`` bool: the landmarks placed with their MediaPipe meaning (fitting ignores the rest)."""
+        return self._landmark_valid
+
+    @property
+    def to_canonical(self) -> Tensor:
+        """``(4, 4)`` similarity from model units to EG3D canonical space."""
+        return self._to_canonical
 
     def eye_rotation(self, angles: Tensor) -> Tensor:
         """``(B, 2)`` (pitch, yaw) radians -> ``(B, 3, 3)`` for a y-up, z-forward model space.

@@ -1105,6 +1105,9 @@ class ProceduralHeadModel(LinearFaceModel):
     ``identity: (B, 48)`` ~ N(0, 1) per named mode (``identity_names``); ``expression: (B, 25)``
     blendshape weights in [0, 1] (``expression_names``); ``eyes: (B, 4)`` = (pitch, yaw) of the
     right then the left eye in radians (pitch up, yaw towards the subject's left).
+    The UV face island is ``[0.03, 0.97] x [0.05, 0.90]``; the face mask leaves out the inside of
+    the lips; ``landmark_valid`` is all True with the MediaPipe canonical mesh, else the named
+    contours only; ``to_canonical`` maps model centimetres.
     """
 
     n_eye = 4
@@ -1157,39 +1160,6 @@ class ProceduralHeadModel(LinearFaceModel):
         )
         self._landmarks = torch.as_tensor(found, dtype=torch.int64, device=self._landmarks.device)
         self._landmark_valid = torch.ones_like(self._landmark_valid)
-
-    @property
-    def faces(self) -> Tensor:
-        """``(F, 3)`` int64 triangles, counter-clockwise seen from outside."""
-        return self._faces
-
-    @property
-    def uvs(self) -> Tensor:
-        """``(N, 2)`` per-vertex UV in [0, 1] (v up); the face island is ``[0.03, 0.97] x [0.05, 0.90]``."""
-        return self._uvs
-
-    @property
-    def face_mask(self) -> Tensor:
-        """``(N,)`` 1 on the face region and the eyeballs, 0 on the rest of the head and inside the lips."""
-        return self._face_mask
-
-    @property
-    def landmark_indices(self) -> Tensor:
-        """``(478,)`` int64 vertex per MediaPipe landmark (see ``landmark_valid``)."""
-        return self._landmarks
-
-    @property
-    def landmark_valid(self) -> Tensor:
-        """``(478,)`` bool: landmarks placed with their MediaPipe meaning.
-
-        All of them when the MediaPipe canonical mesh was given; otherwise the named contours only.
-        """
-        return self._landmark_valid
-
-    @property
-    def to_canonical(self) -> Tensor:
-        """``(4, 4)`` similarity from model centimetres to EG3D canonical space."""
-        return self._to_canonical
 
     @property
     def eyeball_vertices(self) -> Tensor:

@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
-from invertavatar_core.config import ExperimentConfig, default_registry, load_config_data
-from invertavatar_core.sweep import apply_overrides, parse_set
+from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
+from invertavatar_core.config import default_registry
 
 __all__ = ["register"]
 
@@ -23,14 +23,10 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add the ``evaluate`` command."""
     parser = subparsers.add_parser("evaluate", help="run the paper's evaluation protocols and write tables and plots")
-    parser.add_argument("--config", required=True, help="experiment config (YAML or JSON) with an evaluation section")
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dotted override, e.g. evaluation.max_sequences=10 (repeatable)",
+    add_experiment_arguments(
+        parser,
+        config_help="experiment config (YAML or JSON) with an evaluation section",
+        set_example="evaluation.max_sequences=10",
     )
     parser.add_argument("--out", help="output folder (overrides evaluation.out_dir)")
     parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
@@ -38,25 +34,12 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.set_defaults(func=run)
 
 
-def _experiment(args: argparse.Namespace) -> ExperimentConfig:
-    overrides = []
-    for expression in args.sets:
-        key, values = parse_set(expression)
-        if len(values) != 1:
-            raise ValueError(f"--set {expression}: one value expected (use `invertavatar sweep` for several)")
-        overrides.append((key, values[0]))
-    if args.out:
-        overrides.append(("evaluation.out_dir", args.out))
-    data = apply_overrides(load_config_data(args.config), overrides)
-    return ExperimentConfig.model_validate(data, context={"registry": default_registry()})
-
-
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print each row as it finishes, write the report."""
     from invertavatar_core.evaluation import evaluate, write_report
     from invertavatar_core.tables import format_table
 
-    experiment = _experiment(args)
+    experiment = experiment_from_args(args, "evaluation.out_dir")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     report = evaluate(
         experiment,

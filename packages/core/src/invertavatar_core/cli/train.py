@@ -9,8 +9,8 @@ holding the model checkpoint that ``invertavatar reconstruct --checkpoint`` and 
 import argparse
 import importlib
 
-from invertavatar_core.config import ExperimentConfig, default_registry, load_config_data
-from invertavatar_core.sweep import apply_overrides, parse_set
+from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
+from invertavatar_core.config import default_registry
 
 __all__ = ["STAGES", "register"]
 
@@ -30,14 +30,8 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add ``train latent``, ``train oneshot`` and ``train incremental``."""
     for stage, (_, _, help_text) in STAGES.items():
         parser = groups["train"].add_parser(stage, help=help_text)
-        parser.add_argument("--config", required=True, help="experiment config (YAML or JSON)")
-        parser.add_argument(
-            "--set",
-            dest="sets",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="dotted override, e.g. training.steps=2000 (repeatable)",
+        add_experiment_arguments(
+            parser, config_help="experiment config (YAML or JSON)", set_example="training.steps=2000"
         )
         parser.add_argument("--out", help="run folder (overrides training.out_dir)")
         parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
@@ -45,25 +39,11 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
         parser.set_defaults(func=run, train_stage=stage)
 
 
-def experiment_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    """The config file with ``--set`` and ``--out`` applied, validated."""
-    overrides = []
-    for expression in args.sets:
-        key, values = parse_set(expression)
-        if len(values) != 1:
-            raise ValueError(f"--set {expression}: one value expected (use `invertavatar sweep` for several)")
-        overrides.append((key, values[0]))
-    if args.out:
-        overrides.append(("training.out_dir", args.out))
-    data = apply_overrides(load_config_data(args.config), overrides)
-    return ExperimentConfig.model_validate(data, context={"registry": default_registry()})
-
-
 def run(args: argparse.Namespace) -> int:
     """Train one stage; prints where the model checkpoint is."""
     from invertavatar_core.distributed import Runtime
 
-    experiment = experiment_from_args(args)
+    experiment = experiment_from_args(args, "training.out_dir")
     module, function, _ = STAGES[args.train_stage]
     train = getattr(importlib.import_module(module), function)
     runtime = Runtime.from_env(args.device)
