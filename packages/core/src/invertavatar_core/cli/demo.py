@@ -20,6 +20,7 @@ import json
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -171,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         print("  the pictures show the pipeline, not a likeness; pass --checkpoint RUN for a trained model")
 
     sources, driving = _synthetic_head(args, registry, models, out)
+    driving = driving.to(device)
     inverter = registry.create(
         "inverter", models.experiment.inverter, registry=registry, experiment=models.experiment, models=models
     )
@@ -182,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
             session = inverter.start(frame) if session is None else session.add(frame)
             avatar = session.avatar()
         with _Clock(device) as drive:
-            rendered = _drive(avatar, models, driving.to(device))
+            rendered = _drive(avatar, models, driving)
         rows.append(
             {
                 "source_frames": t + 1,
@@ -202,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
 
     size = info.image_resolution
     source_image = resize_square(sources.image[:1], size)[0].to(device)
-    truth = resize_square(driving.image, size).to(device)
+    truth = resize_square(driving.image, size)
     write_video(
         (torch.cat([source_image, truth[t], rendered[t]], dim=-1).clamp(-1, 1) for t in range(len(driving))),
         out / "driven.mp4",
@@ -213,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     write_video(tqdm(orbit, total=args.orbit_frames, desc="orbit", unit="frame", disable=args.no_progress),
                 out / "orbit.mp4", fps=12)  # fmt: skip
     examples = [
-        argparse.Namespace(source=source_image.cpu(), driving=truth[t].cpu(), output=rendered[t].cpu())
+        SimpleNamespace(source=source_image.cpu(), driving=truth[t].cpu(), output=rendered[t].cpu())
         for t in range(min(4, len(driving)))
     ]
     save_qualitative_grid(examples, out / "grid.png", title=f"demo: {provenance}")
