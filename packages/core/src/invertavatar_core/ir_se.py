@@ -23,6 +23,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from invertavatar_core.checkpoint import CheckpointError, check_state_dict
+from invertavatar_core.weight_files import read_state_dict
 
 __all__ = [
     "ArcFaceHead",
@@ -286,30 +287,6 @@ def _strip_wrappers(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return state
 
 
-def _read_state(path: Path) -> dict[str, Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
-            raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - report the file whatever went wrong
-        raise CheckpointError(
-            f"{path}: could not read IR-SE-50 weights with torch.load(weights_only=True): {exc}. "
-            "Expected a plain state dict such as model_ir_se50.pth, or a .safetensors file."
-        ) from None
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CheckpointError(
-            f"{path}: expected a mapping of tensor names to tensors (a state dict), found {type(obj).__name__}"
-        )
-    return dict(obj)
-
-
 def load_ir_se50_weights(module: IRSENet, path: str | Path, *, adapt_input_channels: bool = False) -> IRSENet:
     """Load user-supplied IR-SE-50 weights into ``module`` strictly.
 
@@ -335,7 +312,7 @@ def load_ir_se50_weights(module: IRSENet, path: str | Path, *, adapt_input_chann
             f"IR-SE-50 weights not found: {path} (supply model_ir_se50.pth from TreB1eN/InsightFace_Pytorch "
             "or a converted .safetensors file; nothing is downloaded)"
         )
-    raw = _strip_wrappers(_read_state(path))
+    raw = _strip_wrappers(read_state_dict(path, "IR-SE-50 weights (e.g. model_ir_se50.pth)"))
     state = insightface_to_ir_se_keys(raw, module.architecture)
     original = {_ir_se_name(k, module.architecture): k for k in raw}  # our name -> the file's, for messages
     if module.head is None:
