@@ -1,0 +1,427 @@
+"""The interfaces every swappable component satisfies, and the small records they exchange.
+
+Components are structural (``typing.Protocol``): a third-party class needs no base class, only
+these attributes and methods. The conformance kit in :mod:`invertavatar_core.testing` checks
+behaviour. Conventions used throughout (see :mod:`invertavatar_core.tensor_types`):
+
+- images are float RGB in [-1, 1], NCHW; the prior returns them in that range and conversion to
+  uint8 happens only when writing files;
+- cameras are EG3D labels ``(B, 25)``: a flattened 4x4 OpenCV cam-to-world matrix (x right,
+  y down, z forward in camera space) followed by a flattened 3x3 intrinsics matrix normalised by
+  the image size (focal 4.2647, principal point 0.5 for the FFHQ convention);
+- canonical (tri-plane) space is EG3D's: the head sits in the box [-0.5, 0.5]^3 and faces +z,
+  cameras orbit at radius 2.7 around the pivot (0, 0, 0.2);
+- the *expression UV render* is the orthographic render of the pose-free mesh, placed in
+  tri-plane space, whose pixels carry (u, v, face mask): u, v in [-1, 1], mask in {0, 1}; its
+  pixel grid covers the face window of plane 0 (rows 57-184, cols 64-191 of a 256 plane) at
+  twice that plane's resolution. Head pose lives in the camera; expression lives only here;
+- a *UV unwrap* maps each texel of UV space to the image position that sees it: a grid
+  ``(B, Ht, Wt, 2)`` in [-1, 1] (``grid_sample`` convention, ``align_corners=False``) with a
+  visibility map ``(B, 1, Ht, Wt)`` in [0, 1] (front-facing times face mask).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from torch import Tensor
+
+__all__ = [
+    "Aggregator",
+    "AggregatorState",
+    "CanonicalFeatures",
+    "Encoder",
+    "EncoderRole",
+    "EncoderState",
+    "FeatureEdits",
+    "FeatureEncoder",
+    "FeatureLevel",
+    "Fragments",
+    "LandmarkDetector",
+    "LatentEncoder",
+    "Metric",
+    "MorphableModel",
+    "Prior",
+    "PriorFeatureInfo",
+    "PriorRender",
+    "Rasterizer",
+]
+
+AggregatorState = dict[str, Tensor]
+"""An aggregator's explicit state: a flat mapping of tensors, so it saves to safetensors as is."""
+
+EncoderState = dict[str, Tensor]
+"""A feature encoder's streaming state: flat tensors (per-level aggregator states, prefixed)."""
+
+EncoderRole = Literal["latent", "texture", "static"]
+"""What an encoder predicts: w+ offsets, texture-feature offsets, or static tri-plane edits."""
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureLevel:
+    """One level of a feature pyramid: its name, channel count and square resolution."""
+
+    name: str
+    channels: int
+    resolution: int
+
+
+@dataclass(frozen=True)
+class PriorFeatureInfo:
+    """Shapes a prior exposes as data, so encoders and aggregators are built to match it.
+
+    ``texture_levels`` are the levels of the canonical texture ``F_tex`` that a texture encoder
+    offsets (paper: 32, 64, 128); ``sft_levels`` are the CS-SFT points of the static generator
+    (channels = the modulated half); ``triplane_*`` give the tri-plane ``(3, C, R, R)``.
+    """
+
+    num_ws: int
+    w_dim: int
+    z_dim: int
+    c_dim: int
+    image_resolution: int
+    neural_resolution: int
+    uv_resolution: int
+    texture_levels: tuple[FeatureLevel, ...]
+    sft_levels: tuple[FeatureLevel, ...]
+    triplane_channels: int
+    triplane_resolution: int
+
+
+@dataclass(frozen=True)
+class FeatureEdits:
+    """What the fine-stage encoders hand to the prior; every field is optional.
+
+    - ``texture_offsets``: name -> ``(B, C, R, R)`` added to the matching ``F_tex`` level;
+    - ``static_sft``: name -> ``(scale, shift)``, each ``(B, C, R, R)``, applied as
+      ``x * scale + shift`` to the modulated half of the static generator at that level
+      (multiplicative as given, not ``1 + scale``);
+    - ``triplane_offset``: ``(B, 3, C, R, R)`` added to the static tri-plane (an ablation).
+    """
+
+    texture_offsets: dict[str, Tensor] = field(default_factory=dict)
+    static_sft: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    triplane_offset: Tensor | None = None
+
+    def merge(self, other: "FeatureEdits") -> "FeatureEdits":
+        """Combine edits from two encoders; a level set by both is an error."""
+        clash = (self.texture_offsets.keys() & other.texture_offsets.keys()) | (
+            self.static_sft.keys() & other.static_sft.keys()
+        )
+        if clash or (self.triplane_offset is not None and other.triplane_offset is not None):
+            raise ValueError(f"two encoders edit the same feature levels: {sorted(clash) or ['triplane']}")
+        return FeatureEdits(
+            texture_offsets={**self.texture_offsets, **other.texture_offsets},
+            static_sft={**self.static_sft, **other.static_sft},
+            triplane_offset=self.triplane_offset if self.triplane_offset is not None else other.triplane_offset,
+        )
+
+
+@dataclass(frozen=True)
+class CanonicalFeatures:
+    """An avatar's pose- and expression-free representation; the cache that animation reuses.
+
+    - ``ws``: ``(B, K, D)`` w+ (G_face is still driven by it at animation time);
+    - ``texture``: ``F_tex``, name -> ``(B, C, R, R)`` in UV space (all levels the prior needs);
+    - ``static``: ``F_tri``, name -> ``(B, C, R, R)``; must contain ``"triplane"``
+      ``(B, 3 * C, R, R)`` and whatever static levels the face module blends with.
+    """
+
+    ws: Tensor
+    texture: dict[str, Tensor]
+    static: dict[str, Tensor]
+
+    @property
+    def batch_size(self) -> int:
+        """Number of avatars held."""
+        return int(self.ws.shape[0])
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Flat name -> tensor mapping (``ws``, ``texture.<level>``, ``static.<level>``)."""
+        out = {"ws": self.ws}
+        out.update({f"texture.{k}": v for k, v in self.texture.items()})
+        out.update({f"static.{k}": v for k, v in self.static.items()})
+        return out
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor]) -> "CanonicalFeatures":
+        """Inverse of :meth:`tensors`."""
+        texture = {k.removeprefix("texture."): v for k, v in tensors.items() if k.startswith("texture.")}
+        static = {k.removeprefix("static."): v for k, v in tensors.items() if k.startswith("static.")}
+        return cls(ws=tensors["ws"], texture=texture, static=static)
+
+
+@dataclass(frozen=True)
+class PriorRender:
+    """One render of an avatar: final image, raw neural render, feature image, depth.
+
+    - ``image``: ``(B, 3, Hi, Wi)`` in [-1, 1] after super-resolution;
+    - ``raw``: ``(B, 3, Hn, Wn)`` in [-1, 1], the first three channels of ``feature_image``;
+    - ``feature_image``: ``(B, C, Hn, Wn)`` volume-rendered features;
+    - ``depth``: ``(B, 1, Hn, Wn)`` expected ray depth in world units;
+    - ``triplane``: ``(B, 3, C, R, R)`` the animated tri-plane that was rendered.
+    """
+
+    image: Tensor
+    raw: Tensor
+    feature_image: Tensor
+    depth: Tensor
+    triplane: Tensor
+
+
+@dataclass(frozen=True)
+class Fragments:
+    """Per-pixel rasterisation result.
+
+    - ``triangle_id``: ``(B, H, W)`` int64, index into ``faces``; -1 where no triangle covers;
+    - ``barycentrics``: ``(B, H, W, 3)`` perspective-correct, differentiable w.r.t. positions;
+    - ``depth``: ``(B, H, W)`` interpolated clip-space z / w; +inf where no triangle covers.
+    """
+
+    triangle_id: Tensor
+    barycentrics: Tensor
+    depth: Tensor
+
+    @property
+    def mask(self) -> Tensor:
+        """``(B, H, W)`` bool, pixels covered by a triangle."""
+        return self.triangle_id >= 0
+
+
+# --------------------------------------------------------------------------------------------
+# Components
+# --------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Prior(Protocol):
+    """The animatable 3D GAN prior (paper Sec. 3.1): w+ -> canonical features -> renders.
+
+    Stateless apart from its weights; ``render`` never mutates ``features``. Batch rule for
+    ``render``: ``features`` holds 1 or B avatars; one avatar is broadcast over B frames.
+    """
+
+    info: PriorFeatureInfo
+    """Shapes of everything the prior consumes and produces."""
+
+    @property
+    def w_avg(self) -> Tensor:
+        """``(D,)`` mean of the mapping network's output (truncation centre, e4e offset base)."""
+        ...
+
+    def mapping(self, z: Tensor, camera: Tensor, truncation_psi: float = 1.0) -> Tensor:
+        """``z: (B, z_dim)``, ``camera: (B, 25)`` -> ``ws: (B, K, D)``."""
+        ...
+
+    def canonical(self, ws: Tensor, edits: FeatureEdits | None = None) -> CanonicalFeatures:
+        """``ws: (B, K, D)`` (+ encoder edits) -> canonical features ``F_tex``, ``F_tri``."""
+        ...
+
+    def render(
+        self,
+        features: CanonicalFeatures,
+        expression_uv: Tensor,
+        camera: Tensor,
+        *,
+        neural_resolution: int | None = None,
+    ) -> PriorRender:
+        """Animate and render: ``expression_uv: (B, 3, Hu, Wu)``, ``camera: (B, 25)``.
+
+        Runs only the face module, the volume renderer and super-resolution.
+        """
+        ...
+
+    def build_discriminator(self) -> Any:
+        """A discriminator matched to this prior's renders (an ``nn.Module``).
+
+        ``D(image (B, 3, Hi, Wi), raw (B, 3, Hn, Wn), camera (B, 25) | None) -> (B, 1)`` logits;
+        ``camera=None`` means unconditioned (the encoder stages zero the camera).
+        """
+        ...
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Anything the inversion pipeline encodes with; ``role`` says which interface follows."""
+
+    role: ClassVar[EncoderRole]
+    input_channels: int
+    """Channels of one frame's input (3 for latent, 7 for texture, 6 for static)."""
+    input_resolution: int
+    """Square input resolution the encoder expects (256 at paper scale)."""
+
+
+@runtime_checkable
+class LatentEncoder(Encoder, Protocol):
+    """Coarse stage (E_latent): one image -> w+ offsets from the prior's ``w_avg``."""
+
+    def __call__(self, image: Tensor) -> Tensor:
+        """``image: (B, 3, R, R)`` in [-1, 1] -> ``(B, K, D)``; the pipeline adds ``w_avg``."""
+        ...
+
+
+@runtime_checkable
+class FeatureEncoder(Encoder, Protocol):
+    """Fine stage (E_tex / E_tri, one-shot or recurrent): frames -> :class:`FeatureEdits`.
+
+    Streaming and batch share one mechanism: ``forward(x)`` equals
+    ``read(fold(update, x[:, t] for t in range(T), init_state(...)))``. The state is explicit
+    and flat, so a session can be saved and restored. A one-shot encoder keeps only the last
+    frame; a recurrent one aggregates each decoder level with its aggregator.
+
+    Inputs per frame: texture role ``(B, 7, R, R)`` = UV unwrap of the image (3), of the
+    residual ``I - I_hat`` with -1 where unseen (3), visibility (1); static role
+    ``(B, 6, R, R)`` = image (3) and residual (3) in image space.
+    """
+
+    def init_state(self, batch_size: int, device=None, dtype=None) -> EncoderState:
+        """An empty state for ``batch_size`` sequences."""
+        ...
+
+    def update(self, state: EncoderState, frame: Tensor) -> EncoderState:
+        """Fold one frame ``(B, C_in, R, R)`` into the state; returns the new state."""
+        ...
+
+    def read(self, state: EncoderState) -> FeatureEdits:
+        """Edits predicted from everything folded in so far."""
+        ...
+
+    def __call__(self, frames: Tensor) -> FeatureEdits:
+        """Whole sequence ``(B, T, C_in, R, R)`` -> edits (same result as streaming)."""
+        ...
+
+
+@runtime_checkable
+class Aggregator(Protocol):
+    """Fuses per-frame feature maps of one identity into one map (paper Sec. 3.3).
+
+    Two faces of one mechanism: an explicit state ``init_state`` / ``update`` / ``read``, and a
+    whole-sequence call ``(B, T, C, H, W) -> (B, C, H, W)`` that folds ``update`` over T. The
+    state is a flat dict of tensors; ``update`` is pure (returns a new dict). Reading after one
+    frame is valid. Built with ``channels`` = C of the level it serves.
+    """
+
+    channels: int
+
+    def init_state(self, like: Tensor) -> AggregatorState:
+        """Empty state shaped for frames like ``like: (B, C, H, W)``."""
+        ...
+
+    def update(self, state: AggregatorState, frame: Tensor) -> AggregatorState:
+        """Fold one frame ``(B, C, H, W)`` in."""
+        ...
+
+    def read(self, state: AggregatorState) -> Tensor:
+        """The fused map ``(B, C, H, W)``."""
+        ...
+
+    def __call__(self, frames: Tensor) -> Tensor:
+        """``(B, T, C, H, W) -> (B, C, H, W)``."""
+        ...
+
+
+@runtime_checkable
+class MorphableModel(Protocol):
+    """A linear face model: vertices from identity, expression (and eye) coefficients.
+
+    Model space is the model's own (units and axes as loaded); ``to_canonical`` is the fixed
+    4x4 similarity that places the pose-free mesh in EG3D tri-plane space so that the face
+    fills the face window of plane 0. Expression coefficients are blendshape-like weights.
+    """
+
+    n_vertices: int
+    n_identity: int
+    n_expression: int
+    n_eye: int
+    """Eye-rotation coefficients (0 when the model has no separate eyeballs)."""
+    expression_names: tuple[str, ...]
+
+    @property
+    def faces(self) -> Tensor:
+        """``(F, 3)`` int64 triangle vertex indices."""
+        ...
+
+    @property
+    def uvs(self) -> Tensor:
+        """``(N, 2)`` per-vertex UV in [0, 1] (v up, as in OBJ files)."""
+        ...
+
+    @property
+    def face_mask(self) -> Tensor:
+        """``(N,)`` float, 1 on the face region (eyes included) that the texture covers."""
+        ...
+
+    @property
+    def landmark_indices(self) -> Tensor:
+        """``(478,)`` int64 vertex index per MediaPipe FaceMesh landmark."""
+        ...
+
+    @property
+    def to_canonical(self) -> Tensor:
+        """``(4, 4)`` model space -> EG3D canonical space."""
+        ...
+
+    def vertices(self, identity: Tensor, expression: Tensor, eyes: Tensor | None = None) -> Tensor:
+        """``identity: (B, S)``, ``expression: (B, E)``, ``eyes: (B, n_eye)`` -> ``(B, N, 3)``."""
+        ...
+
+
+@runtime_checkable
+class Rasterizer(Protocol):
+    """Triangle rasteriser over clip-space vertices; pure torch by default.
+
+    Clip space is homogeneous ``(x, y, z, w)``: pixel (row i, col j) has its centre at
+    ``x/w = (2j + 1)/W - 1``, ``y/w = (2i + 1)/H - 1`` (+y points *down* the image, matching
+    image rows); smaller ``z/w`` is nearer. Orthographic cameras use ``w = 1``.
+    """
+
+    def rasterize(self, vertices: Tensor, faces: Tensor, height: int, width: int) -> Fragments:
+        """``vertices: (B, N, 4)`` clip space, ``faces: (F, 3)`` -> :class:`Fragments`."""
+        ...
+
+    def interpolate(self, attributes: Tensor, fragments: Fragments, faces: Tensor) -> Tensor:
+        """``attributes: (B, N, C)`` per vertex -> ``(B, H, W, C)``, zero where uncovered."""
+        ...
+
+
+@runtime_checkable
+class LandmarkDetector(Protocol):
+    """2D facial landmarks in MediaPipe FaceMesh order (478 points with irises)."""
+
+    num_landmarks: int
+
+    def detect(self, image) -> Tensor | None:
+        """``image``: ``(H, W, 3)`` uint8 RGB numpy array -> ``(L, 2)`` pixel (x, y), or None."""
+        ...
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """An evaluation metric accumulated over batches (PSNR, LPIPS, FID, ...).
+
+    ``update`` takes predictions and targets as ``(B, 3, H, W)`` in [-1, 1]; ``compute``
+    returns the dataset-level value. ``available`` says whether the metric can run here (for
+    example its pretrained weights were supplied) and why not.
+    """
+
+    higher_is_better: bool
+
+    def available(self) -> tuple[bool, str]:
+        """``(True, "")`` or ``(False, reason)``."""
+        ...
+
+    def reset(self) -> None:
+        """Forget all accumulated values."""
+        ...
+
+    def update(self, prediction: Tensor, target: Tensor) -> None:
+        """Accumulate one batch."""
+        ...
+
+    def compute(self) -> float:
+        """The metric over everything seen since ``reset``."""
+        ...
