@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from invertavatar_core.atomic import atomic_write_text
-from invertavatar_core.tables import format_table
+from invertavatar_core.evaluation.tables import format_table
+from invertavatar_core.io.atomic import atomic_write_text
 from invertavatar_core.testing.inputs import example_camera, example_expression_uv
 from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
 

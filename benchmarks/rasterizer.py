@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from invertavatar_core.atomic import atomic_write_text
-from invertavatar_core.cameras import look_at_camera, points_to_clip
-from invertavatar_core.plugins import get_plugin_manager
-from invertavatar_core.protocols import Rasterizer
-from invertavatar_core.registry import build_registry
-from invertavatar_core.tables import format_table
+from invertavatar_core.evaluation.tables import format_table
+from invertavatar_core.geometry.cameras import look_at_camera, points_to_clip
+from invertavatar_core.io.atomic import atomic_write_text
+from invertavatar_core.plugin.manager import get_plugin_manager
+from invertavatar_core.plugin.protocols import Rasterizer
+from invertavatar_core.plugin.registry import build_registry
 
 
 def uv_sphere(n_lat: int, n_lon: int, radius: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:

@@ -44,12 +44,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-from invertavatar_core.atomic import atomic_write_text
-from invertavatar_core.config import ExperimentConfig, default_registry
-from invertavatar_core.experiment_presets import preset_experiment
-from invertavatar_core.inversion_models import InversionModels
-from invertavatar_core.observation import Observation
-from invertavatar_core.tables import format_table
+from invertavatar_core.config.experiment import ExperimentConfig, default_registry
+from invertavatar_core.config.presets import preset_experiment
+from invertavatar_core.evaluation.tables import format_table
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.io.atomic import atomic_write_text
 from invertavatar_core.testing.inputs import example_camera, example_expression_uv
 
 FRAME_COUNTS = (1, 2, 4, 8, 16, 32)

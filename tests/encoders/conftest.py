@@ -7,9 +7,9 @@ import torch
 from torch import Tensor, nn
 
 from invertavatar_core import Registry, build_registry, get_plugin_manager, hookimpl
-from invertavatar_core.aggregation import AggregatorBase
-from invertavatar_core.components import AggregatorConfig
-from invertavatar_core.protocols import AggregatorState, FeatureLevel, PriorFeatureInfo
+from invertavatar_core.plugin.bases import AggregatorBase
+from invertavatar_core.plugin.kinds import AggregatorConfig
+from invertavatar_core.plugin.protocols import AggregatorState, FeatureLevel, PriorFeatureInfo
 
 TINY_INFO = PriorFeatureInfo(
     num_ws=6,

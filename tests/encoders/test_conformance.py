@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from invertavatar_core.protocols import PriorFeatureInfo
-from invertavatar_core.registry import Registry
+from invertavatar_core.plugin.protocols import PriorFeatureInfo
+from invertavatar_core.plugin.registry import Registry
 from invertavatar_core.testing import EncoderConformance
 
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from invertavatar_core.protocols import LatentEncoder
+from invertavatar_core.plugin.protocols import LatentEncoder
 from invertavatar_encoders import E4EEncoder
 from invertavatar_encoders.style_pyramid import StylePyramid, style_split
 
@@ -77,7 +77,7 @@ def test_missing_trunk_weights_are_named(registry, tiny_info, tmp_path) -> None:
 
 
 def test_trunk_weights_initialise_the_trunk(registry, tiny_info, tmp_path) -> None:
-    from invertavatar_core.checkpoint import save_tensors
+    from invertavatar_core.io.checkpoints import save_tensors
 
     donor = build(registry, tiny_info)
     path = save_tensors(tmp_path / "trunk.safetensors", donor.trunk.state_dict())

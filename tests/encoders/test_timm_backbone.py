@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from invertavatar_core.protocols import LatentEncoder
+from invertavatar_core.plugin.protocols import LatentEncoder
 
 
 def build(registry, info, **overrides):

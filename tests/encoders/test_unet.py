@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from invertavatar_core.checkpoint import load_tensors, save_tensors
-from invertavatar_core.protocols import FeatureEdits, FeatureEncoder, FeatureLevel, PriorFeatureInfo
+from invertavatar_core.io.checkpoints import load_tensors, save_tensors
+from invertavatar_core.plugin.protocols import FeatureEdits, FeatureEncoder, FeatureLevel, PriorFeatureInfo
 from invertavatar_encoders import TextureUNet, TriplaneSFTUNet
 from invertavatar_encoders.unet_decoder import LastFrame
 

@@ -7,8 +7,8 @@ import torch
 
 from invertavatar_core import build_registry, get_plugin_manager
 from invertavatar_core.cli import main
-from invertavatar_core.datasets import FitDataset
-from invertavatar_core.image_io import read_image, save_image
+from invertavatar_core.data.datasets import FitDataset
+from invertavatar_core.io.media import read_image, save_image
 from invertavatar_faceverse.face_crop import CropBox, crop_box, crop_image, smooth_boxes
 
 HAS_MEDIAPIPE = importlib.util.find_spec("mediapipe") is not None

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from invertavatar_core.cli import main
-from invertavatar_core.protocols import MorphableModel
+from invertavatar_core.plugin.protocols import MorphableModel
 from invertavatar_faceverse.faceverse import (
     COEFFICIENT_LAYOUT,
     FaceVerseModel,

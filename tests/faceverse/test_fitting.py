@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from invertavatar_core.cameras import look_at_camera, project_points, split_camera
+from invertavatar_core.geometry.cameras import look_at_camera, project_points, split_camera
 from invertavatar_faceverse.fitting import (
     FitDivergedError,
     FittingConfig,
@@ -143,9 +143,9 @@ def test_recovers_ict_from_a_synthetic_projection(assets_dir):
 )
 def test_real_photos_fit_within_two_percent(assets_dir, tmp_path):
     """MediaPipe landmarks on the shared portraits, ICT fitted: mean error <= 2% of the face size."""
-    from invertavatar_core.image_io import read_image, save_image, to_uint8
-    from invertavatar_core.rasterizer import TorchRasterizer, TorchRasterizerConfig
-    from invertavatar_core.uv_maps import canonical_vertices
+    from invertavatar_core.geometry.rasterizer.torch_backend import TorchRasterizer, TorchRasterizerConfig
+    from invertavatar_core.geometry.uv_maps import canonical_vertices
+    from invertavatar_core.io.media import read_image, save_image, to_uint8
     from invertavatar_faceverse.face_crop import crop_box, crop_image
     from invertavatar_faceverse.ict import IctFaceModel, IctFaceModelConfig
     from invertavatar_faceverse.mediapipe_detector import MediaPipeLandmarkDetector

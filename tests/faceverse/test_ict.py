@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from invertavatar_core.cli import main
-from invertavatar_core.protocols import MorphableModel
-from invertavatar_core.triplane_space import face_window
+from invertavatar_core.geometry.triplane_space import face_window
+from invertavatar_core.plugin.protocols import MorphableModel
 from invertavatar_faceverse.ict import IctFaceModel, IctFaceModelConfig, load_ict_arrays
 from invertavatar_faceverse.landmark_correspondence import load_mediapipe_canonical, similarity_transform
 from invertavatar_faceverse.model_files import ModelFileError

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from invertavatar_core.protocols import MorphableModel
-from invertavatar_core.triplane_space import face_window
+from invertavatar_core.geometry.triplane_space import face_window
+from invertavatar_core.plugin.protocols import MorphableModel
 from invertavatar_faceverse.landmark_correspondence import load_mediapipe_canonical, similarity_transform
 from invertavatar_faceverse.mediapipe_landmarks import CONTOURS
 from invertavatar_faceverse.procedural import ProceduralHeadModel, ProceduralHeadModelConfig

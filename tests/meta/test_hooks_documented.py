@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from invertavatar_core import hookspecs
+from invertavatar_core.plugin import hookspecs
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("invertavatar_")]

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from invertavatar_core.protocols import CanonicalFeatures, FeatureEdits, Prior
+from invertavatar_core.geometry.triplane_space import face_window
+from invertavatar_core.plugin.protocols import CanonicalFeatures, FeatureEdits, Prior
 from invertavatar_core.testing.inputs import example_camera, example_expression_uv
-from invertavatar_core.triplane_space import face_window
 from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
 
 PAPER_GENERATOR_PARAMS = 88.3e6  # reference 2.12

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from invertavatar_core.cameras import look_at_camera
+from invertavatar_core.geometry.cameras import look_at_camera
 from invertavatar_prior_next3d.importance_sampler import importance_depths
 from invertavatar_prior_next3d.ray_marcher import march
 from invertavatar_prior_next3d.triplane_decoder import TriplaneDecoder

@@ -10,12 +10,12 @@ import torch
 import yaml
 from torch import nn
 
-from invertavatar_core.checkpoint import load_component
 from invertavatar_core.cli import main
-from invertavatar_core.config import default_registry
-from invertavatar_core.datasets import FitDatasetWriter, FittedFrame
-from invertavatar_core.distributed import Runtime
-from invertavatar_core.trainer import LOG_FILE, Trainer
+from invertavatar_core.config.experiment import default_registry
+from invertavatar_core.data.datasets import FitDatasetWriter, FittedFrame
+from invertavatar_core.io.checkpoints import load_component
+from invertavatar_core.training.distributed import Runtime
+from invertavatar_core.training.trainer import LOG_FILE, Trainer
 from invertavatar_prior_next3d.gan_data import DatasetGanData, RandomGanData
 from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
 from invertavatar_prior_next3d.training import PRIOR_DIR, GanStage, PriorTrainingConfig, r1_regularization

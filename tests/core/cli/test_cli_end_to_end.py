@@ -5,12 +5,12 @@ import json
 import torch
 import yaml
 
-from invertavatar_core.avatar import Avatar
 from invertavatar_core.cli import main
-from invertavatar_core.datasets import FitDatasetWriter, FittedFrame
-from invertavatar_core.experiment_presets import preset_experiment_data
-from invertavatar_core.image_io import video_frame_count
-from invertavatar_core.inversion_models import InversionModels
+from invertavatar_core.config.presets import preset_experiment_data
+from invertavatar_core.data.datasets import FitDatasetWriter, FittedFrame
+from invertavatar_core.inversion.avatar import Avatar
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.io.media import video_frame_count
 
 
 def _write_fit_folder(root, frames) -> list:
@@ -63,8 +63,8 @@ def test_train_reconstruct_render(full_registry, tiny_frames, tmp_path, capsys):
     avatar = Avatar.load(tmp_path / "avatar")
     assert avatar.frame_count == 3 and avatar.extra["checkpoint"] == str((tmp_path / "run").resolve())
     # The command's avatar is the library's avatar of the same (stored, float16-rounded) frames.
-    from invertavatar_core.datasets import FitDataset
-    from invertavatar_core.observation import Observation
+    from invertavatar_core.data.datasets import FitDataset
+    from invertavatar_core.inversion.observation import Observation
 
     models = InversionModels.load(tmp_path / "run", full_registry)
     inverter = full_registry.create(

@@ -5,11 +5,11 @@ import math
 
 import torch
 
-from invertavatar_core.avatar import Avatar
 from invertavatar_core.cli import main
 from invertavatar_core.cli.reconstruct import fitted_frames
-from invertavatar_core.image_io import video_frame_count
-from invertavatar_core.inversion_models import InversionModels
+from invertavatar_core.inversion.avatar import Avatar
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.io.media import video_frame_count
 
 ARGS = ["--source-frames", "3", "--driving-frames", "2", "--orbit-frames", "3", "--no-progress", "--device", "cpu"]
 

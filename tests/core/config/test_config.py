@@ -7,7 +7,7 @@ import yaml
 from pydantic import ValidationError
 
 from invertavatar_core import ExperimentConfig, load_experiment
-from invertavatar_core.config import dump_config, load_config_data
+from invertavatar_core.config.experiment import dump_config, load_config_data
 
 
 def test_dispatch_builds_each_components_own_config(registry, experiment_data):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from invertavatar_core.sweep import Sweep, SweepValidationError, apply_overrides, parse_set
+from invertavatar_core.config.sweep import Sweep, SweepValidationError, apply_overrides, parse_set
 
 
 def test_parse_set_reads_yaml_scalars():

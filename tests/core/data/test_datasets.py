@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from invertavatar_core.datasets import (
+from invertavatar_core.data.datasets import (
     DatasetFormatError,
     FitDataset,
     FitDatasetWriter,
@@ -14,7 +14,7 @@ from invertavatar_core.datasets import (
     InvertAvatarDataset,
     open_dataset,
 )
-from invertavatar_core.image_io import save_image
+from invertavatar_core.io.media import save_image
 
 
 def _frame(seed: int, r: int = 32, hu: int = 16) -> FittedFrame:

@@ -6,10 +6,10 @@ from typing import Literal
 import torch
 
 from invertavatar_core import RasterizerConfig, hookimpl
-from invertavatar_core.avatar import Avatar
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.evaluation import ModelUnderTest
-from invertavatar_core.observation import Observation
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.evaluation.protocols import ModelUnderTest
+from invertavatar_core.inversion.avatar import Avatar
+from invertavatar_core.inversion.observation import Observation
 from invertavatar_core.testing.fake_prior import FakePrior
 from invertavatar_core.testing.inputs import example_camera, example_expression_uv
 

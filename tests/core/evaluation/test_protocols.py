@@ -7,7 +7,10 @@ import pytest
 import torch
 from evaluation_fakes import eval_experiment, oracle_model
 
-from invertavatar_core.evaluation import EvaluationReport, MetricSet, evaluate, few_shot_indices, write_report
+from invertavatar_core.evaluation.metric_set import MetricSet
+from invertavatar_core.evaluation.protocols import few_shot_indices
+from invertavatar_core.evaluation.report import EvaluationReport, write_report
+from invertavatar_core.evaluation.runner import evaluate
 
 
 def test_few_shot_indices_follow_the_paper_and_scale_down():

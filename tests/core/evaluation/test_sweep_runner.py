@@ -6,10 +6,10 @@ import json
 import pytest
 import yaml
 
-from invertavatar_core.cli import UserError
 from invertavatar_core.cli.sweep import run as run_sweep
-from invertavatar_core.sweep import Sweep, SweepValidationError
-from invertavatar_core.sweep_runner import check_point, evaluation_scalars
+from invertavatar_core.config.sweep import Sweep, SweepValidationError
+from invertavatar_core.errors import UserError
+from invertavatar_core.evaluation.sweep_runner import check_point, evaluation_scalars
 
 
 def tiny_base(registry) -> dict:

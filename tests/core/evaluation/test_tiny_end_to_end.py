@@ -8,9 +8,10 @@ import torch
 import yaml
 
 from invertavatar_core.cli import main
-from invertavatar_core.datasets import open_dataset
-from invertavatar_core.evaluation import EvaluationReport, ExpressionTransfer
-from invertavatar_core.uv_maps import render_expression_uv
+from invertavatar_core.data.datasets import open_dataset
+from invertavatar_core.evaluation.protocols import ExpressionTransfer
+from invertavatar_core.evaluation.report import EvaluationReport
+from invertavatar_core.geometry.uv_maps import render_expression_uv
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +98,7 @@ def test_cross_identity_renders_the_driving_expression_on_the_source_identity(he
     source = dataset[dataset.sequences()[names[0]][0]]
     driving = dataset[dataset.sequences()[names[1]][1]]
     experiment_data = _tiny_experiment(full_registry, root, model_config, "unused")
-    from invertavatar_core.config import ExperimentConfig
+    from invertavatar_core.config.experiment import ExperimentConfig
 
     experiment = ExperimentConfig.model_validate(experiment_data, context={"registry": full_registry})
     report = EvaluationReport()

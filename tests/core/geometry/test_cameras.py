@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from invertavatar_core.cameras import (
+from invertavatar_core.geometry.cameras import (
     FFHQ_FOCAL,
     FFHQ_PIVOT,
     FFHQ_RADIUS,

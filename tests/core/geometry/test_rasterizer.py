@@ -3,8 +3,12 @@
 import pytest
 import torch
 
-from invertavatar_core.protocols import Rasterizer
-from invertavatar_core.rasterizer import TorchRasterizer, TorchRasterizerConfig, fragments_from_triangle_ids
+from invertavatar_core.geometry.rasterizer.torch_backend import (
+    TorchRasterizer,
+    TorchRasterizerConfig,
+    fragments_from_triangle_ids,
+)
+from invertavatar_core.plugin.protocols import Rasterizer
 
 
 @pytest.fixture(scope="module")

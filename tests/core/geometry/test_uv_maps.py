@@ -6,11 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from invertavatar_core.cameras import look_at_camera, points_to_clip
-from invertavatar_core.protocols import MorphableModel
-from invertavatar_core.rasterizer import TorchRasterizer, TorchRasterizerConfig
-from invertavatar_core.triplane_space import face_window
-from invertavatar_core.uv_maps import canonical_vertices, mouth_hole, render_expression_uv, unwrap_image, uv_unwrap_grid
+from invertavatar_core.geometry.cameras import look_at_camera, points_to_clip
+from invertavatar_core.geometry.rasterizer.torch_backend import TorchRasterizer, TorchRasterizerConfig
+from invertavatar_core.geometry.triplane_space import face_window
+from invertavatar_core.geometry.uv_maps import (
+    canonical_vertices,
+    mouth_hole,
+    render_expression_uv,
+    unwrap_image,
+    uv_unwrap_grid,
+)
+from invertavatar_core.plugin.protocols import MorphableModel
 
 CENTRE = (0.0, -0.03, 0.0)
 RADII = (0.17, 0.22, 0.17)

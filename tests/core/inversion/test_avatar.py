@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from invertavatar_core.avatar import Avatar
-from invertavatar_core.checkpoint import CheckpointError
+from invertavatar_core.inversion.avatar import Avatar
+from invertavatar_core.io.checkpoints import CheckpointError
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import torch
 
 from invertavatar_core import build_registry, get_plugin_manager
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.protocols import Prior
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.plugin.protocols import Prior
 from invertavatar_core.testing.fake_prior import FakePrior, FakePriorPlugin
 
 

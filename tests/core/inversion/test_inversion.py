@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from invertavatar_core.experiment_presets import preset_experiment
-from invertavatar_core.inversion import InversionPipeline, Inverter, InverterSession
-from invertavatar_core.inversion_models import InversionModels
+from invertavatar_core.config.presets import preset_experiment
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.inversion.pipeline import InversionPipeline, Inverter, InverterSession
 
 STREAM_TOLERANCE = 1e-5
 """Streaming and batch differ only in how renders are batched (float32 reduction order)."""

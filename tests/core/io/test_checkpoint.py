@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from invertavatar_core import CheckpointError, load_component, save_component
-from invertavatar_core.checkpoint import WEIGHTS_FILE, load_module_weights
+from invertavatar_core.io.checkpoints import WEIGHTS_FILE, load_module_weights
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_crash_mid_save_leaves_the_old_checkpoint(registry, gru, tmp_path, monke
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("invertavatar_core.checkpoint.save_model", crash)
+    monkeypatch.setattr("invertavatar_core.io.checkpoints.save_model", crash)
     with pytest.raises(OSError, match="disk full"):
         save_component(module, config, path, context={"channels": 4})
     assert path.joinpath(WEIGHTS_FILE).read_bytes() == old
@@ -86,7 +86,7 @@ def test_interrupted_directory_swap_is_recovered(registry, gru, tmp_path, monkey
         if len(calls) == 1:  # old directory moved to its backup, new one not yet in place
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("invertavatar_core.atomic.os.replace", replace_then_die)
+    monkeypatch.setattr("invertavatar_core.io.atomic.os.replace", replace_then_die)
     with pytest.raises(KeyboardInterrupt):
         save_component(module, config, path, context={"channels": 4})
     monkeypatch.undo()

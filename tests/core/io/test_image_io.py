@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from invertavatar_core.image_io import (
+from invertavatar_core.io.media import (
     ImageReadError,
     make_grid,
     read_image,

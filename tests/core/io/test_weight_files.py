@@ -5,8 +5,8 @@ import argparse
 import pytest
 import torch
 
-from invertavatar_core.checkpoint import CheckpointError
-from invertavatar_core.weight_files import missing_weights_reason, read_state_dict
+from invertavatar_core.io.checkpoints import CheckpointError
+from invertavatar_core.io.weight_files import missing_weights_reason, read_state_dict
 
 
 def test_state_dict_wrappers_are_unwrapped(tmp_path):

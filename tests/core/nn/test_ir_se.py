@@ -1,10 +1,10 @@
-"""IR-SE-50 (invertavatar_core.ir_se): taps, parameter count, loading the InsightFace layout, round trip."""
+"""IR-SE-50 (invertavatar_core.nn.ir_se): taps, parameter count, loading the InsightFace layout, round trip."""
 
 import pytest
 import torch
 
-from invertavatar_core.checkpoint import CheckpointError, save_tensors
-from invertavatar_core.ir_se import IR_SE_50, IRSEArchitecture, IRSENet, load_ir_se50_weights
+from invertavatar_core.io.checkpoints import CheckpointError, save_tensors
+from invertavatar_core.nn.ir_se import IR_SE_50, IRSEArchitecture, IRSENet, load_ir_se50_weights
 
 # Same depths as IR-SE-50 (so body indices are realistic), narrow widths so the test is fast.
 NARROW = IRSEArchitecture(stem_channels=16, stage_channels=(16, 32, 48, 64), stage_units=(3, 4, 14, 3), se_reduction=16)

@@ -5,7 +5,7 @@ from typing import Literal
 import pytest
 
 from invertavatar_core import KINDS, build_registry, hookimpl
-from invertavatar_core.components import ComponentConfig
+from invertavatar_core.plugin.kinds import ComponentConfig
 
 
 def _register_one(plugin_manager, kind: str) -> None:

@@ -3,7 +3,7 @@
 import pytest
 
 from invertavatar_core import build_registry, get_plugin_manager
-from invertavatar_core.plugins import ENV_ALLOW, ENV_DISABLE_AUTOLOAD, ENV_DISABLED
+from invertavatar_core.plugin.manager import ENV_ALLOW, ENV_DISABLE_AUTOLOAD, ENV_DISABLED
 
 ACME_MODULE = '''
 """A third-party aggregator plugin, installed only as a dist-info folder on sys.path."""
@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 
 from invertavatar_core import AggregatorConfig, hookimpl
-from invertavatar_core.aggregation import AggregatorBase
+from invertavatar_core.plugin.bases import AggregatorBase
 
 
 class AcmeMaxConfig(AggregatorConfig):
@@ -75,7 +75,7 @@ def test_fake_distribution_in_experiment_config_and_sweep(acme, experiment_data,
     from core_fakes import manager_with_fakes
 
     from invertavatar_core import ExperimentConfig
-    from invertavatar_core.sweep import Sweep
+    from invertavatar_core.config.sweep import Sweep
 
     registry = build_registry(manager_with_fakes(autoload=True))
     config = ExperimentConfig.model_validate(

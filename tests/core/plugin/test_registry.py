@@ -13,7 +13,7 @@ from invertavatar_core import (
     build_registry,
     hookimpl,
 )
-from invertavatar_core.registry import Registrar
+from invertavatar_core.plugin.registry import Registrar
 
 
 class OtherMeanConfig(AggregatorConfig):

@@ -4,12 +4,12 @@ import json
 
 import torch
 
-from invertavatar_core.config import default_registry
-from invertavatar_core.experiment_presets import preset_experiment_data
-from invertavatar_core.inversion_models import InversionModels
-from invertavatar_core.sweep import Sweep
-from invertavatar_core.synthetic_samples import DriveBank, SyntheticSampler
-from invertavatar_core.train_incremental import train_incremental
+from invertavatar_core.config.experiment import default_registry
+from invertavatar_core.config.presets import preset_experiment_data
+from invertavatar_core.config.sweep import Sweep
+from invertavatar_core.data.synthetic import DriveBank, SyntheticSampler
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.training.stages.incremental import train_incremental
 
 
 def test_sweep_over_three_aggregators_trains_and_reconstructs(full_registry, tmp_path):

@@ -6,10 +6,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from invertavatar_core.config import Stage2LossWeights, default_registry
-from invertavatar_core.experiment_presets import TINY_PERCEPTUAL
-from invertavatar_core.ir_se import IRSENet
-from invertavatar_core.losses import (
+from invertavatar_core.config.experiment import Stage2LossWeights, default_registry
+from invertavatar_core.config.presets import TINY_PERCEPTUAL
+from invertavatar_core.nn.ir_se import IRSENet
+from invertavatar_core.plugin.protocols import CanonicalFeatures
+from invertavatar_core.training.losses import (
     IdentityLoss,
     LatentDiscriminator,
     build_identity_loss,
@@ -19,7 +20,6 @@ from invertavatar_core.losses import (
     r1_penalty,
     weighted,
 )
-from invertavatar_core.protocols import CanonicalFeatures
 
 
 def test_perceptual_falls_back_to_the_named_alternative_and_says_why(caplog):

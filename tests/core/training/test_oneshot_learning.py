@@ -12,10 +12,10 @@ gave 21-25 %, 300 steps of batch 2 only 12 %); the test asks for at least 15 %.
 import pytest
 import torch
 
-from invertavatar_core.experiment_presets import preset_experiment
-from invertavatar_core.inversion import repeat_features
-from invertavatar_core.train_oneshot import OneShotStage
-from invertavatar_core.trainer import Trainer
+from invertavatar_core.config.presets import preset_experiment
+from invertavatar_core.inversion.pipeline import repeat_features
+from invertavatar_core.training.stages.oneshot import OneShotStage
+from invertavatar_core.training.trainer import Trainer
 
 REQUIRED_REDUCTION = 0.15
 """Stage 2's held-out novel-view L1 must be at most (1 - this) times the coarse stage's."""

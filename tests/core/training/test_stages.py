@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from invertavatar_core.experiment_presets import preset_experiment
-from invertavatar_core.inversion_models import InversionModels, is_model_checkpoint
-from invertavatar_core.train_incremental import IncrementalStage, train_incremental
-from invertavatar_core.train_latent import train_latent
-from invertavatar_core.train_oneshot import OneShotStage, train_oneshot
-from invertavatar_core.training_state import latest_checkpoint
+from invertavatar_core.config.presets import preset_experiment
+from invertavatar_core.inversion.models import InversionModels, is_model_checkpoint
+from invertavatar_core.training.stages.incremental import IncrementalStage, train_incremental
+from invertavatar_core.training.stages.latent import train_latent
+from invertavatar_core.training.stages.oneshot import OneShotStage, train_oneshot
+from invertavatar_core.training.state import latest_checkpoint
 
 
 def _training(out_dir: Path, **kw) -> dict:
@@ -74,7 +74,7 @@ def test_stage2_resumes_after_a_crash_exactly(full_registry, tmp_path, monkeypat
             return original(self, ctx)
 
         monkeypatch.setattr(OneShotStage, "step", step)
-        from invertavatar_core.trainer import Trainer
+        from invertavatar_core.training.trainer import Trainer
 
         stage = OneShotStage(experiment, full_registry)
         Trainer(stage, experiment.training, config=experiment, progress=False).fit()

@@ -13,10 +13,10 @@ import torch
 import torch.multiprocessing as mp
 from trainer_toy_stage import Interrupted, ToyStage
 
-from invertavatar_core.config import TrainingConfig
-from invertavatar_core.distributed import Runtime, average_gradients
-from invertavatar_core.trainer import LOG_FILE, Trainer, step_seed
-from invertavatar_core.training_state import latest_checkpoint
+from invertavatar_core.config.experiment import TrainingConfig
+from invertavatar_core.training.distributed import Runtime, average_gradients
+from invertavatar_core.training.state import latest_checkpoint
+from invertavatar_core.training.trainer import LOG_FILE, Trainer, step_seed
 
 
 def _training(out_dir: Path, steps: int = 12, **kw) -> TrainingConfig:
@@ -72,8 +72,8 @@ _KILL_SCRIPT = """
 import sys
 from pathlib import Path
 from trainer_toy_stage import ToyStage
-from invertavatar_core.config import TrainingConfig
-from invertavatar_core.trainer import Trainer
+from invertavatar_core.config.experiment import TrainingConfig
+from invertavatar_core.training.trainer import Trainer
 out = Path(sys.argv[1])
 cfg = TrainingConfig(out_dir=out, steps=12, checkpoint_every=5, log_every=2, sample_every=100)
 Trainer(ToyStage(kill_at=8), cfg, config=cfg, progress=False).fit()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from invertavatar_core import CheckpointError
-from invertavatar_core.training_state import TrainingState, latest_checkpoint, load_training_state, save_training_state
+from invertavatar_core.training.state import TrainingState, latest_checkpoint, load_training_state, save_training_state
 
 
 def _setup(seed: int = 0):

@@ -6,7 +6,7 @@ import signal
 import torch
 from torch import nn
 
-from invertavatar_core.trainer import StepContext
+from invertavatar_core.training.trainer import StepContext
 
 
 class Interrupted(RuntimeError):

@@ -14,9 +14,9 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from invertavatar_core.aggregation import AggregatorBase
-from invertavatar_core.components import AggregatorConfig
-from invertavatar_core.protocols import AggregatorState
+from invertavatar_core.plugin.bases import AggregatorBase
+from invertavatar_core.plugin.kinds import AggregatorConfig
+from invertavatar_core.plugin.protocols import AggregatorState
 
 __all__ = ["ConvGRUAggregator", "ConvGRUAggregatorConfig"]
 

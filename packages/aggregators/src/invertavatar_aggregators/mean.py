@@ -5,9 +5,9 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from invertavatar_core.aggregation import AggregatorBase
-from invertavatar_core.components import AggregatorConfig
-from invertavatar_core.protocols import AggregatorState
+from invertavatar_core.plugin.bases import AggregatorBase
+from invertavatar_core.plugin.kinds import AggregatorConfig
+from invertavatar_core.plugin.protocols import AggregatorState
 
 __all__ = ["MeanAggregator", "MeanAggregatorConfig"]
 

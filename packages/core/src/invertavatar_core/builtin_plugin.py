@@ -1,6 +1,6 @@
 """Core's own components, registered through the same hooks a third-party plugin uses."""
 
-from invertavatar_core.plugins import hookimpl
+from invertavatar_core.plugin.manager import hookimpl
 
 __all__: list[str] = [
     "invertavatar_register_inverters",
@@ -12,9 +12,12 @@ __all__: list[str] = [
 @hookimpl
 def invertavatar_register_inverters(registrar) -> None:
     """Register our inverter and the baselines of Tables 1-2 (``per_frame_mean``, ``pti``)."""
-    from invertavatar_core.incremental_inverter import IncrementalInverterConfig, build_incremental_inverter
-    from invertavatar_core.per_frame_mean_inverter import PerFrameMeanInverterConfig, build_per_frame_mean_inverter
-    from invertavatar_core.pti_inverter import PTIInverterConfig, build_pti_inverter
+    from invertavatar_core.inversion.inverters.incremental import IncrementalInverterConfig, build_incremental_inverter
+    from invertavatar_core.inversion.inverters.per_frame_mean import (
+        PerFrameMeanInverterConfig,
+        build_per_frame_mean_inverter,
+    )
+    from invertavatar_core.inversion.inverters.pti import PTIInverterConfig, build_pti_inverter
 
     registrar.add(
         "incremental",
@@ -40,8 +43,7 @@ def invertavatar_register_inverters(registrar) -> None:
 @hookimpl
 def invertavatar_register_metrics(registrar) -> None:
     """Register the evaluation metrics of the paper (Sec. 4.1) and MS-SSIM (fallback perceptual loss)."""
-    from invertavatar_core import metrics as m
-
+    from invertavatar_core.evaluation import metrics as m
     registrar.add("psnr", m.PSNR, m.PSNRConfig, description="peak signal-to-noise ratio in dB, per image, capped")
     registrar.add("l1", m.L1, m.L1Config, description="mean absolute error in [0, 1] units")
     registrar.add("ssim", m.SSIM, m.SSIMConfig, description="structural similarity (kornia), 11-px Gaussian window")
@@ -61,7 +63,7 @@ def invertavatar_register_metrics(registrar) -> None:
 @hookimpl
 def invertavatar_register_rasterizers(registrar) -> None:
     """Register the pure-torch rasteriser, and nvdiffrast / pytorch3d backends when they import."""
-    from invertavatar_core.rasterizer import TorchRasterizer, TorchRasterizerConfig
+    from invertavatar_core.geometry.rasterizer.torch_backend import TorchRasterizer, TorchRasterizerConfig
 
     registrar.add(
         "torch",
@@ -70,7 +72,10 @@ def invertavatar_register_rasterizers(registrar) -> None:
         description="pure-torch z-buffer rasteriser (CPU and CUDA), differentiable barycentrics",
     )
     try:
-        from invertavatar_core.rasterizer_nvdiffrast import NvdiffrastRasterizer, NvdiffrastRasterizerConfig
+        from invertavatar_core.geometry.rasterizer.nvdiffrast_backend import (
+            NvdiffrastRasterizer,
+            NvdiffrastRasterizerConfig,
+        )
     except ImportError:
         pass  # nvdiffrast is optional: no backend without it
     else:
@@ -81,7 +86,10 @@ def invertavatar_register_rasterizers(registrar) -> None:
             description="nvdiffrast (CUDA) triangle ids, torch barycentrics",
         )
     try:
-        from invertavatar_core.rasterizer_pytorch3d import Pytorch3DRasterizer, Pytorch3DRasterizerConfig
+        from invertavatar_core.geometry.rasterizer.pytorch3d_backend import (
+            Pytorch3DRasterizer,
+            Pytorch3DRasterizerConfig,
+        )
     except ImportError:
         pass  # pytorch3d is optional: no backend without it
     else:

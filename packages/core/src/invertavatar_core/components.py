@@ -1,15 +1,22 @@
-"""The kinds of swappable component, their config base classes, and the built-in name table.
+"""Deprecated alias of :mod:`invertavatar_core.plugin.kinds`; kept for one minor version."""
 
-A *kind* (``prior``, ``encoder``, ...) has one registration hook, one config base class and one
-protocol. Every concrete config subclasses its kind's base, narrows ``name`` to a ``Literal`` of
-its registry name, and carries only data (names, numbers, paths).
-"""
+import warnings
 
-from dataclasses import dataclass
-
-from pydantic import BaseModel, ConfigDict
-
-from invertavatar_core import protocols
+from invertavatar_core.plugin.kinds import (
+    BUILTIN_PROVIDERS,
+    KINDS,
+    AggregatorConfig,
+    ComponentConfig,
+    EncoderConfig,
+    InverterConfig,
+    Kind,
+    LandmarkDetectorConfig,
+    MetricConfig,
+    MorphableModelConfig,
+    PriorConfig,
+    RasterizerConfig,
+    kind_of,
+)
 
 __all__ = [
     "AggregatorConfig",
@@ -27,123 +34,8 @@ __all__ = [
     "kind_of",
 ]
 
-
-class ComponentConfig(BaseModel):
-    """Base of every component config: frozen, strict about unknown keys, self-documenting."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-    name: str
-    """Registry name of the component (the discriminator)."""
-
-
-class PriorConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.Prior`."""
-
-
-class EncoderConfig(ComponentConfig):
-    """Base config of an :class:`~invertavatar_core.protocols.Encoder`."""
-
-
-class AggregatorConfig(ComponentConfig):
-    """Base config of an :class:`~invertavatar_core.protocols.Aggregator`."""
-
-
-class MorphableModelConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.MorphableModel`."""
-
-
-class RasterizerConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.Rasterizer`."""
-
-
-class LandmarkDetectorConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.LandmarkDetector`."""
-
-
-class MetricConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.Metric`."""
-
-
-class InverterConfig(ComponentConfig):
-    """Base config of an inversion method (ours, per-frame averaging, PTI, ...)."""
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One kind of component: its name, plural (for the hook), config base and protocol."""
-
-    name: str
-    plural: str
-    config_base: type[ComponentConfig]
-    protocol: type
-    build_context: str
-    """What the factory receives besides the config (documentation for plugin authors)."""
-
-    @property
-    def hook_name(self) -> str:
-        """The registration hook, e.g. ``invertavatar_register_aggregators``."""
-        return f"invertavatar_register_{self.plural}"
-
-
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind("prior", "priors", PriorConfig, protocols.Prior, "nothing"),
-        Kind(
-            "encoder",
-            "encoders",
-            EncoderConfig,
-            protocols.Encoder,
-            "prior_info: PriorFeatureInfo, aggregator: AggregatorConfig | None, registry: Registry",
-        ),
-        Kind("aggregator", "aggregators", AggregatorConfig, protocols.Aggregator, "channels: int"),
-        Kind("morphable_model", "morphable_models", MorphableModelConfig, protocols.MorphableModel, "nothing"),
-        Kind("rasterizer", "rasterizers", RasterizerConfig, protocols.Rasterizer, "nothing"),
-        Kind("landmark_detector", "landmark_detectors", LandmarkDetectorConfig, protocols.LandmarkDetector, "nothing"),
-        Kind("metric", "metrics", MetricConfig, protocols.Metric, "nothing"),
-        Kind(
-            "inverter",
-            "inverters",
-            InverterConfig,
-            object,
-            "registry: Registry, experiment: ExperimentConfig, models: InversionModels | None",
-        ),
-    )
-}
-"""Every kind, by name."""
-
-
-def kind_of(config_cls: type[ComponentConfig]) -> str:
-    """The kind a config class belongs to (by its base class)."""
-    for kind in KINDS.values():
-        if issubclass(config_cls, kind.config_base):
-            return kind.name
-    raise TypeError(f"{config_cls.__qualname__} does not subclass any kind's config base")
-
-
-_PRIOR = "invertavatar-core[prior-next3d]"
-_ENCODERS = "invertavatar-core[encoders]"
-_AGGREGATORS = "invertavatar-core[aggregators]"
-_FACEVERSE = "invertavatar-core[faceverse]"
-
-BUILTIN_PROVIDERS: dict[tuple[str, str], str] = {
-    ("prior", "next3d"): _PRIOR,
-    ("encoder", "e4e"): _ENCODERS,
-    ("encoder", "timm_backbone"): _ENCODERS,
-    ("encoder", "texture_unet"): _ENCODERS,
-    ("encoder", "triplane_sft_unet"): _ENCODERS,
-    ("encoder", "triplane_offset_unet"): _ENCODERS,
-    ("aggregator", "conv_gru"): _AGGREGATORS,
-    ("aggregator", "conv_fusion"): _AGGREGATORS,
-    ("aggregator", "mean"): _AGGREGATORS,
-    ("morphable_model", "procedural"): _FACEVERSE,
-    ("morphable_model", "ict"): _FACEVERSE,
-    ("morphable_model", "faceverse"): _FACEVERSE,
-    # mediapipe needs numpy<2, hence its own extra on the faceverse distribution.
-    ("landmark_detector", "mediapipe"): "invertavatar-faceverse[mediapipe]",
-}
-"""Names our own distributions provide: (kind, name) -> the requirement that installs them.
-
-Used only to tell a user which extra to install when a known name is missing.
-"""
+warnings.warn(
+    "invertavatar_core.components is deprecated; import from invertavatar_core.plugin.kinds instead",
+    DeprecationWarning,
+    stacklevel=2,
+)

@@ -12,7 +12,7 @@ Dimension names used across the toolkit:
 Value conventions (written once, referenced by the protocols):
 
 - images: float RGB in [-1, 1] (the EG3D convention); uint8 only at file boundaries;
-- cameras: the 25-number EG3D label, see :mod:`invertavatar_core.cameras`;
+- cameras: the 25-number EG3D label, see :mod:`invertavatar_core.geometry.cameras`;
 - UV coordinates: u, v in [0, 1] on mesh vertices, in [-1, 1] when stored in images.
 """
 

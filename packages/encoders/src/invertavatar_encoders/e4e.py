@@ -12,9 +12,9 @@ from jaxtyping import Float
 from pydantic import Field
 from torch import Tensor, nn
 
-from invertavatar_core.components import EncoderConfig
-from invertavatar_core.ir_se import IRSENet, load_ir_se50_weights
-from invertavatar_core.protocols import EncoderRole, PriorFeatureInfo
+from invertavatar_core.nn.ir_se import IRSENet, load_ir_se50_weights
+from invertavatar_core.plugin.kinds import EncoderConfig
+from invertavatar_core.plugin.protocols import EncoderRole, PriorFeatureInfo
 from invertavatar_encoders.presets import PRESETS, Preset
 from invertavatar_encoders.style_pyramid import StylePyramid
 
@@ -42,9 +42,9 @@ class E4EEncoderConfig(EncoderConfig):
 
 
 class E4EEncoder(nn.Module):
-    """Image -> w+ offsets from ``w_avg``; satisfies :class:`~invertavatar_core.protocols.LatentEncoder`.
+    """Image -> w+ offsets from ``w_avg``; satisfies :class:`~invertavatar_core.plugin.protocols.LatentEncoder`.
 
-    Submodules: ``trunk`` (:class:`~invertavatar_core.ir_se.IRSENet`) and ``styles``
+    Submodules: ``trunk`` (:class:`~invertavatar_core.nn.ir_se.IRSENet`) and ``styles``
     (:class:`~invertavatar_encoders.style_pyramid.StylePyramid`).
     """
 

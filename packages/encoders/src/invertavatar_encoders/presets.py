@@ -7,7 +7,7 @@ the reference section they come from.
 from dataclasses import dataclass
 from typing import Literal
 
-from invertavatar_core.ir_se import IR_SE_50, IRSEArchitecture
+from invertavatar_core.nn.ir_se import IR_SE_50, IRSEArchitecture
 
 __all__ = ["PRESETS", "Preset", "PresetSizes"]
 

@@ -16,8 +16,8 @@ from jaxtyping import Float
 from pydantic import Field
 from torch import Tensor, nn
 
-from invertavatar_core.components import EncoderConfig
-from invertavatar_core.protocols import EncoderRole, PriorFeatureInfo
+from invertavatar_core.plugin.kinds import EncoderConfig
+from invertavatar_core.plugin.protocols import EncoderRole, PriorFeatureInfo
 from invertavatar_encoders.style_pyramid import StylePyramid
 
 __all__ = ["TimmBackboneEncoder", "TimmBackboneEncoderConfig", "build_timm_backbone"]
@@ -43,7 +43,7 @@ class TimmBackboneEncoderConfig(EncoderConfig):
 
 
 class TimmBackboneEncoder(nn.Module):
-    """Image -> w+ offsets from ``w_avg``; a :class:`~invertavatar_core.protocols.LatentEncoder`.
+    """Image -> w+ offsets from ``w_avg``; a :class:`~invertavatar_core.plugin.protocols.LatentEncoder`.
 
     Submodules: ``trunk`` (the timm backbone) and ``styles`` (the style pyramid).
     """

@@ -10,9 +10,9 @@ from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 
-from invertavatar_core.components import AggregatorConfig
-from invertavatar_core.protocols import EncoderRole, FeatureEdits, FeatureLevel, PriorFeatureInfo
-from invertavatar_core.registry import Registry
+from invertavatar_core.plugin.kinds import AggregatorConfig
+from invertavatar_core.plugin.protocols import EncoderRole, FeatureEdits, FeatureLevel, PriorFeatureInfo
+from invertavatar_core.plugin.registry import Registry
 from invertavatar_encoders.output_heads import ConvHead
 from invertavatar_encoders.unet import UNetEncoderConfig, UNetFeatureEncoder
 

@@ -1,8 +1,8 @@
 """The UNet feature encoders (E_tex, E_tri and the tri-plane-offset ablation): trunk + decoder + heads.
 
-One class implements the :class:`~invertavatar_core.protocols.FeatureEncoder` protocol for all
+One class implements the :class:`~invertavatar_core.plugin.protocols.FeatureEncoder` protocol for all
 three; a variant only chooses its input channels, its output levels and heads, and how the head
-outputs become :class:`~invertavatar_core.protocols.FeatureEdits`. The one-shot and recurrent
+outputs become :class:`~invertavatar_core.plugin.protocols.FeatureEdits`. The one-shot and recurrent
 encoders are the same class: the factory's ``aggregator`` (``None`` = one-shot) decides the fold
 in :class:`~invertavatar_encoders.unet_decoder.UNetDecoder`.
 
@@ -20,10 +20,10 @@ from jaxtyping import Float
 from pydantic import Field
 from torch import Tensor, nn
 
-from invertavatar_core.components import AggregatorConfig, EncoderConfig
-from invertavatar_core.ir_se import IRSENet, load_ir_se50_weights
-from invertavatar_core.protocols import EncoderRole, EncoderState, FeatureEdits, FeatureLevel
-from invertavatar_core.registry import Registry
+from invertavatar_core.nn.ir_se import IRSENet, load_ir_se50_weights
+from invertavatar_core.plugin.kinds import AggregatorConfig, EncoderConfig
+from invertavatar_core.plugin.protocols import EncoderRole, EncoderState, FeatureEdits, FeatureLevel
+from invertavatar_core.plugin.registry import Registry
 from invertavatar_encoders.presets import PRESETS, Preset
 from invertavatar_encoders.unet_decoder import UNetDecoder
 

@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.aggregation import AggregatorBase
-from invertavatar_core.components import AggregatorConfig
-from invertavatar_core.ir_se import IRSEFeatures
-from invertavatar_core.protocols import AggregatorState, EncoderState, FeatureLevel
-from invertavatar_core.registry import Registry
+from invertavatar_core.nn.ir_se import IRSEFeatures
+from invertavatar_core.plugin.bases import AggregatorBase
+from invertavatar_core.plugin.kinds import AggregatorConfig
+from invertavatar_core.plugin.protocols import AggregatorState, EncoderState, FeatureLevel
+from invertavatar_core.plugin.registry import Registry
 
 __all__ = ["DoubleConv", "LastFrame", "UNetDecoder"]
 

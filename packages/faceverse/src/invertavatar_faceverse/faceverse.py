@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from invertavatar_core.components import MorphableModelConfig
+from invertavatar_core.plugin.kinds import MorphableModelConfig
 from invertavatar_faceverse.linear_model import LinearFaceModel
 from invertavatar_faceverse.mediapipe_landmarks import NUM_LANDMARKS
 from invertavatar_faceverse.model_files import resolve_model_path
@@ -118,7 +118,7 @@ def load_faceverse_dict(path: str | Path) -> dict[str, np.ndarray]:
 
 def convert_faceverse_file(source: str | Path, out: str | Path) -> Path:
     """Unpickle the user's FaceVerse ``.npy`` once and write its numeric arrays as an ``.npz``."""
-    from invertavatar_core.atomic import atomic_write
+    from invertavatar_core.io.atomic import atomic_write
 
     source = Path(source)
     if source.suffix != ".npy":
@@ -187,7 +187,7 @@ def _normalise_matrix() -> np.ndarray:
 
 
 class FaceVerseModel(LinearFaceModel):
-    """FaceVerse v3.1 as a :class:`~invertavatar_core.protocols.MorphableModel` (geometry only).
+    """FaceVerse v3.1 as a :class:`~invertavatar_core.plugin.protocols.MorphableModel` (geometry only).
 
     Triangles are the file's ``tri``, landmarks its ``mediapipe_keypoints`` (all valid), the face
     mask the official one (eyeballs included); ``to_canonical`` = ``N @ fv2fl_30`` (reference 4).

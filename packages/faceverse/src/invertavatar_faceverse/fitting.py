@@ -3,7 +3,7 @@
 The mesh stays pose-free in EG3D canonical space (``model.to_canonical``); head pose lives in the
 camera, an EG3D label with the FFHQ intrinsics, so the fit yields each frame's label directly and
 the expression UV render of the fitted coefficients needs no pose at all. Projection goes through
-:func:`invertavatar_core.cameras.project_points`.
+:func:`invertavatar_core.geometry.cameras.project_points`.
 
 Loss (reference 3.4): ``1e3 x`` the region-weighted mean squared landmark error in units of the
 image size (lips 5, eyes 50, brows 5, irises 5, others 1) ``+ 3e-3 |id|^2 + 1e-3 |exp|^2``; for
@@ -23,7 +23,7 @@ from kornia.geometry.conversions import axis_angle_to_rotation_matrix
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
-from invertavatar_core.cameras import look_at_camera, make_camera, project_points, split_camera
+from invertavatar_core.geometry.cameras import look_at_camera, make_camera, project_points, split_camera
 from invertavatar_faceverse.mediapipe_landmarks import NUM_LANDMARKS, RegionWeights, landmark_region_weights
 
 __all__ = [

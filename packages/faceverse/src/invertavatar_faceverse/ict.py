@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from invertavatar_core.components import MorphableModelConfig
+from invertavatar_core.plugin.kinds import MorphableModelConfig
 from invertavatar_faceverse.landmark_correspondence import correspondence_from_canonical, nearest_allowed
 from invertavatar_faceverse.linear_model import LinearFaceModel
 from invertavatar_faceverse.mediapipe_landmarks import IBUG68_TO_MEDIAPIPE, NUM_LANDMARKS
@@ -162,7 +162,7 @@ def _read_folder(folder: Path) -> dict[str, np.ndarray]:
 
 def convert_ict_folder(folder: str | Path, out: str | Path) -> Path:
     """Read a FaceXModel folder once and write the compact npz (atomically)."""
-    from invertavatar_core.atomic import atomic_write
+    from invertavatar_core.io.atomic import atomic_write
 
     arrays = _read_folder(Path(folder))
     return atomic_write(Path(out), lambda tmp: np.savez_compressed(tmp, **arrays))
@@ -201,7 +201,7 @@ def _per_vertex_uv(arrays: dict[str, np.ndarray], face_vertices: np.ndarray) -> 
 
 
 class IctFaceModel(LinearFaceModel):
-    """ICT Face Model Light as a :class:`~invertavatar_core.protocols.MorphableModel`.
+    """ICT Face Model Light as a :class:`~invertavatar_core.plugin.protocols.MorphableModel`.
 
     ``identity: (B, S)`` ~ N(0, 1) (modes are scaled by their standard deviation);
     ``expression: (B, 53)`` ARKit blendshape weights in [0, 1]; no separate eye coefficients.

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from invertavatar_core.components import LandmarkDetectorConfig
+from invertavatar_core.plugin.kinds import LandmarkDetectorConfig
 from invertavatar_faceverse.mediapipe_landmarks import NUM_LANDMARKS
 
 __all__ = ["MediaPipeLandmarkDetector", "MediaPipeLandmarkDetectorConfig"]

@@ -1,7 +1,7 @@
 """Shaded renders of a morphable-model mesh through an EG3D camera (synthetic data, fit overlays).
 
 Lambertian shading of a UV texture (or a flat grey) with one directional light plus ambient,
-rasterised with any :class:`~invertavatar_core.protocols.Rasterizer`; world space is EG3D
+rasterised with any :class:`~invertavatar_core.plugin.protocols.Rasterizer`; world space is EG3D
 canonical space (the pose-free mesh), the head pose lives in the camera.
 """
 
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from invertavatar_core.cameras import points_to_clip
-from invertavatar_core.mesh_normals import vertex_normals
+from invertavatar_core.geometry.cameras import points_to_clip
+from invertavatar_core.geometry.normals import vertex_normals
 
 __all__ = ["render_mesh"]
 
@@ -37,7 +37,7 @@ def render_mesh(
         resolution: square image size.
         uvs: per-vertex UVs ``(N, 2)`` (with ``texture``).
         texture: UV-space albedo ``(B|1, 3, Ht, Wt)`` in [-1, 1] (rows follow +v, as in
-            :mod:`invertavatar_core.uv_maps`); None = light grey.
+            :mod:`invertavatar_core.geometry.uv_maps`); None = light grey.
         light: ``(B, 3)`` direction *towards* the light in world space; None = from the camera.
         ambient: share of unshaded light.
     Uncovered pixels are 0 in ``image`` and ``mask``.

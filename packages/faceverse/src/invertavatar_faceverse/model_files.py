@@ -16,7 +16,7 @@ def resolve_model_path(path: Path | None, default_name: str, component: str, fie
         if not path.exists():
             raise ModelFileError(f"{component}: {field} {path} does not exist")
         return path
-    from invertavatar_core.settings import RuntimeSettings
+    from invertavatar_core.config.settings import RuntimeSettings
 
     found = RuntimeSettings().find_weights(default_name)
     if found is None:

@@ -33,7 +33,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from invertavatar_core.components import MorphableModelConfig
+from invertavatar_core.plugin.kinds import MorphableModelConfig
 from invertavatar_faceverse.linear_model import LinearFaceModel
 from invertavatar_faceverse.mediapipe_landmarks import CONTOURS, NUM_LANDMARKS
 
@@ -520,7 +520,7 @@ def _build(config: ProceduralHeadModelConfig) -> _HeadData:
 
     s = config.canonical_scale
     to_canonical = np.diag([s, s, s, 1.0])
-    # The face-window centre of the tri-plane (see invertavatar_core.triplane_space).
+    # The face-window centre of the tri-plane (see invertavatar_core.geometry.triplane_space).
     to_canonical[1, 3] = -0.02734375 - s * h.face_center_y
     return _HeadData(
         mean=mean,
@@ -1100,7 +1100,7 @@ def _cached_build(config: ProceduralHeadModelConfig) -> _HeadData:
 
 
 class ProceduralHeadModel(LinearFaceModel):
-    """The generated head as a :class:`~invertavatar_core.protocols.MorphableModel`.
+    """The generated head as a :class:`~invertavatar_core.plugin.protocols.MorphableModel`.
 
     ``identity: (B, 48)`` ~ N(0, 1) per named mode (``identity_names``); ``expression: (B, 25)``
     blendshape weights in [0, 1] (``expression_names``); ``eyes: (B, 4)`` = (pitch, yaw) of the

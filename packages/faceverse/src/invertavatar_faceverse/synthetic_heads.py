@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from invertavatar_core.cameras import look_at_camera, project_points
-from invertavatar_core.datasets import FitDatasetWriter, FittedFrame
-from invertavatar_core.uv_maps import canonical_vertices, render_expression_uv, unwrap_image, uv_unwrap_grid
+from invertavatar_core.data.datasets import FitDatasetWriter, FittedFrame
+from invertavatar_core.geometry.cameras import look_at_camera, project_points
+from invertavatar_core.geometry.uv_maps import canonical_vertices, render_expression_uv, unwrap_image, uv_unwrap_grid
 from invertavatar_faceverse.mediapipe_landmarks import CONTOURS
 from invertavatar_faceverse.mesh_render import render_mesh
 

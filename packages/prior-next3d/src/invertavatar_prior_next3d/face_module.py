@@ -1,10 +1,10 @@
 """G_face: the face synthesis module conditioned on the rasterised neural texture (paper Sec. 3.1, reference 2.4).
 
 Per frame, from the *expression UV render* ``(B, 3, Hu, Hu)`` = (u, v, face mask) that covers the
-face window of plane 0 at twice the plane resolution (:mod:`invertavatar_core.triplane_space`):
+face window of plane 0 at twice the plane resolution (:mod:`invertavatar_core.geometry.triplane_space`):
 
 1. masks: the face mask (channel 2 > 0.5); the mouth hole inside it
-   (:func:`invertavatar_core.uv_maps.mouth_hole`); *full alpha* = face + hole; *condition alpha*
+   (:func:`invertavatar_core.geometry.uv_maps.mouth_hole`); *full alpha* = face + hole; *condition alpha*
    = face + the part of the hole at or below ``mouth_condition_row`` (87/256 of the height in
    the released model);
 2. for each conditioning level (``rgb32``, ``x32``, ``x64``, ``x128``): grid-sample the texture
@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.triplane_space import face_window
-from invertavatar_core.uv_maps import mouth_hole
+from invertavatar_core.geometry.triplane_space import face_window
+from invertavatar_core.geometry.uv_maps import mouth_hole
 from invertavatar_prior_next3d.resample import resize
 from invertavatar_prior_next3d.synthesis import BlockCondition, BlockSpec, SynthesisNetwork
 from invertavatar_prior_next3d.synthesis_layer import NoiseMode

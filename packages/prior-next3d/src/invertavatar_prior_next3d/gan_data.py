@@ -6,7 +6,7 @@ conditioning labels from the dataset; a landmark-contour image comes along when 
 one (the deformation-aware discriminator). Two sources:
 
 - :class:`DatasetGanData`: frames of a dataset in the layout ``invertavatar fit`` writes (or the
-  official layout of reference 1.5), read through :func:`invertavatar_core.datasets.open_dataset`;
+  official layout of reference 1.5), read through :func:`invertavatar_core.data.datasets.open_dataset`;
   ``invertavatar synth-heads`` writes procedurally rendered heads in that layout;
 - :class:`RandomGanData`: smooth random images, random look-at cameras and elliptic expression
   renders with a random mouth opening, for smoke tests of the training machinery only.
@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from invertavatar_core.protocols import PriorFeatureInfo
+from invertavatar_core.plugin.protocols import PriorFeatureInfo
 from invertavatar_prior_next3d.resample import resize
 
 __all__ = ["DatasetGanData", "GanBatch", "GanData", "RandomGanData"]
@@ -69,7 +69,7 @@ class RandomGanData:
 
     def sample(self, count: int, generator: torch.Generator, *, images: bool = True) -> GanBatch:
         """``count`` random frames."""
-        from invertavatar_core.cameras import look_at_camera
+        from invertavatar_core.geometry.cameras import look_at_camera
 
         yaw = (torch.rand(count, generator=generator) * 2 - 1) * self.yaw
         pitch = (torch.rand(count, generator=generator) * 2 - 1) * self.pitch
@@ -107,7 +107,7 @@ class DatasetGanData:
     has_landmarks = False  # contour images are not rendered from stored landmarks (yet)
 
     def __init__(self, root: str | Path, info: PriorFeatureInfo, *, device: torch.device | str = "cpu") -> None:
-        from invertavatar_core.datasets import open_dataset
+        from invertavatar_core.data.datasets import open_dataset
 
         self.root, self.info, self.device = Path(root), info, torch.device(device)
         self.dataset = open_dataset(self.root, image_resolution=info.image_resolution)

@@ -24,8 +24,14 @@ from jaxtyping import Float
 from pydantic import Field
 from torch import Tensor, nn
 
-from invertavatar_core.components import PriorConfig
-from invertavatar_core.protocols import CanonicalFeatures, FeatureEdits, FeatureLevel, PriorFeatureInfo, PriorRender
+from invertavatar_core.plugin.kinds import PriorConfig
+from invertavatar_core.plugin.protocols import (
+    CanonicalFeatures,
+    FeatureEdits,
+    FeatureLevel,
+    PriorFeatureInfo,
+    PriorRender,
+)
 from invertavatar_prior_next3d.discriminator import DualDiscriminator
 from invertavatar_prior_next3d.face_module import CONDITION_LEVELS, FaceModule
 from invertavatar_prior_next3d.mapping import MappingNetwork
@@ -109,7 +115,7 @@ class Next3DPriorConfig(PriorConfig):
 
 
 class Next3DPrior(nn.Module):
-    """The Next3D++ prior; implements :class:`invertavatar_core.protocols.Prior`.
+    """The Next3D++ prior; implements :class:`invertavatar_core.plugin.protocols.Prior`.
 
     Submodules: ``mapping_network``, ``texture_generator`` (G_tex), ``static_generator``
     (G_static), ``face_module`` (G_face), ``renderer`` (with the decoder MLP), ``superresolution``.

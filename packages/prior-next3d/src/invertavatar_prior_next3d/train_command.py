@@ -8,8 +8,8 @@ The file (YAML or JSON) holds a :class:`~invertavatar_prior_next3d.training.Prio
 import argparse
 from pathlib import Path
 
-from invertavatar_core.config import default_registry, load_config_data
-from invertavatar_core.distributed import Runtime
+from invertavatar_core.config.experiment import default_registry, load_config_data
+from invertavatar_core.training.distributed import Runtime
 
 __all__ = ["register", "run"]
 

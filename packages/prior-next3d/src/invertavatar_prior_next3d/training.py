@@ -17,7 +17,7 @@ Lazy regularisation scales each regulariser by its interval and Adam's learning 
 over ``fade_kimg``; D's image input is blurred at the start (``blur_init_sigma`` fading over
 ``blur_fade_kimg``); ``G_ema`` follows G with a 10-kimg half-life. Resume, multi-process gradient
 averaging (torchrun), precision, progress bar, CSV / TensorBoard log and sample grids come from
-:class:`invertavatar_core.trainer.Trainer`; at each checkpoint ``G_ema`` is exported as a
+:class:`invertavatar_core.training.trainer.Trainer`; at each checkpoint ``G_ema`` is exported as a
 component folder ``<run>/prior`` (what ``training.prior_weights`` of the encoder stages loads).
 """
 
@@ -32,12 +32,12 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from invertavatar_core.checkpoint import save_component
-from invertavatar_core.config import ComponentField, Section, TrainingConfig, default_registry
-from invertavatar_core.distributed import Runtime
-from invertavatar_core.losses import discriminator_loss, generator_loss, r1_penalty
-from invertavatar_core.registry import Registry
-from invertavatar_core.trainer import StepContext, Trainer
+from invertavatar_core.config.experiment import ComponentField, Section, TrainingConfig, default_registry
+from invertavatar_core.io.checkpoints import save_component
+from invertavatar_core.plugin.registry import Registry
+from invertavatar_core.training.distributed import Runtime
+from invertavatar_core.training.losses import discriminator_loss, generator_loss, r1_penalty
+from invertavatar_core.training.trainer import StepContext, Trainer
 from invertavatar_prior_next3d.density_regularization import density_regularization
 from invertavatar_prior_next3d.ema import ema_beta, update_ema
 from invertavatar_prior_next3d.gan_data import DatasetGanData, GanBatch, GanData, RandomGanData
@@ -123,7 +123,7 @@ class PriorTrainingConfig(Section):
     """Deformation-aware D: also show it the landmark-contour image (the data must provide it)."""
 
     def trainer_config(self) -> TrainingConfig:
-        """The subset the core :class:`~invertavatar_core.trainer.Trainer` reads."""
+        """The subset the core :class:`~invertavatar_core.training.trainer.Trainer` reads."""
         return TrainingConfig(
             out_dir=self.out_dir,
             steps=self.steps,
@@ -166,7 +166,7 @@ def r1_regularization(
 
 
 class GanStage:
-    """The GAN's :class:`~invertavatar_core.trainer.Stage`: modules ``G``, ``G_ema``, ``D``; optimisers ``G``, ``D``."""
+    """The GAN's :class:`~invertavatar_core.training.trainer.Stage`: modules G, G_ema, D; optimisers G, D."""
 
     def __init__(
         self,

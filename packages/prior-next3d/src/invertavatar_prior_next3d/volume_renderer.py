@@ -1,6 +1,6 @@
 """Tri-plane volume rendering (reference 2.5): rays -> stratified + importance samples -> composite.
 
-Rays come from :func:`invertavatar_core.cameras.rays` (through pixel centres, the toolkit's
+Rays come from :func:`invertavatar_core.geometry.cameras.rays` (through pixel centres, the toolkit's
 convention shared with projection and rasterisation). Depths span an
 adaptive range around each camera's distance to the origin, ``[d - 0.45, d + 0.6]`` (2.25-3.3
 at the FFHQ radius 2.7); the released renderer uses the batch's mean distance, we use each
@@ -16,7 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.cameras import rays
+from invertavatar_core.geometry.cameras import rays
 from invertavatar_prior_next3d.importance_sampler import importance_depths
 from invertavatar_prior_next3d.ray_marcher import finish_depth, interval_weights, sample_weights
 from invertavatar_prior_next3d.triplane_decoder import TriplaneDecoder

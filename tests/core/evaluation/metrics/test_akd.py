@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from invertavatar_core.metrics import AKD, AKDConfig, keypoint_distance
+from invertavatar_core.evaluation.metrics import AKD, AKDConfig, keypoint_distance
 
 
 class BrightSquareDetector:
@@ -74,7 +74,7 @@ def test_mediapipe_akd_on_a_shifted_portrait(assets_dir, full_registry):
     """The paper's detector: translating a real portrait by 8 px moves its landmarks by ~8 px."""
     if ("landmark_detector", "mediapipe") not in full_registry:
         pytest.skip("landmark_detector 'mediapipe' is not registered here (invertavatar-faceverse[mediapipe])")
-    from invertavatar_core.image_io import read_image
+    from invertavatar_core.io.media import read_image
 
     image = read_image(assets_dir / "media" / "obama_official_portrait.jpg")
     side = min(image.shape[-2:])

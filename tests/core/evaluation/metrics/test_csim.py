@@ -4,8 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
-from invertavatar_core.ir_se import IRSENet
-from invertavatar_core.metrics import CSIM, CSIMConfig, arcface_embedding
+from invertavatar_core.evaluation.metrics import CSIM, CSIMConfig, arcface_embedding
+from invertavatar_core.nn.ir_se import IRSENet
 
 
 def test_missing_weights_name_the_field(tmp_path):

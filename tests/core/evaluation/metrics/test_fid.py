@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from invertavatar_core.checkpoint import CheckpointError
-from invertavatar_core.metrics import FID, FIDConfig, FIDInceptionV3, frechet_distance
-from invertavatar_core.metrics.fid import FeatureStatistics, sqrtm_psd
+from invertavatar_core.evaluation.metrics import FID, FIDConfig, FIDInceptionV3, frechet_distance
+from invertavatar_core.evaluation.metrics.fid import FeatureStatistics, sqrtm_psd
+from invertavatar_core.io.checkpoints import CheckpointError
 
 
 def _random_spd(dim, seed):

@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from invertavatar_core.checkpoint import CheckpointError
-from invertavatar_core.metrics import LPIPS, LPIPSConfig, LPIPSNetwork
-from invertavatar_core.metrics.lpips import TAP_CHANNELS
+from invertavatar_core.evaluation.metrics import LPIPS, LPIPSConfig, LPIPSNetwork
+from invertavatar_core.evaluation.metrics.lpips import TAP_CHANNELS
+from invertavatar_core.io.checkpoints import CheckpointError
 
 
 def _random_weights(tmp_path, *, backbone_layout="torchvision", suffix=".pth"):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from invertavatar_core.metrics import (
+from invertavatar_core.evaluation.metrics import (
     L1,
     MSSSIM,
     PSNR,

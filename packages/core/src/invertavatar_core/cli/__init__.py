@@ -7,16 +7,20 @@ Errors a user can fix are printed as one clear message with exit status 2, not a
 """
 
 import argparse
+import functools
 import importlib
 import sys
 from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from invertavatar_core.plugins import get_plugin_manager
+from invertavatar_core.config.experiment import default_registry
+from invertavatar_core.errors import UserError
+from invertavatar_core.plugin.manager import get_plugin_manager
+from invertavatar_core.plugin.registry import Registry
 from invertavatar_core.version import __version__
 
-__all__ = ["COMMANDS", "UserError", "main"]
+__all__ = ["COMMANDS", "UserError", "cli_registry", "main"]
 
 COMMANDS: tuple[str, ...] = (
     "invertavatar_core.cli.demo",
@@ -31,8 +35,10 @@ COMMANDS: tuple[str, ...] = (
 """Subcommand modules, in help order."""
 
 
-class UserError(Exception):
-    """An error caused by input the user can fix; printed without a traceback."""
+@functools.cache
+def cli_registry() -> Registry:
+    """The registry of the installed plugins, built once per command-line process (the library keeps none)."""
+    return default_registry()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,8 @@
 import argparse
 import json
 
-from invertavatar_core.config import default_registry, load_experiment
+from invertavatar_core.cli import cli_registry
+from invertavatar_core.config.experiment import load_experiment
 
 __all__ = ["register"]
 
@@ -29,6 +30,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_schema(args: argparse.Namespace) -> int:
     """Print a component config's JSON schema."""
-    config_cls = default_registry().config_cls(args.kind, args.name)
+    config_cls = cli_registry().config_cls(args.kind, args.name)
     print(json.dumps(config_cls.model_json_schema(), indent=2))
     return 0

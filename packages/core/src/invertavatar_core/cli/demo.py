@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from invertavatar_core.cli import UserError
+from invertavatar_core.errors import UserError
 
 __all__ = ["register", "run"]
 
@@ -63,8 +63,8 @@ def _check_out(out: Path) -> None:
 
 def _models(args: argparse.Namespace, registry, out: Path, device: str):
     """The checkpoint's models, or the tiny preset with random weights saved as ``out/model``."""
-    from invertavatar_core.experiment_presets import preset_experiment
-    from invertavatar_core.inversion_models import InversionModels
+    from invertavatar_core.config.presets import preset_experiment
+    from invertavatar_core.inversion.models import InversionModels
 
     if args.checkpoint:
         if not Path(args.checkpoint).is_dir():
@@ -126,9 +126,9 @@ class _Clock:
 
 def _scores(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     """Mean PSNR (dB) and L1 ([0, 1] units) of ``(B, 3, H, W)`` images in [-1, 1]."""
-    from invertavatar_core.inversion import resize_square
-    from invertavatar_core.metrics.l1 import l1_distance
-    from invertavatar_core.metrics.psnr import psnr
+    from invertavatar_core.evaluation.metrics.l1 import l1_distance
+    from invertavatar_core.evaluation.metrics.psnr import psnr
+    from invertavatar_core.inversion.pipeline import resize_square
 
     target = resize_square(target.to(prediction), prediction.shape[-1])
     return {"psnr": float(psnr(prediction, target).mean()), "l1": float(l1_distance(prediction, target).mean())}
@@ -144,13 +144,13 @@ def run(args: argparse.Namespace) -> int:
     """Synthesize, reconstruct frame by frame, animate, orbit; print and save every figure."""
     from tqdm import tqdm
 
-    from invertavatar_core.atomic import atomic_write_text
+    from invertavatar_core.cli import cli_registry
     from invertavatar_core.cli.render import neutral_expression_uv
-    from invertavatar_core.config import default_registry
-    from invertavatar_core.image_io import write_video
-    from invertavatar_core.inversion import resize_square
-    from invertavatar_core.plots import plot_metric_vs_frames, save_qualitative_grid
-    from invertavatar_core.tables import format_table
+    from invertavatar_core.evaluation.plots import plot_metric_vs_frames, save_qualitative_grid
+    from invertavatar_core.evaluation.tables import format_table
+    from invertavatar_core.inversion.pipeline import resize_square
+    from invertavatar_core.io.atomic import atomic_write_text
+    from invertavatar_core.io.media import write_video
 
     for name in ("source_frames", "driving_frames"):
         if getattr(args, name) < 1:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     _check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    registry = default_registry()
+    registry = cli_registry()
     torch.manual_seed(args.seed)
 
     models, checkpoint = _models(args, registry, out, device)

@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
+from invertavatar_core.cli import cli_registry
 from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
-from invertavatar_core.config import default_registry
 
 __all__ = ["register"]
 
@@ -36,14 +36,15 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print each row as it finishes, write the report."""
-    from invertavatar_core.evaluation import evaluate, write_report
-    from invertavatar_core.tables import format_table
+    from invertavatar_core.evaluation.report import write_report
+    from invertavatar_core.evaluation.runner import evaluate
+    from invertavatar_core.evaluation.tables import format_table
 
     experiment = experiment_from_args(args, "evaluation.out_dir")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     report = evaluate(
         experiment,
-        default_registry(),
+        cli_registry(),
         device=device,
         progress=not args.no_progress,
         on_row=lambda row: print(format_table([row])),

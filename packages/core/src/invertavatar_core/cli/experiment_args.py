@@ -2,8 +2,9 @@
 
 import argparse
 
-from invertavatar_core.config import ExperimentConfig, default_registry, load_config_data
-from invertavatar_core.sweep import apply_overrides, parse_set
+from invertavatar_core.cli import cli_registry
+from invertavatar_core.config.experiment import ExperimentConfig, load_config_data
+from invertavatar_core.config.sweep import apply_overrides, parse_set
 
 __all__ = ["add_experiment_arguments", "experiment_from_args"]
 
@@ -32,4 +33,4 @@ def experiment_from_args(args: argparse.Namespace, out_key: str) -> ExperimentCo
     if args.out:
         overrides.append((out_key, args.out))
     data = apply_overrides(load_config_data(args.config), overrides)
-    return ExperimentConfig.model_validate(data, context={"registry": default_registry()})
+    return ExperimentConfig.model_validate(data, context={"registry": cli_registry()})

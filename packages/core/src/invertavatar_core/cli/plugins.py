@@ -3,8 +3,8 @@
 import argparse
 import json
 
-from invertavatar_core.config import default_registry
-from invertavatar_core.tables import format_table
+from invertavatar_core.cli import cli_registry
+from invertavatar_core.evaluation.tables import format_table
 
 __all__ = ["register"]
 
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the registry."""
-    registry = default_registry()
+    registry = cli_registry()
     rows = [
         {"kind": e.kind, "name": e.name, "distribution": e.distribution, "description": e.description}
         for e in registry.entries(args.kind)

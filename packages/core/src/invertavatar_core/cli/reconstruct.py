@@ -6,7 +6,7 @@
 ``--checkpoint`` is a model checkpoint folder (docs/checkpoints.md), e.g. a training run folder.
 Each source frame needs its camera, expression UV render and UV unwrap: from ``--fit FITDIR``
 (a folder written by ``invertavatar fit``, its frames in source order), or, without it, the
-sources are fitted first with ``invertavatar fit`` into ``AVATAR.fit/`` (needs the faceverse
+sources are fitted first, as ``invertavatar fit`` does, into ``AVATAR.fit/`` (needs the faceverse
 package). Several frames go through the experiment's inverter frame by frame (the incremental
 path), with a progress line per frame.
 """
@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from invertavatar_core.cli import UserError
-from invertavatar_core.config import default_registry
-from invertavatar_core.inversion_models import InversionModels, component_dir
-from invertavatar_core.observation import Observation
+from invertavatar_core.cli import cli_registry
+from invertavatar_core.errors import UserError
+from invertavatar_core.inversion.models import InversionModels, component_dir
+from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.plugin.registry import Registry
 
 __all__ = ["fitted_frames", "register"]
 
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
 
 def fitted_frames(fit_dir: str | Path) -> Observation:
     """Every frame of a fit folder, in its order, as one :class:`Observation`."""
-    from invertavatar_core.datasets import FitDataset
+    from invertavatar_core.data.datasets import FitDataset
 
     fit_dir = Path(fit_dir)
     if not fit_dir.is_dir():
@@ -54,23 +55,33 @@ def fitted_frames(fit_dir: str | Path) -> Observation:
     return Observation.cat([dataset[i] for i in range(len(dataset))])
 
 
-def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: InversionModels) -> None:
-    """Run ``invertavatar fit`` on the sources with the experiment's morphable model and the prior's UV size."""
-    from invertavatar_core.cli import main
-    from invertavatar_core.image_io import video_frame_count
+def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: InversionModels, registry: Registry) -> None:
+    """Fit the sources as ``invertavatar fit`` would, with the experiment's morphable model and the prior's UV size."""
+    from invertavatar_core.io.media import video_frame_count
 
+    try:
+        from invertavatar_faceverse.dataset_fitting import fit_dataset
+    except ImportError:
+        raise UserError(
+            'fitting the sources needs the faceverse package (pip install "invertavatar-core[faceverse]"); '
+            "or fit them elsewhere and pass --fit"
+        ) from None
     inputs = [args.source_video] if args.source_video else list(args.source)
     for path in inputs:
         if not Path(path).is_file():
             raise UserError(f"source not found: {path}")
-    command = ["fit", *inputs, "--out", str(fit_dir), "--model", models.experiment.morphable_model.name]
-    command += ["--uv-resolution", str(models.prior.info.uv_resolution)]
-    if args.source_video:  # fit only about the frames that will be used
-        command += ["--every", str(max(1, video_frame_count(args.source_video) // max(args.frames, 1)))]
+    model = models.experiment.morphable_model.name
+    uv_resolution = models.prior.info.uv_resolution
+    # fit only about the frames that will be used
+    every = max(1, video_frame_count(args.source_video) // max(args.frames, 1)) if args.source_video else 1
+    command = ["fit", *inputs, "--out", str(fit_dir), "--model", model, "--uv-resolution", str(uv_resolution)]
+    command += ["--every", str(every)] if args.source_video else []
     print(f"fitting the sources: invertavatar {' '.join(command)}")
-    status = main(command)
-    if status:
-        raise UserError(f"`invertavatar fit` failed (status {status}); fit the sources yourself and pass --fit")
+    try:
+        fit_dataset(inputs, fit_dir, registry, model=model, uv_resolution=uv_resolution, every=every)
+    except (UserError, ValueError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise UserError(f"fitting the sources failed: {message}; fit the sources yourself and pass --fit") from exc
 
 
 def _choose(frames: Observation, args: argparse.Namespace) -> Observation:
@@ -87,7 +98,7 @@ def _choose(frames: Observation, args: argparse.Namespace) -> Observation:
 
 def run(args: argparse.Namespace) -> int:
     """Invert the sources frame by frame and save the avatar."""
-    registry = default_registry()
+    registry = cli_registry()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = Path(args.checkpoint)
     models = InversionModels.load(checkpoint, registry, device=device)
@@ -98,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     inverter = registry.create("inverter", inverter_config, registry=registry, experiment=experiment, models=models)
     fit_dir = Path(args.fit) if args.fit else Path(f"{args.out}.fit")
     if not args.fit:
-        _fit_sources(args, fit_dir, models)
+        _fit_sources(args, fit_dir, models, registry)
     frames = _choose(fitted_frames(fit_dir), args)
     size = models.prior.info.image_resolution
     began = time.perf_counter()

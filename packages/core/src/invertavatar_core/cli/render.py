@@ -16,11 +16,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from invertavatar_core.avatar import Avatar
-from invertavatar_core.cli import UserError
-from invertavatar_core.config import default_registry
-from invertavatar_core.image_io import write_video
-from invertavatar_core.inversion_models import InversionModels
+from invertavatar_core.cli import cli_registry
+from invertavatar_core.errors import UserError
+from invertavatar_core.inversion.avatar import Avatar
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.io.media import write_video
 
 __all__ = ["neutral_expression_uv", "register"]
 
@@ -55,9 +55,9 @@ def neutral_expression_uv(
     models: InversionModels, identity: torch.Tensor | None, device: torch.device | str
 ) -> torch.Tensor:
     """``(1, 3, U, U)`` UV render of ``identity`` (``(1, S)``; None: the mean face) with a zero expression."""
-    from invertavatar_core.uv_maps import render_expression_uv
+    from invertavatar_core.geometry.uv_maps import render_expression_uv
 
-    registry = default_registry()
+    registry = cli_registry()
     experiment = models.experiment
     model = registry.create("morphable_model", experiment.morphable_model)
     rasterizer = registry.create("rasterizer", experiment.rasterizer)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     """Write the video."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     avatar = Avatar.load(args.avatar, device)
-    models = InversionModels.load(_checkpoint(args, avatar), default_registry(), device=device).eval()
+    models = InversionModels.load(_checkpoint(args, avatar), cli_registry(), device=device).eval()
     prior = models.prior
     avatar.check_prior(prior)
     if args.orbit:
@@ -93,9 +93,9 @@ def _driven(args: argparse.Namespace, models: InversionModels, avatar: Avatar, d
     driving = fitted_frames(args.drive).to(device)
     expression_uv = driving.expression_uv
     if avatar.identity is not None and driving.expression is not None:
-        from invertavatar_core.uv_maps import render_expression_uv
+        from invertavatar_core.geometry.uv_maps import render_expression_uv
 
-        registry = default_registry()
+        registry = cli_registry()
         model = registry.create("morphable_model", models.experiment.morphable_model)
         rasterizer = registry.create("rasterizer", models.experiment.rasterizer)
         identity = avatar.identity[:1].cpu().expand(len(driving), -1)

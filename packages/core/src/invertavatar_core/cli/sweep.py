@@ -2,8 +2,9 @@
 
 import argparse
 
-from invertavatar_core.config import default_registry, load_config_data
-from invertavatar_core.sweep import Sweep
+from invertavatar_core.cli import cli_registry
+from invertavatar_core.config.experiment import load_config_data
+from invertavatar_core.config.sweep import Sweep
 
 __all__ = ["register"]
 
@@ -39,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     """Validate every point first (configs, stages, data), then list (or run) them."""
     import functools
 
-    from invertavatar_core.cli import UserError
-    from invertavatar_core.sweep_runner import check_point, run_point
+    from invertavatar_core.errors import UserError
+    from invertavatar_core.evaluation.sweep_runner import check_point, run_point
 
-    sweep = Sweep(load_config_data(args.config), args.sets, default_registry())
+    sweep = Sweep(load_config_data(args.config), args.sets, cli_registry())
     evaluate = not args.no_evaluate
     problems = [
         f"point [{p.slug}]: {why}"

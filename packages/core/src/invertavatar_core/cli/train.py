@@ -7,48 +7,35 @@ holding the model checkpoint that ``invertavatar reconstruct --checkpoint`` and 
 """
 
 import argparse
-import importlib
 
+from invertavatar_core.cli import cli_registry
 from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
-from invertavatar_core.config import default_registry
+from invertavatar_core.training.stages import STAGES
 
-__all__ = ["STAGES", "register"]
-
-STAGES: dict[str, tuple[str, str, str]] = {
-    "latent": ("invertavatar_core.train_latent", "train_latent", "stage 1: E_latent (Eq. 2)"),
-    "oneshot": ("invertavatar_core.train_oneshot", "train_oneshot", "stage 2: one-shot E_tex + E_tri (Eq. 3)"),
-    "incremental": (
-        "invertavatar_core.train_incremental",
-        "train_incremental",
-        "stage 3: recurrent decoders (Eq. 1, 3)",
-    ),
-}
-"""Stage name -> (module, function, help)."""
+__all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add ``train latent``, ``train oneshot`` and ``train incremental``."""
-    for stage, (_, _, help_text) in STAGES.items():
-        parser = groups["train"].add_parser(stage, help=help_text)
+    for name, stage in STAGES.items():
+        parser = groups["train"].add_parser(name, help=stage.help)
         add_experiment_arguments(
             parser, config_help="experiment config (YAML or JSON)", set_example="training.steps=2000"
         )
         parser.add_argument("--out", help="run folder (overrides training.out_dir)")
         parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-        parser.set_defaults(func=run, train_stage=stage)
+        parser.set_defaults(func=run, train_stage=name)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train one stage; prints where the model checkpoint is."""
-    from invertavatar_core.distributed import Runtime
+    from invertavatar_core.training.distributed import Runtime
 
     experiment = experiment_from_args(args, "training.out_dir")
-    module, function, _ = STAGES[args.train_stage]
-    train = getattr(importlib.import_module(module), function)
     runtime = Runtime.from_env(args.device)
     try:
-        scalars = train(experiment, default_registry(), runtime, progress=not args.no_progress)
+        scalars = STAGES[args.train_stage](experiment, cli_registry(), runtime, progress=not args.no_progress)
     finally:
         runtime.close()
     if runtime.is_main:

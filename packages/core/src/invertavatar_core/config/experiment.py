@@ -4,22 +4,32 @@ A component field (``prior``, ``aggregator``, ...) is typed with its kind's base
 validated through the registry found in pydantic's validation context
 (``ExperimentConfig.model_validate(data, context={"registry": registry})``), so a third-party
 name validates exactly like ours and errors carry the path (``aggregator.hidden_channels``).
-Without a context the registry of the installed plugins is built once and reused.
+Without a context the registry of the installed plugins is built once per validation (no
+process-wide cache: plugins installed or registered later are seen by the next validation).
 
 Numbers from the paper live here, beside the paper's name for them.
 """
 
-import functools
 import json
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, WrapValidator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    SerializeAsAny,
+    ValidationInfo,
+    WrapValidator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from invertavatar_core.components import KINDS, ComponentConfig
-from invertavatar_core.registry import Registry, UnknownComponentError, build_registry
+from invertavatar_core.plugin.kinds import KINDS, ComponentConfig
+from invertavatar_core.plugin.registry import Registry, UnknownComponentError, build_registry
 
 __all__ = [
     "ComponentField",
@@ -41,20 +51,28 @@ __all__ = [
 ]
 
 
-@functools.cache
+_VALIDATION_SCOPE: ContextVar[list[Registry] | None] = ContextVar("invertavatar_validation_scope", default=None)
+"""While a :class:`Section` validates without a registry in its context: the one built for it (or empty)."""
+
+
 def default_registry() -> Registry:
-    """The registry of the installed plugins, built on first use (never at import time)."""
-    from invertavatar_core.plugins import get_plugin_manager
+    """A registry of the installed plugins, built afresh (callers that want one per process keep it)."""
+    from invertavatar_core.plugin.manager import get_plugin_manager
 
     return build_registry(get_plugin_manager())
 
 
 def registry_from_context(info: ValidationInfo | None) -> Registry:
-    """The registry passed in the validation context, else :func:`default_registry`."""
+    """The registry passed in the validation context, else :func:`default_registry` (once per validation)."""
     context = info.context if info is not None else None
     if isinstance(context, dict) and context.get("registry") is not None:
         return context["registry"]
-    return default_registry()
+    scope = _VALIDATION_SCOPE.get()
+    if scope is None:
+        return default_registry()
+    if not scope:
+        scope.append(default_registry())
+    return scope[0]
 
 
 def _dispatcher(kind: str):
@@ -87,6 +105,18 @@ class Section(BaseModel):
     """Base of the non-component sections: strict and frozen like component configs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_registry_per_validation(cls, data: Any, handler: ModelWrapValidatorHandler) -> Any:
+        # Every component field of one validation (nested sections included) shares one registry.
+        if _VALIDATION_SCOPE.get() is not None:
+            return handler(data)
+        token = _VALIDATION_SCOPE.set([])
+        try:
+            return handler(data)
+        finally:
+            _VALIDATION_SCOPE.reset(token)
 
 
 class EncodersConfig(Section):
@@ -199,7 +229,7 @@ class EvaluatedModel(Section):
 
 
 EvaluationProtocol = Literal["reconstruction", "same_identity", "cross_identity", "few_shot"]
-"""Protocols of paper Sec. 4 (see :mod:`invertavatar_core.evaluation`)."""
+"""Protocols of paper Sec. 4 (see :mod:`invertavatar_core.evaluation.protocols`)."""
 
 
 class EvaluationConfig(Section):
@@ -281,6 +311,6 @@ def load_experiment(path: str | Path, registry: Registry | None = None) -> Exper
 
 def dump_config(config: BaseModel, path: str | Path) -> Path:
     """Write the fully resolved config as JSON (atomically) and return the path."""
-    from invertavatar_core.atomic import atomic_write_text
+    from invertavatar_core.io.atomic import atomic_write_text
 
     return atomic_write_text(path, config.model_dump_json(indent=2) + "\n")

@@ -8,8 +8,8 @@ Both use the paper's components: the ``next3d`` prior, ``e4e`` + ``texture_unet`
 from pathlib import Path
 from typing import Any, Literal
 
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.registry import Registry
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.plugin.registry import Registry
 
 __all__ = ["PRESETS", "TINY_PERCEPTUAL", "preset_experiment", "preset_experiment_data"]
 

@@ -18,15 +18,16 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from invertavatar_core.atomic import atomic_write_text
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.registry import Registry
-from invertavatar_core.tables import write_table
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.errors import UserError
+from invertavatar_core.evaluation.tables import write_table
+from invertavatar_core.io.atomic import atomic_write_text
+from invertavatar_core.plugin.registry import Registry
 
 __all__ = ["Sweep", "SweepPoint", "SweepValidationError", "apply_overrides", "parse_set"]
 
 
-class SweepValidationError(ValueError):
+class SweepValidationError(UserError, ValueError):
     """One or more sweep points are invalid; the message lists every one."""
 
 

@@ -1,7 +1,7 @@
 """Dataset folders of fitted frames: the layout ``invertavatar fit`` writes, and the official one.
 
 Both readers give the same thing: ``len(dataset)`` frames, ``dataset[i]`` an
-:class:`~invertavatar_core.observation.Observation` of batch 1, ``dataset.sequences()`` the frame
+:class:`~invertavatar_core.inversion.observation.Observation` of batch 1, ``dataset.sequences()`` the frame
 indices of each video (in time order) and ``dataset.sequence(name)`` all of a video's frames as
 one Observation. :func:`open_dataset` picks the reader from what the folder holds.
 
@@ -34,9 +34,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from invertavatar_core.atomic import atomic_write, atomic_write_text
-from invertavatar_core.image_io import read_image, save_image
-from invertavatar_core.observation import Observation
+from invertavatar_core.errors import UserError
+from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.io.atomic import atomic_write, atomic_write_text
+from invertavatar_core.io.media import read_image, save_image
 
 __all__ = [
     "DatasetFormatError",
@@ -58,7 +59,7 @@ _MAPS = ("expression_uv", "unwrap_grid", "visibility")
 _COEFFICIENTS = ("identity", "expression", "eyes")
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(UserError, ValueError):
     """A dataset folder or one of its files is not what its layout promises."""
 
 

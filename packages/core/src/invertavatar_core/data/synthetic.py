@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from invertavatar_core.observation import Observation
-from invertavatar_core.protocols import CanonicalFeatures, MorphableModel, Prior, PriorRender, Rasterizer
+from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.plugin.protocols import CanonicalFeatures, MorphableModel, Prior, PriorRender, Rasterizer
 
 __all__ = ["DriveBank", "SyntheticBatch", "SyntheticSampler"]
 
@@ -126,8 +126,8 @@ class DriveBank:
         ``expression_resolution``: side of the expression UV render (the prior's ``info.uv_resolution``);
         ``unwrap_resolution``: side of the UV unwrap grid; ``image_resolution``: of the images it samples.
         """
-        from invertavatar_core.cameras import look_at_camera
-        from invertavatar_core.uv_maps import render_expression_uv, uv_unwrap_grid
+        from invertavatar_core.geometry.cameras import look_at_camera
+        from invertavatar_core.geometry.uv_maps import render_expression_uv, uv_unwrap_grid
 
         n = sequences * length
         identity = torch.randn(sequences, model.n_identity, generator=generator) * IDENTITY_STD
@@ -225,7 +225,7 @@ class SyntheticSampler:
     def _render(
         self, features: CanonicalFeatures, bank: DriveBank, sequence: Tensor, index: Tensor, per: int
     ) -> PriorRender:
-        from invertavatar_core.inversion import repeat_features
+        from invertavatar_core.inversion.pipeline import repeat_features
 
         return self.prior.render(
             repeat_features(features, per), bank.expression_uv[sequence, index], bank.camera[sequence, index]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from invertavatar_core.atomic import atomic_write_bytes
+from invertavatar_core.io.atomic import atomic_write_bytes
 
 __all__ = ["plot_metric_vs_frames", "save_qualitative_grid"]
 

@@ -1,6 +1,6 @@
 """What ``invertavatar sweep`` does at each point: a short training run and/or an evaluation, as scalars.
 
-For a point (a validated :class:`~invertavatar_core.sweep.SweepPoint`) and its folder:
+For a point (a validated :class:`~invertavatar_core.config.sweep.SweepPoint`) and its folder:
 
 1. each training stage named in ``stages`` (``latent``, ``oneshot``, ``incremental``, in the
    given order) runs into ``POINT/<stage>/`` with the point's training settings; a stage after
@@ -14,18 +14,18 @@ For a point (a validated :class:`~invertavatar_core.sweep.SweepPoint`) and its f
 
 The returned scalars are the last training scalars of each stage (``<stage>/<name>``) and one
 value per evaluated protocol and metric (``<protocol>/<metric>``, few-shot per K as
-``few_shot_k<K>/<metric>``); :class:`~invertavatar_core.sweep.Sweep` writes them as one row.
+``few_shot_k<K>/<metric>``); :class:`~invertavatar_core.config.sweep.Sweep` writes them as one row.
 """
 
-import importlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from invertavatar_core.config import ExperimentConfig, default_registry
-from invertavatar_core.registry import Registry
-from invertavatar_core.sweep import SweepPoint, apply_overrides
+from invertavatar_core.config.experiment import ExperimentConfig, default_registry
+from invertavatar_core.config.sweep import SweepPoint, apply_overrides
+from invertavatar_core.plugin.registry import Registry
+from invertavatar_core.training.stages import STAGES
 
 __all__ = ["check_point", "evaluation_scalars", "run_point"]
 
@@ -33,17 +33,10 @@ _COUNTS = ("model", "protocol", "source_frames", "sequences", "frames")
 """Row columns that identify or count rather than measure."""
 
 
-def _stage_table() -> dict[str, tuple[str, str, str]]:
-    from invertavatar_core.cli.train import STAGES
-
-    return STAGES
-
-
 def check_point(point: SweepPoint, *, stages: Sequence[str] = (), evaluate: bool = True) -> list[str]:
     """Problems that would make ``run_point`` fail for this point (checked for every point before any runs)."""
     problems = []
-    known = _stage_table()
-    problems += [f"unknown training stage {s!r} (known: {', '.join(known)})" for s in stages if s not in known]
+    problems += [f"unknown training stage {s!r} (known: {', '.join(STAGES)})" for s in stages if s not in STAGES]
     if not stages and not evaluate:
         problems.append("nothing to do: no training stage and evaluation switched off")
     root = point.config.data.root
@@ -101,25 +94,23 @@ def run_point(
     scalars: dict[str, Any] = {}
     previous: Path | None = None
     for stage in stages:
-        module, function, _ = _stage_table()[stage]
         run_dir = point_dir / stage
         overrides: list[tuple[str, Any]] = [("training.out_dir", str(run_dir))]
         if previous is not None:
             overrides.append(("training.init_from", str(previous)))
         config = _with(experiment, overrides, registry)
-        train = getattr(importlib.import_module(module), function)
-        from invertavatar_core.distributed import Runtime
+        from invertavatar_core.training.distributed import Runtime
 
         runtime = Runtime.from_env(device)
         try:
-            result = train(config, registry, runtime, progress=progress)
+            result = STAGES[stage](config, registry, runtime, progress=progress)
         finally:
             runtime.close()
         scalars.update({f"{stage}/{k}": float(v) for k, v in result.items()})
         previous = run_dir
     if evaluate:
-        from invertavatar_core.evaluation import evaluate as run_evaluation
-        from invertavatar_core.evaluation import write_report
+        from invertavatar_core.evaluation.report import write_report
+        from invertavatar_core.evaluation.runner import evaluate as run_evaluation
 
         if previous is not None:
             experiment = _with(

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from invertavatar_core.atomic import atomic_write_text
+from invertavatar_core.io.atomic import atomic_write_text
 
 __all__ = ["format_cell", "format_table", "table_columns", "write_table"]
 

@@ -1,7 +1,7 @@
 """The two UV maps the pipeline needs: the expression UV render and the UV unwrap of a photo.
 
-Written against the :class:`~invertavatar_core.protocols.MorphableModel` and
-:class:`~invertavatar_core.protocols.Rasterizer` protocols only.
+Written against the :class:`~invertavatar_core.plugin.protocols.MorphableModel` and
+:class:`~invertavatar_core.plugin.protocols.Rasterizer` protocols only.
 
 Conventions:
 
@@ -19,11 +19,11 @@ Conventions:
 import torch
 import torch.nn.functional as F
 
-from invertavatar_core.cameras import points_to_clip, project_points, split_camera
-from invertavatar_core.mesh_normals import vertex_normals
-from invertavatar_core.protocols import MorphableModel, Rasterizer
+from invertavatar_core.geometry.cameras import points_to_clip, project_points, split_camera
+from invertavatar_core.geometry.normals import vertex_normals
+from invertavatar_core.geometry.triplane_space import face_window
+from invertavatar_core.plugin.protocols import MorphableModel, Rasterizer
 from invertavatar_core.tensor_types import Camera, Float, Tensor
-from invertavatar_core.triplane_space import face_window
 
 __all__ = [
     "FRONT_FACING_COSINE",

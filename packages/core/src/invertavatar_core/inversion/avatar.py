@@ -21,9 +21,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from invertavatar_core.atomic import atomic_directory, recover_directory
-from invertavatar_core.checkpoint import CheckpointError, load_tensors
-from invertavatar_core.protocols import CanonicalFeatures, Prior, PriorRender
+from invertavatar_core.io.atomic import atomic_directory, recover_directory
+from invertavatar_core.io.checkpoints import CheckpointError, load_tensors
+from invertavatar_core.plugin.protocols import CanonicalFeatures, Prior, PriorRender
 from invertavatar_core.version import __version__
 
 __all__ = ["AVATAR_FORMAT", "Avatar"]
@@ -157,12 +157,12 @@ class Avatar:
         batch_size: int = 8,
         **orbit: float,
     ) -> Iterator[Float[Tensor, "3 H W"]]:
-        """Yield ``frames`` images ``(3, H, W)`` along :func:`invertavatar_core.cameras.orbit_cameras`.
+        """Yield ``frames`` images ``(3, H, W)`` along :func:`invertavatar_core.geometry.cameras.orbit_cameras`.
 
         The expression stays fixed (``expression_uv`` of one frame); ``orbit`` goes to
         ``orbit_cameras`` (``yaw_range``, ``pitch_range``, ``pitch_offset``, radius, ...).
         """
-        from invertavatar_core.cameras import orbit_cameras
+        from invertavatar_core.geometry.cameras import orbit_cameras
 
         device = self.features.ws.device
         cameras = orbit_cameras(frames, **orbit).to(device=device, dtype=self.features.ws.dtype)

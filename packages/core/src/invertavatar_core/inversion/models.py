@@ -9,7 +9,7 @@ training stage writes at each checkpoint and at the end, into its run folder) is
     DIR/encoders/texture/        E_tex  (absent when encoders.texture is null)
     DIR/encoders/static/         E_tri  (absent when encoders.static is null)
 
-Component directories are written with :func:`invertavatar_core.checkpoint.save_component`
+Component directories are written with :func:`invertavatar_core.io.checkpoints.save_component`
 (atomic, safetensors). Documented for users in ``docs/checkpoints.md``.
 """
 
@@ -21,11 +21,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from invertavatar_core.checkpoint import CheckpointError, load_component, save_component
-from invertavatar_core.components import ComponentConfig
-from invertavatar_core.config import ExperimentConfig, dump_config, load_experiment
-from invertavatar_core.protocols import Encoder, EncoderRole, FeatureEncoder, LatentEncoder, Prior
-from invertavatar_core.registry import Registry
+from invertavatar_core.config.experiment import ExperimentConfig, dump_config, load_experiment
+from invertavatar_core.io.checkpoints import CheckpointError, load_component, save_component
+from invertavatar_core.plugin.kinds import ComponentConfig
+from invertavatar_core.plugin.protocols import Encoder, EncoderRole, FeatureEncoder, LatentEncoder, Prior
+from invertavatar_core.plugin.registry import Registry
 
 __all__ = ["EXPERIMENT_FILE", "FEATURE_ROLES", "InversionModels", "component_dir", "is_model_checkpoint"]
 

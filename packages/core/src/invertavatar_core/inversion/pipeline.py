@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from invertavatar_core.avatar import Avatar
-from invertavatar_core.inversion_models import InversionModels
-from invertavatar_core.observation import Observation
-from invertavatar_core.protocols import CanonicalFeatures, EncoderState, FeatureEdits, PriorRender
+from invertavatar_core.inversion.avatar import Avatar
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.plugin.protocols import CanonicalFeatures, EncoderState, FeatureEdits, PriorRender
 
 __all__ = [
     "EncoderInputs",
@@ -156,7 +156,7 @@ class InversionPipeline:
         ``coarse`` holds 1 avatar (broadcast over the frames) or B avatars with ``len(frames)``
         a multiple of B (avatar-major).
         """
-        from invertavatar_core.uv_maps import unwrap_image
+        from invertavatar_core.geometry.uv_maps import unwrap_image
 
         n, b = len(frames), coarse.batch_size
         if b != 1 and n % b:

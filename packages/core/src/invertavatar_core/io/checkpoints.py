@@ -15,9 +15,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 
-from invertavatar_core.atomic import atomic_directory, atomic_write, recover_directory
-from invertavatar_core.components import ComponentConfig, kind_of
-from invertavatar_core.registry import Registry
+from invertavatar_core.errors import UserError
+from invertavatar_core.io.atomic import atomic_directory, atomic_write, recover_directory
+from invertavatar_core.plugin.kinds import ComponentConfig, kind_of
+from invertavatar_core.plugin.registry import Registry
 from invertavatar_core.version import __version__
 
 __all__ = [
@@ -37,7 +38,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that does not match what it is loaded into, or is unreadable."""
 
 

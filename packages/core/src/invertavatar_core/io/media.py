@@ -13,7 +13,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from invertavatar_core.atomic import atomic_write
+from invertavatar_core.errors import UserError
+from invertavatar_core.io.atomic import atomic_write
 
 __all__ = [
     "ImageReadError",
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(UserError, ValueError):
     """An image or video that is missing, corrupt or not what was expected."""
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from invertavatar_core.checkpoint import CheckpointError
+from invertavatar_core.io.checkpoints import CheckpointError
 
 __all__ = ["missing_weights_reason", "read_state_dict", "strip_prefix"]
 

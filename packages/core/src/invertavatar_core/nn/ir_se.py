@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.checkpoint import CheckpointError, check_state_dict
-from invertavatar_core.weight_files import read_state_dict
+from invertavatar_core.io.checkpoints import CheckpointError, check_state_dict
+from invertavatar_core.io.weight_files import read_state_dict
 
 __all__ = [
     "ArcFaceHead",

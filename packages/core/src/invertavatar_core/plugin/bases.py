@@ -2,7 +2,7 @@
 
 from torch import Tensor, nn
 
-from invertavatar_core.protocols import AggregatorState
+from invertavatar_core.plugin.protocols import AggregatorState
 
 __all__ = ["AggregatorBase"]
 

@@ -1,14 +1,14 @@
 """Hook specifications: how a plugin registers components (documentation only).
 
 Every hook is called once per registry build with a fresh
-:class:`~invertavatar_core.registry.Registrar` for its kind. Implementations call
+:class:`~invertavatar_core.plugin.registry.Registrar` for its kind. Implementations call
 ``registrar.add(...)`` and return ``None``. Implementations may accept fewer arguments than the
 spec (pluggy's opt-in arguments), so specs can grow safely.
 """
 
 import pluggy
 
-from invertavatar_core.plugins import PROJECT_NAME
+from invertavatar_core.plugin.manager import PROJECT_NAME
 
 __all__ = [
     "hookspec",
@@ -32,7 +32,7 @@ def invertavatar_register_priors(registrar) -> None:
 
     Called when a registry is built. Call ``registrar.add(name, factory, config_cls,
     description=...)`` for each prior; ``factory(config)`` returns an object satisfying
-    :class:`~invertavatar_core.protocols.Prior`. Example: the prior-next3d package adds
+    :class:`~invertavatar_core.plugin.protocols.Prior`. Example: the prior-next3d package adds
     ``"next3d"`` with ``Next3DPrior`` and ``Next3DPriorConfig``.
 
     .. versionadded:: 0.1
@@ -44,7 +44,7 @@ def invertavatar_register_encoders(registrar) -> None:
     """Register image encoders (latent, texture and static roles).
 
     ``factory(config, *, prior_info, aggregator, registry)`` returns an
-    :class:`~invertavatar_core.protocols.Encoder`; recurrent encoders build their per-level
+    :class:`~invertavatar_core.plugin.protocols.Encoder`; recurrent encoders build their per-level
     aggregators with ``registry.create("aggregator", aggregator, channels=...)``.
 
     .. versionadded:: 0.1
@@ -56,7 +56,7 @@ def invertavatar_register_aggregators(registrar) -> None:
     """Register temporal aggregators.
 
     ``factory(config, *, channels)`` returns an
-    :class:`~invertavatar_core.protocols.Aggregator` for feature maps with ``channels``
+    :class:`~invertavatar_core.plugin.protocols.Aggregator` for feature maps with ``channels``
     channels. Example: ``registrar.add("conv_gru", ConvGRUAggregator, ConvGRUAggregatorConfig,
     description="ConvGRU of Eq. 1")``.
 
@@ -68,7 +68,7 @@ def invertavatar_register_aggregators(registrar) -> None:
 def invertavatar_register_morphable_models(registrar) -> None:
     """Register morphable face models.
 
-    ``factory(config)`` returns a :class:`~invertavatar_core.protocols.MorphableModel`; data
+    ``factory(config)`` returns a :class:`~invertavatar_core.plugin.protocols.MorphableModel`; data
     files come from paths in the config and a missing file raises naming it.
 
     .. versionadded:: 0.1
@@ -79,7 +79,7 @@ def invertavatar_register_morphable_models(registrar) -> None:
 def invertavatar_register_rasterizers(registrar) -> None:
     """Register triangle rasterisers.
 
-    ``factory(config)`` returns a :class:`~invertavatar_core.protocols.Rasterizer`. Register
+    ``factory(config)`` returns a :class:`~invertavatar_core.plugin.protocols.Rasterizer`. Register
     optional backends only when their library imports.
 
     .. versionadded:: 0.1
@@ -90,7 +90,7 @@ def invertavatar_register_rasterizers(registrar) -> None:
 def invertavatar_register_landmark_detectors(registrar) -> None:
     """Register 2D landmark detectors.
 
-    ``factory(config)`` returns a :class:`~invertavatar_core.protocols.LandmarkDetector`.
+    ``factory(config)`` returns a :class:`~invertavatar_core.plugin.protocols.LandmarkDetector`.
 
     .. versionadded:: 0.1
     """
@@ -100,7 +100,7 @@ def invertavatar_register_landmark_detectors(registrar) -> None:
 def invertavatar_register_metrics(registrar) -> None:
     """Register evaluation metrics.
 
-    ``factory(config)`` returns a :class:`~invertavatar_core.protocols.Metric`.
+    ``factory(config)`` returns a :class:`~invertavatar_core.plugin.protocols.Metric`.
 
     .. versionadded:: 0.1
     """
@@ -111,8 +111,8 @@ def invertavatar_register_inverters(registrar) -> None:
     """Register inversion methods (ours, baselines such as PTI).
 
     ``factory(config, *, registry, experiment, models=None)`` returns an
-    :class:`~invertavatar_core.inversion.Inverter` (``invert(frames)``, ``start(frame)``);
-    ``models`` is an :class:`~invertavatar_core.inversion_models.InversionModels` (e.g. loaded
+    :class:`~invertavatar_core.inversion.pipeline.Inverter` (``invert(frames)``, ``start(frame)``);
+    ``models`` is an :class:`~invertavatar_core.inversion.models.InversionModels` (e.g. loaded
     from a checkpoint), else the factory builds the experiment's networks fresh.
 
     .. versionadded:: 0.1

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
-from invertavatar_core import protocols
+from invertavatar_core.plugin import protocols
 
 __all__ = [
     "AggregatorConfig",
@@ -38,31 +38,31 @@ class ComponentConfig(BaseModel):
 
 
 class PriorConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.Prior`."""
+    """Base config of a :class:`~invertavatar_core.plugin.protocols.Prior`."""
 
 
 class EncoderConfig(ComponentConfig):
-    """Base config of an :class:`~invertavatar_core.protocols.Encoder`."""
+    """Base config of an :class:`~invertavatar_core.plugin.protocols.Encoder`."""
 
 
 class AggregatorConfig(ComponentConfig):
-    """Base config of an :class:`~invertavatar_core.protocols.Aggregator`."""
+    """Base config of an :class:`~invertavatar_core.plugin.protocols.Aggregator`."""
 
 
 class MorphableModelConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.MorphableModel`."""
+    """Base config of a :class:`~invertavatar_core.plugin.protocols.MorphableModel`."""
 
 
 class RasterizerConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.Rasterizer`."""
+    """Base config of a :class:`~invertavatar_core.plugin.protocols.Rasterizer`."""
 
 
 class LandmarkDetectorConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.LandmarkDetector`."""
+    """Base config of a :class:`~invertavatar_core.plugin.protocols.LandmarkDetector`."""
 
 
 class MetricConfig(ComponentConfig):
-    """Base config of a :class:`~invertavatar_core.protocols.Metric`."""
+    """Base config of a :class:`~invertavatar_core.plugin.protocols.Metric`."""
 
 
 class InverterConfig(ComponentConfig):

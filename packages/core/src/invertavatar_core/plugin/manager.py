@@ -138,8 +138,7 @@ def get_plugin_manager(*, autoload: bool | None = None) -> PluginManager:
         >>> "conv_gru" in registry.names("aggregator")  # doctest: +SKIP
         True
     """
-    from invertavatar_core import hookspecs
-
+    from invertavatar_core.plugin import hookspecs
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     for name in _env_list(ENV_DISABLED) or []:

@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter
 
-from invertavatar_core.components import BUILTIN_PROVIDERS, KINDS, ComponentConfig
-from invertavatar_core.plugins import PluginLoadError, PluginManager
+from invertavatar_core.plugin.kinds import BUILTIN_PROVIDERS, KINDS, ComponentConfig
+from invertavatar_core.plugin.manager import PluginLoadError, PluginManager
 
 __all__ = [
     "DuplicateComponentError",

@@ -21,10 +21,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from invertavatar_core.checkpoint import load_component, save_component
-from invertavatar_core.components import ComponentConfig
-from invertavatar_core.plugins import get_plugin_manager
-from invertavatar_core.protocols import (
+from invertavatar_core.io.checkpoints import load_component, save_component
+from invertavatar_core.plugin.kinds import ComponentConfig
+from invertavatar_core.plugin.manager import get_plugin_manager
+from invertavatar_core.plugin.protocols import (
     Aggregator,
     CanonicalFeatures,
     FeatureEdits,
@@ -37,7 +37,7 @@ from invertavatar_core.protocols import (
     PriorFeatureInfo,
     Rasterizer,
 )
-from invertavatar_core.registry import Registry, build_registry
+from invertavatar_core.plugin.registry import Registry, build_registry
 from invertavatar_core.testing.inputs import example_camera, example_expression_uv
 
 __all__ = [

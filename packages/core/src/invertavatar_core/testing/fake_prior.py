@@ -20,10 +20,16 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.components import PriorConfig
-from invertavatar_core.plugins import hookimpl
-from invertavatar_core.protocols import CanonicalFeatures, FeatureEdits, FeatureLevel, PriorFeatureInfo, PriorRender
-from invertavatar_core.triplane_space import face_window
+from invertavatar_core.geometry.triplane_space import face_window
+from invertavatar_core.plugin.kinds import PriorConfig
+from invertavatar_core.plugin.manager import hookimpl
+from invertavatar_core.plugin.protocols import (
+    CanonicalFeatures,
+    FeatureEdits,
+    FeatureLevel,
+    PriorFeatureInfo,
+    PriorRender,
+)
 
 __all__ = ["FAKE_PRIOR_INFO", "FakeDiscriminator", "FakePrior", "FakePriorConfig", "FakePriorPlugin"]
 

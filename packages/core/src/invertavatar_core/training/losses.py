@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.components import MetricConfig
-from invertavatar_core.protocols import CanonicalFeatures
-from invertavatar_core.registry import Registry
+from invertavatar_core.plugin.kinds import MetricConfig
+from invertavatar_core.plugin.protocols import CanonicalFeatures
+from invertavatar_core.plugin.registry import Registry
 
 __all__ = [
     "DifferentiableDistance",
@@ -126,7 +126,7 @@ class IdentityLoss(nn.Module):
 
     def __init__(self, weights: str | Path) -> None:
         super().__init__()
-        from invertavatar_core.ir_se import IRSENet, load_ir_se50_weights
+        from invertavatar_core.nn.ir_se import IRSENet, load_ir_se50_weights
 
         self.net = IRSENet(head_resolution=ID_RESOLUTION)
         load_ir_se50_weights(self.net, weights)

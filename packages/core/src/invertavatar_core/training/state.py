@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from invertavatar_core.atomic import atomic_write_text
-from invertavatar_core.checkpoint import CheckpointError, check_state_dict, load_tensors, save_tensors
+from invertavatar_core.io.atomic import atomic_write_text
+from invertavatar_core.io.checkpoints import CheckpointError, check_state_dict, load_tensors, save_tensors
 
 __all__ = ["TrainingState", "latest_checkpoint", "load_training_state", "save_training_state"]
 

@@ -4,14 +4,14 @@ A stage supplies its modules, its optimisers, a step function and a sample funct
 (:class:`Stage`); the :class:`Trainer` owns everything else:
 
 - the run folder: ``config.json`` (the resolved config, written atomically at start),
-  ``checkpoints/`` (:mod:`invertavatar_core.training_state`), ``log.csv`` (one row per
+  ``checkpoints/`` (:mod:`invertavatar_core.training.state`), ``log.csv`` (one row per
   ``log_every`` steps), ``samples/step-XXXXXXXX.png`` and TensorBoard events when
   ``tensorboard`` is installed;
 - resume: a run folder with a checkpoint continues from it, bit for bit. Every step draws its
   randomness from a seed derived from (seed, rank, step) -- never from state carried over from
   earlier steps -- so ``kill -9`` loses at most one checkpoint interval and the resumed run
   computes exactly what the uninterrupted one would have;
-- several processes under torchrun (:mod:`invertavatar_core.distributed`): rank 0 logs, samples
+- several processes under torchrun (:mod:`invertavatar_core.training.distributed`): rank 0 logs, samples
   and checkpoints; every optimiser step averages gradients over processes;
 - precision: :meth:`StepContext.autocast` follows ``TrainingConfig.precision`` (fp16 adds a
   gradient scaler per optimiser);
@@ -40,11 +40,11 @@ from pydantic import BaseModel
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from invertavatar_core.atomic import atomic_write_text
-from invertavatar_core.config import TrainingConfig, dump_config
-from invertavatar_core.distributed import Runtime, average_gradients, broadcast_module
-from invertavatar_core.image_io import save_grid
-from invertavatar_core.training_state import TrainingState, latest_checkpoint, load_training_state, save_training_state
+from invertavatar_core.config.experiment import TrainingConfig, dump_config
+from invertavatar_core.io.atomic import atomic_write_text
+from invertavatar_core.io.media import save_grid
+from invertavatar_core.training.distributed import Runtime, average_gradients, broadcast_module
+from invertavatar_core.training.state import TrainingState, latest_checkpoint, load_training_state, save_training_state
 
 __all__ = ["CONFIG_FILE", "LOG_FILE", "Stage", "StepContext", "Trainer", "step_seed"]
 

@@ -26,7 +26,7 @@ def register(subparsers, groups) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render and report where."""
-    from invertavatar_core.config import default_registry
+    from invertavatar_core.config.experiment import default_registry
     from invertavatar_faceverse.synthetic_heads import SyntheticHeadsConfig, synthesize_heads
 
     registry = default_registry()

@@ -7,16 +7,16 @@ detector from the registry (``mediapipe``). ``lpips`` and ``ms_ssim`` also serve
 through their differentiable ``distance``.
 """
 
-from invertavatar_core.metrics.akd import AKD, AKDConfig, keypoint_distance
-from invertavatar_core.metrics.csim import CSIM, CSIMConfig, arcface_embedding
-from invertavatar_core.metrics.fid import FID, FIDConfig, frechet_distance
-from invertavatar_core.metrics.inception import FIDInceptionV3
-from invertavatar_core.metrics.l1 import L1, L1Config, l1_distance
-from invertavatar_core.metrics.lpips import LPIPS, LPIPSConfig, LPIPSNetwork
-from invertavatar_core.metrics.ms_ssim import MSSSIM, MSSSIMConfig, ms_ssim
-from invertavatar_core.metrics.per_image import PerImageMetric
-from invertavatar_core.metrics.psnr import PSNR, PSNRConfig, psnr
-from invertavatar_core.metrics.ssim import SSIM, SSIMConfig, ssim
+from invertavatar_core.evaluation.metrics.akd import AKD, AKDConfig, keypoint_distance
+from invertavatar_core.evaluation.metrics.csim import CSIM, CSIMConfig, arcface_embedding
+from invertavatar_core.evaluation.metrics.fid import FID, FIDConfig, frechet_distance
+from invertavatar_core.evaluation.metrics.inception import FIDInceptionV3
+from invertavatar_core.evaluation.metrics.l1 import L1, L1Config, l1_distance
+from invertavatar_core.evaluation.metrics.lpips import LPIPS, LPIPSConfig, LPIPSNetwork
+from invertavatar_core.evaluation.metrics.ms_ssim import MSSSIM, MSSSIMConfig, ms_ssim
+from invertavatar_core.evaluation.metrics.per_image import PerImageMetric
+from invertavatar_core.evaluation.metrics.psnr import PSNR, PSNRConfig, psnr
+from invertavatar_core.evaluation.metrics.ssim import SSIM, SSIMConfig, ssim
 
 __all__ = [
     "AKD",

@@ -21,9 +21,9 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.components import MetricConfig
-from invertavatar_core.metrics.per_image import check_image_pair
-from invertavatar_core.protocols import LandmarkDetector
+from invertavatar_core.evaluation.metrics.per_image import check_image_pair
+from invertavatar_core.plugin.kinds import MetricConfig
+from invertavatar_core.plugin.protocols import LandmarkDetector
 
 __all__ = ["AKD", "AKDConfig", "keypoint_distance"]
 
@@ -49,7 +49,7 @@ def _to_uint8_hwc(image: Tensor) -> np.ndarray:
 
 
 class AKD(nn.Module):
-    """Average keypoint distance (lower is better); satisfies :class:`~invertavatar_core.protocols.Metric`.
+    """Average keypoint distance (lower is better); satisfies :class:`~invertavatar_core.plugin.protocols.Metric`.
 
     Args:
         config: the metric's config.
@@ -70,8 +70,8 @@ class AKD(nn.Module):
     def _build_detector(self) -> None:
         if self._detector is not None or self._why_not:
             return
-        from invertavatar_core.config import default_registry
-        from invertavatar_core.registry import UnknownComponentError
+        from invertavatar_core.config.experiment import default_registry
+        from invertavatar_core.plugin.registry import UnknownComponentError
 
         try:
             self._detector = default_registry().create("landmark_detector", self.config.detector)

@@ -3,7 +3,7 @@
 Each image is cropped to the face window the ID loss uses (``losses.ID_CROP``: rows 35-223 and
 columns 32-220 of a 256 frame, as fractions, the pSp/e4e convention for FFHQ/EG3D-aligned
 portraits), area-resized to 112x112 (the input size of the public ``model_ir_se50.pth``), and
-embedded by :class:`~invertavatar_core.ir_se.IRSENet` with its ArcFace head; CSIM is the cosine
+embedded by :class:`~invertavatar_core.nn.ir_se.IRSENet` with its ArcFace head; CSIM is the cosine
 of the two L2-normalised embeddings, averaged over image pairs. Inputs must therefore be aligned
 portraits like the dataset's (the evaluation protocols pass them as rendered / as loaded).
 For same-identity reenactment the target is the ground-truth frame; for cross-identity the
@@ -17,11 +17,11 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from invertavatar_core.components import MetricConfig
-from invertavatar_core.ir_se import IRSENet, load_ir_se50_weights
-from invertavatar_core.losses import ID_CROP, ID_RESOLUTION
-from invertavatar_core.metrics.per_image import PerImageMetric
-from invertavatar_core.weight_files import missing_weights_reason
+from invertavatar_core.evaluation.metrics.per_image import PerImageMetric
+from invertavatar_core.io.weight_files import missing_weights_reason
+from invertavatar_core.nn.ir_se import IRSENet, load_ir_se50_weights
+from invertavatar_core.plugin.kinds import MetricConfig
+from invertavatar_core.training.losses import ID_CROP, ID_RESOLUTION
 
 __all__ = ["CSIM", "CSIMConfig", "arcface_embedding"]
 

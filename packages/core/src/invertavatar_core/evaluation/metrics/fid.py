@@ -19,10 +19,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from invertavatar_core.components import MetricConfig
-from invertavatar_core.metrics.inception import FIDInceptionV3, load_fid_inception_weights
-from invertavatar_core.metrics.per_image import PerImageMetric
-from invertavatar_core.weight_files import missing_weights_reason, read_state_dict
+from invertavatar_core.evaluation.metrics.inception import FIDInceptionV3, load_fid_inception_weights
+from invertavatar_core.evaluation.metrics.per_image import PerImageMetric
+from invertavatar_core.io.weight_files import missing_weights_reason, read_state_dict
+from invertavatar_core.plugin.kinds import MetricConfig
 
 __all__ = ["FID", "FIDConfig", "FeatureStatistics", "frechet_distance", "sqrtm_psd"]
 

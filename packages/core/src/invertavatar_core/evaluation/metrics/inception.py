@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.checkpoint import check_state_dict
+from invertavatar_core.io.checkpoints import check_state_dict
 
 __all__ = ["FIDInceptionV3", "load_fid_inception_weights"]
 

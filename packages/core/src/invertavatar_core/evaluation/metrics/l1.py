@@ -5,8 +5,8 @@ from typing import Literal
 from jaxtyping import Float
 from torch import Tensor
 
-from invertavatar_core.components import MetricConfig
-from invertavatar_core.metrics.per_image import PerImageMetric
+from invertavatar_core.evaluation.metrics.per_image import PerImageMetric
+from invertavatar_core.plugin.kinds import MetricConfig
 
 __all__ = ["L1", "L1Config", "l1_distance"]
 

@@ -27,10 +27,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from invertavatar_core.checkpoint import CheckpointError, check_state_dict
-from invertavatar_core.components import MetricConfig
-from invertavatar_core.metrics.per_image import PerImageMetric
-from invertavatar_core.weight_files import missing_weights_reason, read_state_dict
+from invertavatar_core.evaluation.metrics.per_image import PerImageMetric
+from invertavatar_core.io.checkpoints import CheckpointError, check_state_dict
+from invertavatar_core.io.weight_files import missing_weights_reason, read_state_dict
+from invertavatar_core.plugin.kinds import MetricConfig
 
 __all__ = [
     "LPIPS",

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from invertavatar_core.components import MetricConfig
-from invertavatar_core.metrics.per_image import PerImageMetric, to_unit_range
+from invertavatar_core.evaluation.metrics.per_image import PerImageMetric, to_unit_range
+from invertavatar_core.plugin.kinds import MetricConfig
 
 __all__ = ["MSSSIM", "MSSSIMConfig", "ms_ssim"]
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 __all__ = ["MetricReference", "PerImageMetric", "check_image_pair", "to_unit_range"]
 
 MetricReference = Literal["ground_truth", "source_identity", "driving_motion"]
-"""What a metric's ``target`` is in a reenactment protocol (see :mod:`invertavatar_core.evaluation`):
+"""What a metric's ``target`` is in a reenactment protocol (see :mod:`invertavatar_core.evaluation.protocols`):
 the true frame (pixel-aligned metrics), the source image (identity), or the driving frame (motion)."""
 
 
@@ -38,7 +38,7 @@ def to_unit_range(image: Float[Tensor, "B 3 H W"]) -> Float[Tensor, "B 3 H W"]:
 class PerImageMetric(nn.Module):
     """Mean over image pairs of :meth:`scores`; an ``nn.Module`` so networks move with ``.to()``.
 
-    Satisfies :class:`~invertavatar_core.protocols.Metric`. Inputs are moved to the metric's
+    Satisfies :class:`~invertavatar_core.plugin.protocols.Metric`. Inputs are moved to the metric's
     device when it has parameters or buffers.
     """
 

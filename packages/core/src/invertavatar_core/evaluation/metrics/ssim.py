@@ -10,8 +10,8 @@ import kornia
 from jaxtyping import Float
 from torch import Tensor
 
-from invertavatar_core.components import MetricConfig
-from invertavatar_core.metrics.per_image import PerImageMetric, to_unit_range
+from invertavatar_core.evaluation.metrics.per_image import PerImageMetric, to_unit_range
+from invertavatar_core.plugin.kinds import MetricConfig
 
 __all__ = ["SSIM", "SSIMConfig", "ssim"]
 

@@ -4,7 +4,7 @@ Importing this module imports ``nvdiffrast.torch``; core registers the backend o
 succeeds. nvdiffrast's output rows already follow our clip convention (row 0 at ``y/w = -1``).
 Unlike the torch backend it clips triangles against ``-w <= z <= w`` (OpenGL near/far planes),
 so keep ``z / w`` inside [-1, 1]. Barycentrics and depth are recomputed from the vertices by
-:func:`~invertavatar_core.rasterizer.fragments_from_triangle_ids`, identical for every backend.
+:func:`~invertavatar_core.geometry.rasterizer.torch_backend.fragments_from_triangle_ids`, identical for every backend.
 """
 
 from typing import Literal
@@ -13,9 +13,13 @@ import nvdiffrast.torch as dr
 import torch
 from torch import Tensor
 
-from invertavatar_core.components import RasterizerConfig
-from invertavatar_core.protocols import Fragments
-from invertavatar_core.rasterizer import check_rasterizer_inputs, fragments_from_triangle_ids, interpolate_attributes
+from invertavatar_core.geometry.rasterizer.torch_backend import (
+    check_rasterizer_inputs,
+    fragments_from_triangle_ids,
+    interpolate_attributes,
+)
+from invertavatar_core.plugin.kinds import RasterizerConfig
+from invertavatar_core.plugin.protocols import Fragments
 from invertavatar_core.tensor_types import Float, Int
 
 __all__ = ["NvdiffrastRasterizer", "NvdiffrastRasterizerConfig"]
@@ -31,7 +35,7 @@ class NvdiffrastRasterizerConfig(RasterizerConfig):
 
 
 class NvdiffrastRasterizer:
-    """:class:`~invertavatar_core.protocols.Rasterizer` on nvdiffrast (CUDA tensors only)."""
+    """:class:`~invertavatar_core.plugin.protocols.Rasterizer` on nvdiffrast (CUDA tensors only)."""
 
     def __init__(self, config: NvdiffrastRasterizerConfig) -> None:
         self.config = config

@@ -4,7 +4,7 @@ Importing this module imports ``pytorch3d``; core registers the backend only whe
 pytorch3d's screen NDC has +x left and +y up with the shorter image side spanning [-1, 1], so
 our clip coordinates are negated and scaled before rasterising; depth is our ``z / w``.
 Barycentrics and depth are recomputed from the vertices by
-:func:`~invertavatar_core.rasterizer.fragments_from_triangle_ids`, identical for every backend.
+:func:`~invertavatar_core.geometry.rasterizer.torch_backend.fragments_from_triangle_ids`, identical for every backend.
 """
 
 from typing import Literal
@@ -14,9 +14,13 @@ from pytorch3d.renderer.mesh.rasterize_meshes import rasterize_meshes
 from pytorch3d.structures import Meshes
 from torch import Tensor
 
-from invertavatar_core.components import RasterizerConfig
-from invertavatar_core.protocols import Fragments
-from invertavatar_core.rasterizer import check_rasterizer_inputs, fragments_from_triangle_ids, interpolate_attributes
+from invertavatar_core.geometry.rasterizer.torch_backend import (
+    check_rasterizer_inputs,
+    fragments_from_triangle_ids,
+    interpolate_attributes,
+)
+from invertavatar_core.plugin.kinds import RasterizerConfig
+from invertavatar_core.plugin.protocols import Fragments
 from invertavatar_core.tensor_types import Float, Int
 
 __all__ = ["Pytorch3DRasterizer", "Pytorch3DRasterizerConfig"]
@@ -32,7 +36,7 @@ class Pytorch3DRasterizerConfig(RasterizerConfig):
 
 
 class Pytorch3DRasterizer:
-    """:class:`~invertavatar_core.protocols.Rasterizer` on pytorch3d's ``rasterize_meshes``."""
+    """:class:`~invertavatar_core.plugin.protocols.Rasterizer` on pytorch3d's ``rasterize_meshes``."""
 
     def __init__(self, config: Pytorch3DRasterizerConfig) -> None:
         self.config = config

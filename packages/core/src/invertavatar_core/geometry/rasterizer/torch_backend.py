@@ -24,8 +24,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from invertavatar_core.components import RasterizerConfig
-from invertavatar_core.protocols import Fragments
+from invertavatar_core.plugin.kinds import RasterizerConfig
+from invertavatar_core.plugin.protocols import Fragments
 from invertavatar_core.tensor_types import Float, Int
 
 __all__ = [
@@ -202,7 +202,7 @@ def fragments_from_triangle_ids(
 
 
 class TorchRasterizer:
-    """Rasteriser over clip-space vertices (see :class:`~invertavatar_core.protocols.Rasterizer`).
+    """Rasteriser over clip-space vertices (see :class:`~invertavatar_core.plugin.protocols.Rasterizer`).
 
     Example:
         >>> r = TorchRasterizer(TorchRasterizerConfig())

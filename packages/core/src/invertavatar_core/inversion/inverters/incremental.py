@@ -7,13 +7,13 @@ model; the Table 3 ablations are encoder choices in the experiment (``encoders.t
 
 from typing import Any, Literal
 
-from invertavatar_core.avatar import Avatar
-from invertavatar_core.components import InverterConfig
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.inversion import InversionPipeline, InversionSession
-from invertavatar_core.inversion_models import InversionModels
-from invertavatar_core.observation import Observation
-from invertavatar_core.registry import Registry
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.inversion.avatar import Avatar
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.inversion.pipeline import InversionPipeline, InversionSession
+from invertavatar_core.plugin.kinds import InverterConfig
+from invertavatar_core.plugin.registry import Registry
 
 __all__ = ["IncrementalInverter", "IncrementalInverterConfig", "build_incremental_inverter"]
 

@@ -22,14 +22,14 @@ from pydantic import Field
 from torch import Tensor
 from tqdm import tqdm
 
-from invertavatar_core.avatar import Avatar
-from invertavatar_core.components import InverterConfig
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.inversion import InversionPipeline, conform_to_prior, resize_square
-from invertavatar_core.inversion_models import InversionModels
-from invertavatar_core.losses import PerceptualLoss, build_perceptual_loss, reconstruction_size
-from invertavatar_core.observation import Observation
-from invertavatar_core.registry import Registry
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.inversion.avatar import Avatar
+from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.inversion.pipeline import InversionPipeline, conform_to_prior, resize_square
+from invertavatar_core.plugin.kinds import InverterConfig
+from invertavatar_core.plugin.registry import Registry
+from invertavatar_core.training.losses import PerceptualLoss, build_perceptual_loss, reconstruction_size
 
 __all__ = ["PTIInverter", "PTIInverterConfig", "PTISession", "build_pti_inverter"]
 

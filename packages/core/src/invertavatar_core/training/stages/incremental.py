@@ -18,13 +18,13 @@ from dataclasses import fields, replace
 
 import torch
 
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.distributed import Runtime
-from invertavatar_core.encoder_stage import run_stage
-from invertavatar_core.protocols import FeatureEdits, PriorRender
-from invertavatar_core.registry import Registry
-from invertavatar_core.train_oneshot import FeatureEncoderStage
-from invertavatar_core.trainer import StepContext
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.plugin.protocols import FeatureEdits, PriorRender
+from invertavatar_core.plugin.registry import Registry
+from invertavatar_core.training.distributed import Runtime
+from invertavatar_core.training.stages.oneshot import FeatureEncoderStage
+from invertavatar_core.training.stages.runner import run_stage
+from invertavatar_core.training.trainer import StepContext
 
 __all__ = ["IncrementalStage", "train_incremental"]
 
@@ -107,5 +107,5 @@ def _select(render: PriorRender, index: torch.Tensor) -> PriorRender:
 
 
 def train_incremental(experiment: ExperimentConfig, *args, **kwargs) -> dict[str, float]:
-    """Run stage 3: recurrent decoders (Eq. 1, 3); arguments as :func:`~invertavatar_core.encoder_stage.run_stage`."""
+    """Run stage 3: recurrent decoders (Eq. 1, 3); arguments as :func:`.runner.run_stage`."""
     return run_stage(IncrementalStage, experiment, *args, **kwargs)

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.distributed import Runtime
-from invertavatar_core.encoder_stage import EncoderStage, image_l1, run_stage
-from invertavatar_core.inversion import resize_square
-from invertavatar_core.losses import (
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.inversion.pipeline import resize_square
+from invertavatar_core.plugin.registry import Registry
+from invertavatar_core.training.distributed import Runtime
+from invertavatar_core.training.losses import (
     LatentDiscriminator,
     discriminator_loss,
     generator_loss,
@@ -24,8 +24,8 @@ from invertavatar_core.losses import (
     reconstruction_size,
     weighted,
 )
-from invertavatar_core.registry import Registry
-from invertavatar_core.trainer import StepContext
+from invertavatar_core.training.stages.runner import EncoderStage, image_l1, run_stage
+from invertavatar_core.training.trainer import StepContext
 
 __all__ = ["LatentStage", "train_latent"]
 
@@ -115,5 +115,5 @@ class LatentStage(EncoderStage):
 
 
 def train_latent(experiment: ExperimentConfig, *args, **kwargs) -> dict[str, float]:
-    """Run stage 1: E_latent (Eq. 2); arguments as :func:`~invertavatar_core.encoder_stage.run_stage`."""
+    """Run stage 1: E_latent (Eq. 2); arguments as :func:`~invertavatar_core.training.stages.runner.run_stage`."""
     return run_stage(LatentStage, experiment, *args, **kwargs)

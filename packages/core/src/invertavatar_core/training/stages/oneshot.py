@@ -14,14 +14,14 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from invertavatar_core.config import ExperimentConfig
-from invertavatar_core.distributed import Runtime
-from invertavatar_core.encoder_stage import EncoderStage, image_l1, run_stage
-from invertavatar_core.inversion import repeat_features, resize_square
-from invertavatar_core.losses import feature_losses, generator_loss, reconstruction_size, weighted
-from invertavatar_core.protocols import CanonicalFeatures, PriorRender
-from invertavatar_core.registry import Registry
-from invertavatar_core.trainer import StepContext
+from invertavatar_core.config.experiment import ExperimentConfig
+from invertavatar_core.inversion.pipeline import repeat_features, resize_square
+from invertavatar_core.plugin.protocols import CanonicalFeatures, PriorRender
+from invertavatar_core.plugin.registry import Registry
+from invertavatar_core.training.distributed import Runtime
+from invertavatar_core.training.losses import feature_losses, generator_loss, reconstruction_size, weighted
+from invertavatar_core.training.stages.runner import EncoderStage, image_l1, run_stage
+from invertavatar_core.training.trainer import StepContext
 
 __all__ = ["FeatureEncoderStage", "OneShotStage", "train_oneshot"]
 
@@ -145,5 +145,5 @@ class OneShotStage(FeatureEncoderStage):
 
 
 def train_oneshot(experiment: ExperimentConfig, *args, **kwargs) -> dict[str, float]:
-    """Run stage 2: one-shot E_tex + E_tri (Eq. 3); arguments as :func:`~invertavatar_core.encoder_stage.run_stage`."""
+    """Run stage 2: one-shot E_tex + E_tri (Eq. 3); arguments as :func:`.runner.run_stage`."""
     return run_stage(OneShotStage, experiment, *args, **kwargs)

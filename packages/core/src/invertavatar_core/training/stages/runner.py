@@ -20,17 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invertavatar_core.checkpoint import CheckpointError, load_module_weights, read_component_config
-from invertavatar_core.config import ExperimentConfig, default_registry
-from invertavatar_core.distributed import Runtime
-from invertavatar_core.inversion import InversionPipeline, conform_to_prior, resize_square
-from invertavatar_core.inversion_models import InversionModels, component_dir
-from invertavatar_core.losses import build_identity_loss, build_perceptual_loss, discriminator_loss, r1_penalty
-from invertavatar_core.observation import Observation
-from invertavatar_core.protocols import PriorRender
-from invertavatar_core.registry import Registry
-from invertavatar_core.synthetic_samples import DriveBank, SyntheticSampler
-from invertavatar_core.trainer import Trainer
+from invertavatar_core.config.experiment import ExperimentConfig, default_registry
+from invertavatar_core.data.synthetic import DriveBank, SyntheticSampler
+from invertavatar_core.inversion.models import InversionModels, component_dir
+from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.inversion.pipeline import InversionPipeline, conform_to_prior, resize_square
+from invertavatar_core.io.checkpoints import CheckpointError, load_module_weights, read_component_config
+from invertavatar_core.plugin.protocols import PriorRender
+from invertavatar_core.plugin.registry import Registry
+from invertavatar_core.training.distributed import Runtime
+from invertavatar_core.training.losses import build_identity_loss, build_perceptual_loss, discriminator_loss, r1_penalty
+from invertavatar_core.training.trainer import Trainer
 
 __all__ = ["EncoderStage"]
 
@@ -122,7 +122,7 @@ class EncoderStage:
         root = self.experiment.data.root
         if root is None:
             return None
-        from invertavatar_core.datasets import open_dataset
+        from invertavatar_core.data.datasets import open_dataset
 
         dataset = open_dataset(root)
         return [dataset.sequence(name) for name in dataset.sequences()]

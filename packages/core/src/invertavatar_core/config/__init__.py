@@ -1,0 +1,1 @@
+"""Configuration: the experiment config, its presets, runtime settings and parameter sweeps."""

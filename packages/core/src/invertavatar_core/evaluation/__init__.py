@@ -1,0 +1,1 @@
+"""Evaluation: protocols of paper Sec. 4, metrics, reports, tables, plots and the sweep runner."""

@@ -1,0 +1,1 @@
+"""Inversion: observed frames, the pipeline, the models, the avatar and the inverters."""

@@ -1,0 +1,1 @@
+"""The inversion methods: ours (incremental) and the per-frame-mean and PTI baselines."""

@@ -1,0 +1,1 @@
+"""Files: model checkpoints, atomic writes, images and video, third-party weight files."""

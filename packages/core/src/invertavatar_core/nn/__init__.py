@@ -1,0 +1,1 @@
+"""Network parts shared across components (IR-SE-50)."""

@@ -1,0 +1,190 @@
+"""Photos or videos -> a fitted dataset: landmarks, crops, the morphable-model fit, UV renders and unwraps.
+
+Per input (an image is a one-frame sequence; a video one sequence of its frames): detect
+MediaPipe landmarks, cut square crops (:mod:`invertavatar_faceverse.face_crop`, boxes smoothed
+over a video's frames), detect again on the crops, fit the morphable model
+(:mod:`invertavatar_faceverse.fitting`), then write, per frame, the crop, its EG3D camera, the
+expression UV render, the UV unwrap (grid, visibility, preview) and the coefficients, plus an
+overlay of the fitted mesh, in the layout of ``docs/dataset-layout.md``. A sequence already in
+the output folder is skipped, so an interrupted run resumes. ``invertavatar fit`` and
+``invertavatar reconstruct`` (sources without ``--fit``) both call :func:`fit_dataset`.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from invertavatar_core.errors import UserError
+from invertavatar_core.plugin.registry import Registry
+
+__all__ = ["VIDEO_SUFFIXES", "fit_dataset"]
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+"""Inputs with these suffixes are read as videos, everything else as one image."""
+
+
+def _model_config(spec: str, canonical: Path | None, registry: Registry) -> dict:
+    name, _, path = spec.partition(":")
+    config = {"name": name}
+    fields = registry.config_cls("morphable_model", name).model_fields
+    if path:
+        if "path" not in fields:
+            raise ValueError(f"--model {spec}: model {name!r} takes no data path")
+        config["path"] = path
+    if canonical is not None:
+        if "mediapipe_canonical" not in fields:
+            raise ValueError(f"--mediapipe-canonical: model {name!r} has its own landmark correspondence")
+        config["mediapipe_canonical"] = str(canonical)
+    return registry.validate_config("morphable_model", config).model_dump(mode="json")
+
+
+def _frames(path: Path, every: int, max_frames: int | None):
+    from invertavatar_core.io.media import read_image, read_video_frames, video_frame_count
+
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        count = video_frame_count(path)
+        indices = list(range(0, count, max(1, every)))[:max_frames]
+        return read_video_frames(path, indices), [f"{i:05d}" for i in indices]
+    return [read_image(path)], ["00000"]
+
+
+def fit_dataset(
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    registry: Registry,
+    *,
+    model: str = "procedural",
+    mediapipe_canonical: str | Path | None = None,
+    resolution: int = 512,
+    uv_resolution: int = 256,
+    every: int = 1,
+    max_frames: int | None = None,
+    steps: int | None = None,
+    device: str | None = None,
+) -> Path:
+    """Fit every input (image or video files) and write the fitted dataset to ``out``; returns ``out``.
+
+    Args:
+        inputs: image and/or video files; each becomes a sequence named after its file stem.
+        out: dataset folder (created; sequences already in it are skipped).
+        registry: builds the morphable model, the rasteriser and the MediaPipe landmark detector.
+        model: morphable model ``NAME[:PATH]`` (e.g. ``ict:FaceXModel/`` or ``faceverse:faceverse_v3_1.npz``).
+        mediapipe_canonical: MediaPipe's ``face_model_with_iris.obj`` (all 478 landmark correspondences).
+        resolution: crop size.
+        uv_resolution: expression UV render / unwrap size.
+        every: use every k-th video frame.
+        max_frames: at most this many frames per video.
+        steps: per-frame optimisation steps (default: :class:`~invertavatar_faceverse.fitting.FittingConfig`'s).
+        device: torch device (default: ``INVERTAVATAR_DEVICE`` or cpu).
+
+    Raises:
+        UserError: a missing input, no face found, a fit that cannot run or diverged.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from invertavatar_core.config.settings import RuntimeSettings
+    from invertavatar_core.data.datasets import FitDatasetWriter, FittedFrame
+    from invertavatar_core.geometry.uv_maps import (
+        canonical_vertices,
+        render_expression_uv,
+        unwrap_image,
+        uv_unwrap_grid,
+    )
+    from invertavatar_core.io.media import to_uint8
+    from invertavatar_faceverse.face_crop import crop_box, crop_image, smooth_boxes
+    from invertavatar_faceverse.fitting import FitDivergedError, FittingConfig, LandmarkInputError, fit_video
+    from invertavatar_faceverse.mesh_render import render_mesh
+
+    inputs = [Path(p) for p in inputs]
+    canonical = None if mediapipe_canonical is None else Path(mediapipe_canonical)
+    for path in inputs:
+        if not path.is_file():
+            raise UserError(f"input not found: {path}")
+    if "mediapipe" not in registry.names("landmark_detector"):
+        raise UserError('`fit` needs the MediaPipe landmark detector: pip install "invertavatar-faceverse[mediapipe]"')
+    device = torch.device(device or RuntimeSettings().device)
+    model_config = _model_config(model, canonical, registry)
+    face_model = registry.create("morphable_model", model_config).to(device)
+    rasterizer = registry.create("rasterizer", "torch")
+    detector = registry.create("landmark_detector", "mediapipe")
+    fitting = FittingConfig(**({"steps": steps} if steps else {}))
+    valid = getattr(face_model, "landmark_valid", None)
+    if valid is not None and not bool(valid.all()):
+        print(
+            f"note: model {model_config['name']!r} places {int(valid.sum())} of the 478 landmarks; "
+            "pass --mediapipe-canonical face_model_with_iris.obj to use all of them"
+        )
+    writer = FitDatasetWriter(out, model_config, resolution, uv_resolution)
+    names = [p.stem for p in inputs]
+    if len(set(names)) != len(names):
+        raise UserError("inputs must have distinct file names (each becomes a sequence named after it)")
+
+    for path in inputs:
+        sequence = path.stem
+        frames, frame_names = _frames(path, every, max_frames)
+        if frame_names and all(writer.has(sequence, f) for f in frame_names):
+            print(f"{sequence}: already fitted, skipped")
+            continue
+        boxes = []
+        for k, frame in enumerate(tqdm(frames, desc=f"{sequence}: landmarks", unit="frame")):
+            found = detector.detect(to_uint8(frame))
+            if found is None:
+                raise UserError(f"{path}: no face found in frame {frame_names[k]}")
+            boxes.append(crop_box(found))
+        boxes = smooth_boxes(boxes) if len(boxes) > 1 else boxes
+        crops, landmarks = [], []
+        for k, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
+            crop = crop_image(frame, box, resolution)
+            found = detector.detect(to_uint8(crop))
+            if found is None:
+                raise UserError(f"{path}: no face found in the crop of frame {frame_names[k]}")
+            crops.append(crop)
+            landmarks.append(found)
+        points = torch.stack(landmarks).to(device)
+        try:
+            result = fit_video(face_model, points, resolution, fitting)
+        except (LandmarkInputError, FitDivergedError) as exc:
+            raise UserError(f"{path}: {exc}") from None
+        images = torch.stack(crops).to(device)
+        for k in tqdm(range(len(frames)), desc=f"{sequence}: writing", unit="frame"):
+            sl = slice(k, k + 1)
+            ident, expr = result.identity[sl], result.expression[sl]
+            eyes = None if result.eyes is None else result.eyes[sl]
+            with torch.no_grad():
+                uv = render_expression_uv(face_model, rasterizer, ident, expr, eyes, resolution=uv_resolution)
+                grid, vis = uv_unwrap_grid(
+                    face_model,
+                    rasterizer,
+                    ident,
+                    expr,
+                    eyes,
+                    result.camera[sl],
+                    uv_resolution=uv_resolution,
+                    image_resolution=resolution,
+                )
+                unwrap = unwrap_image(images[sl], grid, vis)
+                verts = canonical_vertices(face_model, ident, expr, eyes)
+                shaded, mask = render_mesh(rasterizer, verts, face_model.faces, result.camera[sl], resolution)
+                overlay = images[sl] * (1 - 0.6 * mask) + shaded * 0.6 * mask
+            writer.add(
+                sequence,
+                frame_names[k],
+                FittedFrame(
+                    image=images[k],
+                    camera=result.camera[k],
+                    expression_uv=uv[0],
+                    unwrap_grid=grid[0],
+                    visibility=vis[0],
+                    identity=ident[0],
+                    expression=expr[0],
+                    eyes=None if eyes is None else eyes[0],
+                    landmarks=landmarks[k],
+                    unwrap_rgb=unwrap[0],
+                    overlay=overlay[0],
+                ),
+            )
+        error = result.relative_error
+        mean, worst = float(error.mean()), float(error.max())
+        print(f"{sequence}: {len(frames)} frame(s), landmark error {mean:.2%} of the face size (max {worst:.2%})")
+    print(f"wrote {out}")
+    return Path(out)
