@@ -82,7 +82,8 @@ def test_fit_layout_errors_name_the_file(tmp_path):
         writer.add("a/b", "00000", _frame(0))
 
 
-def test_official_layout(tmp_path):
+def _official_folder(tmp_path, coefficients: int = 610) -> list:
+    """Three frames in the official layout, each ``coeffs`` vector ``arange(coefficients)``; returns the labels."""
     rng = np.random.default_rng(0)
     labels = []
     for video, frames in (("Hillary", ["00000000", "00000030"]), ("Obama", ["00000000"])):
@@ -97,9 +98,13 @@ def test_official_layout(tmp_path):
             (tmp_path / "uvRender256x256" / video).mkdir(parents=True, exist_ok=True)
             np.save(tmp_path / "uvRender256x256" / video / f"{frame}.npy", unwrap)
             (tmp_path / "coeffs" / video).mkdir(parents=True, exist_ok=True)
-            np.save(tmp_path / "coeffs" / video / f"{frame}.npy", np.arange(610, dtype=np.float32))
+            np.save(tmp_path / "coeffs" / video / f"{frame}.npy", np.arange(coefficients, dtype=np.float32))
     (tmp_path / "images512x512" / "dataset_realcam.json").write_text(json.dumps({"labels": labels}))
+    return labels
 
+
+def test_official_layout(tmp_path):
+    labels = _official_folder(tmp_path)
     dataset = open_dataset(tmp_path)
     assert isinstance(dataset, InvertAvatarDataset) and len(dataset) == 3
     assert dataset.sequences() == {"Hillary": [0, 1], "Obama": [2]}
@@ -114,3 +119,13 @@ def test_official_layout(tmp_path):
     assert obs.identity.shape == (1, 150) and obs.expression.shape == (1, 171)
     assert float(obs.expression[0, 0]) == 150.0 and obs.eyes[0].tolist() == [605.0, 606.0, 607.0, 608.0]
     assert len(dataset.sequence("Hillary")) == 2
+
+
+def test_official_layout_splits_coefficients_by_the_given_layout(tmp_path):
+    _official_folder(tmp_path, coefficients=6)
+    layout = (("expression", 3), ("identity", 2), ("eyes", 1))
+    obs = InvertAvatarDataset(tmp_path, coefficient_layout=layout)[0]
+    assert obs.expression.tolist() == [[0.0, 1.0, 2.0]]
+    assert obs.identity.tolist() == [[3.0, 4.0]] and obs.eyes.tolist() == [[5.0]]
+    with pytest.raises(DatasetFormatError, match=r"00000000\.npy: expected 610 FaceVerse coefficients, got 6"):
+        InvertAvatarDataset(tmp_path)[0]

@@ -114,3 +114,15 @@ def test_wrong_inputs_fail_clearly(full_registry, tiny_base, tiny_models, tiny_f
         inverter.invert(tiny_frames[:0])
     with pytest.raises(KeyError, match="ws"):
         inverter.start(tiny_frames[:1]).load_state_dict({"frames": torch.tensor(1)})
+
+
+def test_saved_encoder_configs_drop_their_init_only_weight_files(full_registry):
+    from invertavatar_core.inversion.models import _clear_init_only
+
+    for name in ("e4e", "texture_unet", "triplane_sft_unet", "triplane_offset_unet"):
+        config = full_registry.validate_config("encoder", {"name": name, "preset": "tiny", "ir_se50_weights": "w.pth"})
+        cleared = _clear_init_only(config)
+        assert config.ir_se50_weights is not None and cleared.ir_se50_weights is None, name
+        assert cleared.model_dump(exclude={"ir_se50_weights"}) == config.model_dump(exclude={"ir_se50_weights"})
+    for entry in full_registry.entries():  # each declared init-only field is a real field of that config
+        assert set(entry.config_cls.init_only_fields) <= set(entry.config_cls.model_fields), entry.name

@@ -47,6 +47,8 @@ class UNetEncoderConfig(EncoderConfig):
     the trunk), otherwise loading them needs this file to exist.
     """
 
+    init_only_fields: ClassVar[tuple[str, ...]] = ("ir_se50_weights",)
+
 
 class UNetFeatureEncoder(nn.Module):
     """IR-SE trunk + :class:`UNetDecoder`; frames -> :class:`FeatureEdits`.

@@ -60,7 +60,7 @@ def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: InversionModel
     from invertavatar_core.io.media import video_frame_count
 
     try:
-        from invertavatar_faceverse.dataset_fitting import fit_dataset
+        from invertavatar_faceverse import fit_dataset
     except ImportError:
         raise UserError(
             'fitting the sources needs the faceverse package (pip install "invertavatar-core[faceverse]"); '

@@ -19,11 +19,12 @@ The ``fit`` layout (``docs/dataset-layout.md``)::
 The official InvertAvatar layout (reference 1.5): ``images512x512/<video>/<frame>.png``,
 ``images512x512/dataset_realcam.json``, ``orthRender256x256_face_eye/<video>/<frame>.npy``
 (float16 H x W x 4: u, v, face mask, coverage), ``uvRender256x256/<video>/<frame>.npy``
-(float16 256 x 256 x 3: x, y, visibility) and ``coeffs/<video>/<frame>.npy`` (610 floats).
+(float16 256 x 256 x 3: x, y, visibility) and ``coeffs/<video>/<frame>.npy`` (610 FaceVerse v3.1
+coefficients, split by the faceverse package's ``COEFFICIENT_LAYOUT``).
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,9 +272,24 @@ class FitDatasetWriter:
 class InvertAvatarDataset(_FrameFolder):
     """The official preprocessed layout of reference 1.5 (read-only)."""
 
-    def __init__(self, root: str | Path, image_resolution: int | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        image_resolution: int | None = None,
+        coefficient_layout: Sequence[tuple[str, int]] | None = None,
+    ) -> None:
+        """Index the folder.
+
+        Args:
+            root: dataset folder.
+            image_resolution: resize images to this square size on reading (``None``: as stored).
+            coefficient_layout: the named parts of each ``coeffs/`` vector, in order; ``None`` = the
+                faceverse package's FaceVerse v3.1 layout (what the official preprocessing fits), and
+                no coefficients at all without that package.
+        """
         self.root = Path(root)
         self.image_resolution = image_resolution
+        self.coefficient_layout = coefficient_layout
         images = self.root / "images512x512"
         if not images.is_dir():
             raise DatasetFormatError(f"{self.root}: no images512x512/ folder (official InvertAvatar layout)")
@@ -283,6 +299,15 @@ class InvertAvatarDataset(_FrameFolder):
         )
         if not self._frames:
             raise DatasetFormatError(f"{images}: no <video>/<frame>.png with a label in dataset_realcam.json")
+
+    def _coefficient_layout(self) -> Sequence[tuple[str, int]] | None:
+        if self.coefficient_layout is None:
+            try:  # the layout belongs to the model package, not to core
+                from invertavatar_faceverse import COEFFICIENT_LAYOUT
+            except ImportError:
+                return None
+            self.coefficient_layout = COEFFICIENT_LAYOUT
+        return self.coefficient_layout
 
     def _npy(self, folder: str, sequence: str, frame: str) -> np.ndarray:
         path = self.root / folder / sequence / f"{frame}.npy"
@@ -310,16 +335,16 @@ class InvertAvatarDataset(_FrameFolder):
         unwrap_t = torch.from_numpy(unwrap.copy())
         coefficients: dict[str, Tensor | None] = {k: None for k in _COEFFICIENTS}
         coeff_path = self.root / "coeffs" / sequence / f"{frame}.npy"
-        if coeff_path.is_file():
+        layout = self._coefficient_layout()
+        if coeff_path.is_file() and layout is not None:
             values = torch.from_numpy(self._npy("coeffs", sequence, frame).astype(np.float32).reshape(-1))
-            if values.numel() != 610:
-                raise DatasetFormatError(f"{coeff_path}: expected 610 FaceVerse coefficients, got {values.numel()}")
-            # FaceVerse v3.1 layout (reference 3.3): id 0:150, exp 150:321, eyes 605:609.
-            coefficients = {
-                "identity": values[None, :150],
-                "expression": values[None, 150:321],
-                "eyes": values[None, 605:609],
-            }
+            sizes = [size for _, size in layout]
+            if values.numel() != sum(sizes):
+                raise DatasetFormatError(
+                    f"{coeff_path}: expected {sum(sizes)} FaceVerse coefficients, got {values.numel()}"
+                )
+            parts = dict(zip((name for name, _ in layout), values[None].split(sizes, dim=1), strict=True))
+            coefficients = {k: parts.get(k) for k in _COEFFICIENTS}
         return Observation(
             image=image[None],
             camera=self._cameras[f"{sequence}/{frame}.png"][None],

@@ -33,8 +33,6 @@ EXPERIMENT_FILE = "config.json"
 """The experiment config inside a model checkpoint (also a training run's resolved config)."""
 FEATURE_ROLES: tuple[EncoderRole, ...] = ("texture", "static")
 """The fine-stage encoder roles, in the order their edits are merged."""
-_INIT_ONLY_FIELDS = ("ir_se50_weights",)
-"""Encoder config fields that only initialise weights; cleared when saving (the weights hold them)."""
 
 
 def component_dir(root: str | Path, part: str) -> Path:
@@ -53,7 +51,7 @@ def is_model_checkpoint(path: str | Path) -> bool:
 
 
 def _clear_init_only(config: ComponentConfig) -> ComponentConfig:
-    update = {f: None for f in _INIT_ONLY_FIELDS if f in type(config).model_fields and getattr(config, f) is not None}
+    update = {f: None for f in type(config).init_only_fields if getattr(config, f) is not None}
     return config.model_copy(update=update) if update else config
 
 

@@ -6,6 +6,7 @@ its registry name, and carries only data (names, numbers, paths).
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -35,6 +36,10 @@ class ComponentConfig(BaseModel):
 
     name: str
     """Registry name of the component (the discriminator)."""
+
+    init_only_fields: ClassVar[tuple[str, ...]] = ()
+    """Fields that only initialise weights (e.g. a pretrained trunk's file); a saved checkpoint clears them,
+    since its weights already hold what they loaded (and loading must not need those files)."""
 
 
 class PriorConfig(ComponentConfig):

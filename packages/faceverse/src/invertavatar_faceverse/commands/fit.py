@@ -47,7 +47,7 @@ def register(subparsers, groups) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fit every input and write the dataset."""
     from invertavatar_core.config.experiment import default_registry
-    from invertavatar_faceverse.dataset_fitting import fit_dataset
+    from invertavatar_faceverse import fit_dataset
 
     fit_dataset(
         args.inputs,
