@@ -35,6 +35,7 @@ def experiment_data():
         "inverter": {"name": "fake_inverter"},
     }
 
+
 @pytest.fixture(scope="session")
 def tiny_base(full_registry) -> ExperimentConfig:
     return preset_experiment(full_registry, "tiny")

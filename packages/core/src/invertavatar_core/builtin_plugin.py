@@ -44,6 +44,7 @@ def invertavatar_register_inverters(registrar) -> None:
 def invertavatar_register_metrics(registrar) -> None:
     """Register the evaluation metrics of the paper (Sec. 4.1) and MS-SSIM (fallback perceptual loss)."""
     from invertavatar_core.evaluation import metrics as m
+
     registrar.add("psnr", m.PSNR, m.PSNRConfig, description="peak signal-to-noise ratio in dB, per image, capped")
     registrar.add("l1", m.L1, m.L1Config, description="mean absolute error in [0, 1] units")
     registrar.add("ssim", m.SSIM, m.SSIMConfig, description="structural similarity (kornia), 11-px Gaussian window")

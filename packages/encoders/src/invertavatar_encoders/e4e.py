@@ -42,6 +42,7 @@ class E4EEncoderConfig(EncoderConfig):
 
     init_only_fields: ClassVar[tuple[str, ...]] = ("ir_se50_weights",)
 
+
 class E4EEncoder(nn.Module):
     """Image -> w+ offsets from ``w_avg``; satisfies :class:`~invertavatar_core.plugin.protocols.LatentEncoder`.
 

@@ -139,6 +139,7 @@ def get_plugin_manager(*, autoload: bool | None = None) -> PluginManager:
         True
     """
     from invertavatar_core.plugin import hookspecs
+
     pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     for name in _env_list(ENV_DISABLED) or []:
