@@ -73,3 +73,20 @@ def test_bad_files_name_the_file(tmp_path):
     listing.write_text("[1, 2]")
     with pytest.raises(ValueError, match="list.json: expected a mapping"):
         load_config_data(listing)
+
+
+def test_without_a_context_one_registry_is_built_per_validation(registry, experiment_data, monkeypatch):
+    import invertavatar_core.config.experiment as experiment_module
+
+    built = []
+
+    def fresh_registry():
+        built.append(registry)
+        return registry
+
+    monkeypatch.setattr(experiment_module, "default_registry", fresh_registry)
+    config = ExperimentConfig.model_validate(experiment_data)
+    assert len(built) == 1  # shared by every component field, nested sections included
+    assert config.prior.width == 8 and type(config.aggregator).__name__ == "ConvGRUAggregatorConfig"
+    ExperimentConfig.model_validate(experiment_data)
+    assert len(built) == 2  # the library keeps no registry between validations
