@@ -61,7 +61,7 @@ PAPER_INFO = PriorFeatureInfo(
     triplane_channels=32,
     triplane_resolution=256,
 )
-"""Next3D++ shapes (reference 2.2-2.3, 2.9-2.10)."""
+"""Next3D++ shapes (docs/design/prior.md, docs/design/encoders.md)."""
 
 
 class DecayAggregatorConfig(AggregatorConfig):

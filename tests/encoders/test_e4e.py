@@ -29,7 +29,7 @@ def test_shapes_and_protocol(registry, tiny_info) -> None:
 
 
 def test_paper_style_split() -> None:
-    """14 styles: 0-2 from the coarse 16² map, 3-6 from 32², 7-13 from 64² (reference 2.8)."""
+    """14 styles: 0-2 from the coarse 16² map, 3-6 from 32², 7-13 from 64² (docs/design/encoders.md)."""
     assert style_split(14, 3, 4) == (3, 4, 7)
     assert style_split(18, 3, 4) == (3, 4, 11)
     assert style_split(5, 3, 4) == (3, 2, 0)

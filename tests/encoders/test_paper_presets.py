@@ -1,11 +1,11 @@
-"""The ``paper`` presets: parameter counts against reference 2.12 and one forward each at 256² on CPU."""
+"""The ``paper`` presets: parameter counts of the released networks and one forward each at 256² on CPU."""
 
 import gc
 
 import pytest
 import torch
 
-# Reference 2.12 (derived from the released architecture); the brief allows +-15 %.
+# docs/design/encoders.md (counted from the released architecture).
 EXPECTED = {
     ("e4e", None): 209.5e6,
     ("texture_unet", None): 42.4e6,
@@ -23,7 +23,7 @@ def build(registry, info, name, aggregator=None):
 def test_parameter_counts(registry, paper_info, aggregator_config, name, aggregator) -> None:
     enc = build(registry, paper_info, name, aggregator_config(aggregator))
     count = sum(p.numel() for p in enc.parameters())
-    # Measured: 209.45 M, 42.36 M, 56.62 M, 68.52 M, 82.78 M: held to 0.5 %, tighter than the brief's 15 %.
+    # Measured: 209.45 M, 42.36 M, 56.62 M, 68.52 M, 82.78 M: held to 0.5 %.
     assert count == pytest.approx(EXPECTED[(name, aggregator)], rel=0.005)
 
 

@@ -29,7 +29,7 @@ def source():
     loaded_mean = head.mean.double().numpy() * 0.05
     id_loaded = rng.normal(0, 0.01, size=(150, n, 3))
     ex_loaded = rng.normal(0, 0.01, size=(171, n, 3))
-    # Invert the load-time conventions: y, z flipped, scale 0.1, mean y += 1 (reference 3.3).
+    # Invert the load-time conventions: y, z flipped, scale 0.1, mean y += 1 (docs/design/preprocessing.md).
     raw_mean = ((loaded_mean - np.array([0.0, 1.0, 0.0])) * FLIP / 0.1).reshape(-1)
     eyes = head.eyeball_vertices.numpy()
     model = {
@@ -73,7 +73,7 @@ def test_loader_applies_faceverse_conventions(source, npy_path):
         model.vertices(coeff_id, coeff_ex)[0].double(), torch.from_numpy(expected), atol=1e-4, rtol=0
     )
     assert torch.equal(model.landmark_indices, head.landmark_indices) and model.landmark_valid.all()
-    # to_canonical = N @ fv2fl_30 (reference 4): scale 2.5 * 0.0867, y and z flipped back.
+    # to_canonical = N @ fv2fl_30 (docs/design/preprocessing.md): scale 2.5 * 0.0867, y and z flipped back.
     m = model.to_canonical
     torch.testing.assert_close(torch.diagonal(m[:3, :3]), torch.tensor([0.21675, -0.21675, -0.21675]))
 
@@ -121,7 +121,7 @@ def test_coefficient_layout_round_trip():
     vector = torch.randn(3, 610)
     parts = unpack_coefficients(vector)
     assert parts.identity.shape == (3, 150) and parts.expression.shape == (3, 171) and parts.scale.shape == (3, 1)
-    torch.testing.assert_close(parts.eyes, vector[:, 605:609])  # reference 3.3: eyes at 605-608
+    torch.testing.assert_close(parts.eyes, vector[:, 605:609])  # v3.1 layout: eyes at 605-608
     torch.testing.assert_close(parts.expression, vector[:, 150:321])
     torch.testing.assert_close(pack_coefficients(parts), vector)
     with pytest.raises(ValueError, match="610"):

@@ -8,7 +8,7 @@ from invertavatar_core.plugin.protocols import CanonicalFeatures, FeatureEdits, 
 from invertavatar_core.testing.inputs import example_camera, example_expression_uv
 from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
 
-PAPER_GENERATOR_PARAMS = 88.3e6  # reference 2.12
+PAPER_GENERATOR_PARAMS = 88.3e6  # released generator, docs/design/prior.md
 
 
 def _open_mouth(expression_uv: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def test_paper_preset_size_forward_and_face_window():
     total = sum(p.numel() for p in prior.parameters())
     assert abs(total - PAPER_GENERATOR_PARAMS) <= 0.15 * PAPER_GENERATOR_PARAMS, total
     parts = {name: sum(p.numel() for p in m.parameters()) for name, m in prior.named_children()}
-    # Reference 2.12: G_static 28.21 M, G_face 28.02 M, SR 1.65 M, mapping 0.80 M, decoder 4.3 K.
+    # docs/design/prior.md: G_static 28.21 M, G_face 28.02 M, SR 1.65 M, mapping 0.80 M, decoder 4.3 K.
     assert parts["static_generator"] == pytest.approx(28.21e6, rel=0.01)
     assert parts["face_module"] == pytest.approx(28.02e6, rel=0.01)
     assert parts["superresolution"] == pytest.approx(1.65e6, rel=0.01)

@@ -190,7 +190,7 @@ def test_landmark_conditioned_discriminator(tmp_path):
     info = _tiny_info()
     config = _config(tmp_path / "run", steps=2, landmark_conditioning=True, r1_interval=1)
     stage = GanStage(config, data=RandomGanData(info, landmarks=True))
-    assert stage.D.blocks[0].fromrgb.in_channels == 9  # image + raw + contour map, reference 2.7
+    assert stage.D.blocks[0].fromrgb.in_channels == 9  # image + raw + contour map (supplement 6.1)
     last = Trainer(stage, config.trainer_config(), runtime=Runtime(), config=config, progress=False).fit()
     assert math.isfinite(last["d_loss"]) and math.isfinite(last["r1"])
     with pytest.raises(ValueError, match="landmark_conditioning needs landmark-contour images"):

@@ -59,7 +59,7 @@ def test_taps_shapes_and_ir_se50_size() -> None:
     assert not torch.equal(feats.first_units[3], feats.stages[3])
     full = IRSENet()
     assert sum(len(stage) for stage in full.stages) == 24
-    assert sum(p.numel() for p in full.parameters()) == pytest.approx(30.95e6, rel=1e-3)  # reference 2.12
+    assert sum(p.numel() for p in full.parameters()) == pytest.approx(30.95e6, rel=1e-3)  # docs/design/encoders.md
     assert IRSENet(IR_SE_50, head_resolution=112).head is not None
 
 

@@ -1,4 +1,4 @@
-"""E_latent: the e4e encoder on an IR-SE-50 trunk (paper Sec. 3.2 and supplement 6.3, reference 2.8).
+"""E_latent: the e4e encoder on an IR-SE-50 trunk (paper Sec. 3.2 and supplement 6.3, docs/design/encoders.md).
 
 Image ``(B, 3, 256, 256)`` in [-1, 1] -> w+ offsets ``(B, num_ws, w_dim)`` from the prior's
 ``w_avg``. The trunk's stage 2 / 3 / 4 outputs (64², 32², 16² at a 256 input) feed the
@@ -29,9 +29,9 @@ class E4EEncoderConfig(EncoderConfig):
     """Network sizes: ``paper`` (about 209 M parameters for 14 x 512 styles) or ``tiny``."""
     input_resolution: int | None = Field(None, ge=32, multiple_of=16)
     """Square input size; ``None`` = the preset's (256 for ``paper``, 64 for ``tiny``)."""
-    coarse_styles: int = Field(3, ge=1)  # styles 0-2 from the 16x16 map, reference 2.8
+    coarse_styles: int = Field(3, ge=1)  # styles 0-2 from the 16x16 map, docs/design/encoders.md
     """Styles read from the coarsest map."""
-    middle_styles: int = Field(4, ge=0)  # styles 3-6 from the 32x32 map, reference 2.8
+    middle_styles: int = Field(4, ge=0)  # styles 3-6 from the 32x32 map, as released
     """Styles read from the middle map; the remaining ones come from the finest map."""
     ir_se50_weights: Path | None = None
     """Optional ``model_ir_se50.pth`` / ``.safetensors`` that initialises the trunk (supplement 6.3).

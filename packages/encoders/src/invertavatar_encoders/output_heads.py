@@ -1,7 +1,7 @@
 """Output heads of the UNet encoders: map decoder features to the prior's feature levels.
 
-``E_tex`` uses 1x1 convs (per-texel linear maps, reference 2.9); ``E_tri`` uses
-:class:`ConvHead` (conv3x3, LeakyReLU 0.2, conv3x3, reference 2.10) for each CS-SFT scale and
+``E_tex`` uses 1x1 convs (per-texel linear maps, docs/design/encoders.md); ``E_tri`` uses
+:class:`ConvHead` (conv3x3, LeakyReLU 0.2, conv3x3, as released) for each CS-SFT scale and
 shift, and the tri-plane-offset ablation uses the same head for its single output.
 """
 
@@ -21,7 +21,7 @@ class ConvHead(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, *, bias: float = 0.0) -> None:
         super().__init__(
             nn.Conv2d(in_channels, in_channels, 3, 1, 1),
-            nn.LeakyReLU(0.2),  # reference 2.10
+            nn.LeakyReLU(0.2),  # as released
             nn.Conv2d(in_channels, out_channels, 3, 1, 1),
         )
         nn.init.constant_(self[-1].bias, bias)
@@ -32,7 +32,7 @@ class ConvHead(nn.Sequential):
 
 
 class PointwiseHead(nn.Conv2d):
-    """1x1 conv ``(B, C, H, W) -> (B, out, H, W)`` (E_tex's per-level heads, reference 2.9)."""
+    """1x1 conv ``(B, C, H, W) -> (B, out, H, W)`` (E_tex's per-level heads)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 1)

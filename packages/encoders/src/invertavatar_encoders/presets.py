@@ -1,7 +1,7 @@
 """The sizes each ``preset`` builds: ``paper`` (the published networks) and ``tiny`` (CPU tests).
 
 Every encoder config has ``preset: Literal["paper", "tiny"]``; the numbers live here once, beside
-the reference section they come from.
+the section of docs/design/encoders.md they come from.
 """
 
 from dataclasses import dataclass
@@ -31,10 +31,10 @@ class PresetSizes:
 
 PRESETS: dict[str, PresetSizes] = {
     "paper": PresetSizes(
-        trunk=IR_SE_50,  # reference 2.8
-        input_resolution=256,  # 512 input avg-pooled to 256, reference 2.1
-        decoder_channels=(512, 384, 256, 96),  # up1..up4, reference 2.9
-        tail_channels=96,  # pixel-shuffle 96 -> 24, conv 24 -> 96 -> 96, reference 2.10
+        trunk=IR_SE_50,  # IR-SE-50 trunk (supplement 6.3)
+        input_resolution=256,  # 512 input avg-pooled to 256, inputs and flow
+        decoder_channels=(512, 384, 256, 96),  # up1..up4, E_tex
+        tail_channels=96,  # pixel-shuffle 96 -> 24, conv 24 -> 96 -> 96, E_tri
     ),
     "tiny": PresetSizes(
         trunk=IRSEArchitecture(

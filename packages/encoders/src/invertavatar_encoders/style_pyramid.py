@@ -1,7 +1,7 @@
 """The e4e style head: an FPN over three trunk maps and one small conv tower per w+ vector.
 
 Shared by every latent encoder (the IR-SE-50 ``e4e`` and the ``timm_backbone`` variant). With
-the paper's 14 styles (reference 2.8): styles 0-2 come from the coarse (16x16) map, 3-6 from the
+the paper's 14 styles (docs/design/encoders.md): styles 0-2 come from the coarse (16x16) map, 3-6 from the
 middle (32x32) map, 7-13 from the fine (64x64) map. Style 0 is broadcast to every position and
 the others are added to it as deltas (e4e's progressive design); the result is an offset from
 the prior's ``w_avg``, which the pipeline adds.
@@ -52,7 +52,7 @@ class StylePyramid(nn.Module):
         resolutions: their square resolutions (64, 32, 16 for a 256 IR-SE-50 input).
         num_ws: number of w+ vectors K.
         w_dim: latent width D.
-        coarse_styles: styles read from the coarse map (3, reference 2.8).
+        coarse_styles: styles read from the coarse map (3 as released).
         middle_styles: styles read from the middle map (4); the rest come from the fine map.
     """
 

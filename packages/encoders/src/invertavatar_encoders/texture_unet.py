@@ -1,4 +1,4 @@
-"""E_tex: the UV-space texture encoder (paper Sec. 3.2, reference 2.9).
+"""E_tex: the UV-space texture encoder (paper Sec. 3.2, docs/design/encoders.md).
 
 Input per frame, 7 channels in UV space: the UV unwrap of the image (3), of the residual
 ``I - I_hat`` with -1 where unseen (3), and the visibility (1). Output: additive offsets for the
@@ -42,7 +42,7 @@ class TextureUNet(UNetFeatureEncoder):
             raise ValueError("texture_unet: the prior exposes no texture_levels to offset")
         super().__init__(
             config,
-            input_channels=7,  # image unwrap 3 + residual unwrap 3 + visibility 1, reference 2.1
+            input_channels=7,  # image unwrap 3 + residual unwrap 3 + visibility 1, paper Sec. 3.2
             outputs=prior_info.texture_levels,
             make_head=lambda level, channels: PointwiseHead(channels, level.channels),
             aggregator=aggregator,

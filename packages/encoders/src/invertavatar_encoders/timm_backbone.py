@@ -34,11 +34,11 @@ class TimmBackboneEncoderConfig(EncoderConfig):
     """timm model name, e.g. ``resnet50``, ``convnext_tiny``, ``efficientnet_b3``."""
     weights: Path | None = None
     """Local pretrained backbone weights (``.safetensors``, or ``.pth`` read weights-only); ``None``: random."""
-    input_resolution: int = Field(256, ge=32)  # as e4e's 256 input, reference 2.8
+    input_resolution: int = Field(256, ge=32)  # as e4e's 256 input, docs/design/encoders.md
     """Square input size; must be divisible by the backbone's deepest reduction."""
-    coarse_styles: int = Field(3, ge=1)  # reference 2.8
+    coarse_styles: int = Field(3, ge=1)  # as e4e's split, docs/design/encoders.md
     """Styles read from the coarsest feature level."""
-    middle_styles: int = Field(4, ge=0)  # reference 2.8
+    middle_styles: int = Field(4, ge=0)  # as e4e's split
     """Styles read from the middle level; the rest come from the finest of the three."""
 
 

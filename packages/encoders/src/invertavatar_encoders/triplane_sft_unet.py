@@ -1,4 +1,4 @@
-"""E_tri: the image-space encoder predicting CS-SFT scale and shift for G_static (paper Sec. 3.2, reference 2.10).
+"""E_tri: the image-space encoder of CS-SFT scale and shift for G_static (paper Sec. 3.2, docs/design/encoders.md).
 
 Input per frame, 6 channels: the image (3) and the residual ``I - I_hat`` (3). Output: for every
 CS-SFT level of the prior (16 ... 256 in the paper) a ``(scale, shift)`` pair, each from its own
@@ -49,9 +49,9 @@ class TriplaneSFTUNet(UNetFeatureEncoder):
         ]
         super().__init__(
             config,
-            input_channels=6,  # image 3 + residual 3, reference 2.1
+            input_channels=6,  # image 3 + residual 3, paper Sec. 3.3
             outputs=outputs,
-            # The scale is multiplicative as given (reference 2.3): start it at 1.
+            # The scale is multiplicative as given (docs/design/prior.md): start it at 1.
             make_head=lambda level, channels: ConvHead(
                 channels, level.channels, bias=1.0 if level.name.endswith(_SCALE) else 0.0
             ),

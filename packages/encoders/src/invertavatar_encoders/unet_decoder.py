@@ -1,4 +1,4 @@
-"""The UNet decoder of E_tex / E_tri, written once for one-shot and recurrent use (reference 2.9-2.11).
+"""The UNet decoder of E_tex / E_tri, written once for one-shot and recurrent use (docs/design/encoders.md).
 
 Levels at R/16, R/8, R/4, R/2 of the input resolution R (16, 32, 64, 128 at R = 256):
 
@@ -32,7 +32,7 @@ __all__ = ["DoubleConv", "LastFrame", "UNetDecoder"]
 
 
 class DoubleConv(nn.Sequential):
-    """BN -> conv3x3 -> PReLU -> conv3x3 -> PReLU: ``(B, C_in, H, W) -> (B, C_out, H, W)`` (reference 2.9)."""
+    """BN -> conv3x3 -> PReLU -> conv3x3 -> PReLU: ``(B, C_in, H, W) -> (B, C_out, H, W)`` (docs/design/encoders.md)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         # The released block ends in two PReLUs in a row; one is the same function class, so one is kept.

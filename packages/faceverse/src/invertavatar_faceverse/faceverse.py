@@ -6,17 +6,17 @@ the file: this module does that *only* for the path the user configured, and
 ``invertavatar convert-faceverse IN.npy OUT.npz`` turns it once into a pickle-free ``.npz`` that
 the loader prefers (a ``.npz`` next to the ``.npy`` with the same stem is used first).
 
-Keys read (reference 3.2): ``meanshape`` (N*3), ``idBase`` (3N x 150), ``exBase`` (3N x 171),
+Keys read (docs/design/preprocessing.md): ``meanshape`` (N*3), ``idBase`` (3N x 150), ``exBase`` (3N x 171),
 ``tri`` (F x 3), ``mediapipe_keypoints`` (478), ``ver_inds`` (eyeball ranges: [0]:[1] the first
 eyeball, [1]:[2] the second), ``uv_per_ver`` (N x 2; else ``uv`` + ``tri_uv`` per corner), and
 ``face_mask`` (N; else the ``face_mask_path`` file, e.g. InvertAvatar's ``v31_face_mask_new.npy``).
 
-Conventions applied at load (reference 3.3): y and z negated and everything scaled by 0.1, the
+Conventions applied at load (the released loader's): y and z negated and everything scaled by 0.1, the
 mean shifted by y += 1. Model space is then FaceVerse's fitting space (y down, z away from the
 viewer). Eyes: ``eyes = (pitch, yaw)`` of the first then the second eyeball, each turned about
-its own centre pushed 0.005 along z. ``to_canonical`` is ``N @ F`` of reference 4 with
+its own centre pushed 0.005 along z. ``to_canonical`` is ``N @ F`` (docs/design/preprocessing.md) with
 ``F = fv2fl_30`` (give the user's file as ``canonical_matrix_path``; the default is the
-rounded similarity of reference 2.4: scale 0.0867, rotation diag(1, -1, -1), translation
+rounded similarity of docs/design/prior.md: scale 0.0867, rotation diag(1, -1, -1), translation
 (-0.0006, -0.018, -0.059)) and ``N = 2.5 I`` shifted by ``2.5 * (0, 0.005, 0)``.
 """
 
@@ -57,7 +57,7 @@ COEFFICIENT_LAYOUT: tuple[tuple[str, int], ...] = (
     ("eyes", 4),
     ("scale", 1),
 )
-"""The 610-d FaceVerse v3.1 coefficient vector, in order (reference 3.3)."""
+"""The 610-d FaceVerse v3.1 coefficient vector, in order (docs/design/preprocessing.md)."""
 
 
 @dataclass(frozen=True)
@@ -161,11 +161,11 @@ class FaceVerseModelConfig(MorphableModelConfig):
     """Per-vertex face mask ``.npy`` (float, N values) when the dict has no ``face_mask``."""
     canonical_matrix_path: Path | None = None
     """``fv2fl_30.npy`` (4x4 float64, FaceVerse -> EG3D); ``None`` uses the rounded default."""
-    load_scale: float = 0.1  # reference 3.3 (v3.1; v3_6_s uses 0.01)
+    load_scale: float = 0.1  # released loader (v3.1; v3_6_s uses 0.01)
     """Scale applied to mean and bases at load."""
-    mean_y_shift: float = 1.0  # reference 3.3 (v3.1; v3_6_s uses 0)
+    mean_y_shift: float = 1.0  # released loader (v3.1; v3_6_s uses 0)
     """Added to the mean's y after the flips."""
-    eye_center_push: float = 0.005  # reference 3.3
+    eye_center_push: float = 0.005  # released loader
     """Eyeball rotation centres are pushed this far along z."""
     n_identity: int = 150
     """Identity coefficients used (the first ones)."""
@@ -174,14 +174,14 @@ class FaceVerseModelConfig(MorphableModelConfig):
 
 
 def _default_fv2fl() -> np.ndarray:
-    """The rounded FaceVerse -> EG3D similarity of reference 2.4 (no tilt)."""
+    """The rounded FaceVerse -> EG3D similarity (no tilt; docs/design/prior.md, face module)."""
     f = np.diag([0.0867, -0.0867, -0.0867, 1.0])
     f[:3, 3] = (-0.0006, -0.018, -0.059)
     return f
 
 
 def _normalise_matrix() -> np.ndarray:
-    n = np.diag([2.5, 2.5, 2.5, 1.0])  # orth_scale / box_warp = 5 / 2 (reference 4)
+    n = np.diag([2.5, 2.5, 2.5, 1.0])  # orthographic scale 5 over 2 (docs/design/preprocessing.md, cameras)
     n[1, 3] = 2.5 * 0.005
     return n
 
@@ -190,7 +190,7 @@ class FaceVerseModel(LinearFaceModel):
     """FaceVerse v3.1 as a :class:`~invertavatar_core.plugin.protocols.MorphableModel` (geometry only).
 
     Triangles are the file's ``tri``, landmarks its ``mediapipe_keypoints`` (all valid), the face
-    mask the official one (eyeballs included); ``to_canonical`` = ``N @ fv2fl_30`` (reference 4).
+    mask the official one (eyeballs included); ``to_canonical`` = ``N @ fv2fl_30`` (docs/design/preprocessing.md).
     """
 
     n_eye = 4

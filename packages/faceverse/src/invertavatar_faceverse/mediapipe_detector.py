@@ -19,7 +19,7 @@ __all__ = ["MediaPipeLandmarkDetector", "MediaPipeLandmarkDetectorConfig"]
 
 
 class MediaPipeLandmarkDetectorConfig(LandmarkDetectorConfig):
-    """Settings of MediaPipe FaceMesh (static-image mode, refined landmarks: reference 3.4)."""
+    """Settings of MediaPipe FaceMesh (static-image mode, refined landmarks, as the released tracker runs it)."""
 
     name: Literal["mediapipe"] = "mediapipe"
     min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)

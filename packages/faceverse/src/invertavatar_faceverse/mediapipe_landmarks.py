@@ -133,13 +133,13 @@ def named_landmarks() -> Tensor:
 
 @dataclass(frozen=True)
 class RegionWeights:
-    """Per-region landmark weights of the fitting loss (reference 3.4)."""
+    """Per-region landmark weights of the fitting loss (the released tracker's, docs/design/preprocessing.md)."""
 
-    lips: float = 5.0  # reference 3.4
-    eyes: float = 50.0  # reference 3.4
-    brows: float = 5.0  # reference 3.4
-    irises: float = 5.0  # reference 3.4
-    other: float = 1.0  # reference 3.4
+    lips: float = 5.0  # released tracker
+    eyes: float = 50.0  # released tracker
+    brows: float = 5.0  # released tracker
+    irises: float = 5.0  # released tracker
+    other: float = 1.0  # released tracker
 
 
 def landmark_region_weights(weights: RegionWeights = RegionWeights()) -> Tensor:

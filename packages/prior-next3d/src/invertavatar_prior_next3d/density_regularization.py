@@ -1,4 +1,4 @@
-"""EG3D's density regularisation (reference 1.6): densities at nearby points should agree.
+"""EG3D's density regularisation (docs/design/training.md): densities at nearby points should agree.
 
 Random points in the tri-plane box and copies perturbed by Gaussian noise of standard deviation
 ``p_dist`` (0.004) are decoded from the animated tri-planes; the loss is the mean absolute
@@ -22,7 +22,7 @@ def density_regularization(
     planes: Float[Tensor, "B 3 C R R"],
     *,
     points: int = 1000,
-    p_dist: float = 0.004,  # reference 1.6
+    p_dist: float = 0.004,  # released recipe
 ) -> Tensor:
     """Mean |sigma(x) - sigma(x + noise)| over ``points`` random points per tri-plane (global RNG)."""
     b = planes.shape[0]

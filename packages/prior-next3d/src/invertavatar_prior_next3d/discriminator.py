@@ -1,4 +1,4 @@
-"""The dual, camera-conditioned discriminator (reference 2.7, EG3D's ``DualDiscriminator``).
+"""The dual, camera-conditioned discriminator (EG3D's ``DualDiscriminator``, docs/design/prior.md).
 
 Input: the final image concatenated with the raw neural render resized to the image size (6
 channels), optionally plus a 3-channel landmark-contour image (the paper's deformation-aware
@@ -81,7 +81,7 @@ class DualDiscriminator(nn.Module):
         super().__init__()
         self.image_resolution, self.c_dim, self.landmark_channels = image_resolution, c_dim, landmark_channels
         self.mbstd_group = mbstd_group
-        image_channels = 6 + landmark_channels  # image + upsampled raw (+ contour map), reference 2.7
+        image_channels = 6 + landmark_channels  # image + upsampled raw (+ contour map, supplement 6.1)
 
         def channels(r: int) -> int:
             return min(channel_base // r, channel_max)

@@ -1,4 +1,4 @@
-"""Exponential moving average of the generator's weights (StyleGAN2's ``G_ema``, reference 1.6).
+"""Exponential moving average of the generator's weights (StyleGAN2's ``G_ema``, docs/design/training.md).
 
 The half-life is ``ema_kimg`` thousand images (10 in the released recipe); with ``ema_rampup``
 it is capped at ``rampup x images seen`` so that an EMA started from random weights follows the

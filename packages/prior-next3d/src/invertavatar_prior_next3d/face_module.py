@@ -1,4 +1,4 @@
-"""G_face: the face synthesis module conditioned on the rasterised neural texture (paper Sec. 3.1, reference 2.4).
+"""G_face: the face synthesis module, conditioned on the rasterised texture (paper Sec. 3.1, docs/design/prior.md).
 
 Per frame, from the *expression UV render* ``(B, 3, Hu, Hu)`` = (u, v, face mask) that covers the
 face window of plane 0 at twice the plane resolution (:mod:`invertavatar_core.geometry.triplane_space`):

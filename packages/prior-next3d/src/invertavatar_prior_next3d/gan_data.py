@@ -6,7 +6,7 @@ conditioning labels from the dataset; a landmark-contour image comes along when 
 one (the deformation-aware discriminator). Two sources:
 
 - :class:`DatasetGanData`: frames of a dataset in the layout ``invertavatar fit`` writes (or the
-  official layout of reference 1.5), read through :func:`invertavatar_core.data.datasets.open_dataset`;
+  official layout, docs/dataset-layout.md), read through :func:`invertavatar_core.data.datasets.open_dataset`;
   ``invertavatar synth-heads`` writes procedurally rendered heads in that layout;
 - :class:`RandomGanData`: smooth random images, random look-at cameras and elliptic expression
   renders with a random mouth opening, for smoke tests of the training machinery only.
@@ -102,7 +102,7 @@ def _elliptic_expression(resolution: int, opening: Tensor) -> Tensor:
 
 
 class DatasetGanData:
-    """Frames of a fitted dataset, read on demand: every frame is both a real sample and a drive (reference 1.5)."""
+    """Frames of a fitted dataset, read on demand: every frame is both a real sample and a drive."""
 
     has_landmarks = False  # contour images are not rendered from stored landmarks (yet)
 

@@ -1,4 +1,4 @@
-"""Importance samples along rays from the coarse pass's weights (reference 2.5).
+"""Importance samples along rays from the coarse pass's weights (docs/design/prior.md).
 
 The coarse weights of the ``S - 1`` intervals are smoothed (max-pool 2 then average-pool 2, as
 EG3D does) and floored with 0.01 so that no interval is starved, then ``n`` depths are drawn by

@@ -1,4 +1,4 @@
-"""The mapping network: ``z`` and the 25-d camera label -> ``num_ws`` copies of ``w`` (reference 2.2).
+"""The mapping network: ``z`` and the 25-d camera label -> ``num_ws`` copies of ``w`` (docs/design/prior.md).
 
 The camera label is embedded by one fully connected layer to ``w_dim``; ``z`` and the embedding
 are each normalised to unit second moment and concatenated, then ``num_layers`` fully connected
@@ -31,7 +31,7 @@ class MappingNetwork(nn.Module):
         c_dim: int,
         w_dim: int,
         num_ws: int | None,
-        num_layers: int = 2,  # --map-depth 2, reference 2.2
+        num_layers: int = 2,  # --map-depth 2, as released
         lr_multiplier: float = 0.01,  # StyleGAN2 mapping learning-rate multiplier
         w_avg_beta: float | None = 0.998,  # StyleGAN2 running-mean decay per call
     ) -> None:

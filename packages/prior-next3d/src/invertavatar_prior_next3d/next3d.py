@@ -1,10 +1,10 @@
-"""The animatable 3D GAN prior "Next3D++" (paper Sec. 3.1, supplement 6.1, reference 2.2-2.7).
+"""The animatable 3D GAN prior "Next3D++" (paper Sec. 3.1, supplement 6.1, docs/design/prior.md).
 
 ``z`` and a camera label -> w+ (14 x 512) -> three StyleGAN2 synthesis networks that share it:
 
 - G_tex: the neural texture ``F_tex`` in UV space; its levels ``rgb32`` (the 32-channel skip
   image at 32), ``x32``, ``x64``, ``x128`` are what G_face is conditioned on. The ladder stops at
-  128 and its skip image at 32, because nothing reads the rest (reference 2.4);
+  128 and its skip image at 32, because nothing reads the rest (supplement 6.1: levels 32, 64, 128);
 - G_static: the static tri-plane ``F_tri`` (3 x 32 x 256^2), CS-SFT-modulated at 16 ... 256 by
   E_tri's scale/shift maps;
 - G_face: per frame, synthesises the face region of plane 0 from the texture rasterised
@@ -44,11 +44,11 @@ from invertavatar_prior_next3d.volume_renderer import VolumeRenderer
 __all__ = ["CAMERA_DIM", "Next3DPrior", "Next3DPriorConfig", "build_next3d"]
 
 CAMERA_DIM = 25
-"""EG3D camera label: 16 cam-to-world values + 9 normalised intrinsics (reference 4)."""
+"""EG3D camera label: 16 cam-to-world values + 9 normalised intrinsics (docs/design/preprocessing.md)."""
 
-_TEXTURE_TOP = 128  # G_tex's last used level (reference 2.4: img32, x32, x64, x128)
+_TEXTURE_TOP = 128  # G_tex's last used level (supplement 6.1: rgb32, x32, x64, x128)
 _TEXTURE_RGB_TOP = 32  # G_tex's skip image is read only at 32
-_SFT_FROM = 16  # CS-SFT at 16 ... 256, reference 2.3
+_SFT_FROM = 16  # CS-SFT at 16 ... 256, docs/design/prior.md
 
 
 class Next3DPriorConfig(PriorConfig):
@@ -93,18 +93,18 @@ class Next3DPriorConfig(PriorConfig):
     """Minibatch-standard-deviation group size of the discriminator (paper 4)."""
     conv_clamp: float | None = 256.0  # StyleGAN2
     """Activation clamp of every conv (keeps fp16/bf16 finite); ``null`` disables it."""
-    box_size: float = 1.0  # box_warp, reference 2.5
+    box_size: float = 1.0  # box_warp, docs/design/prior.md (volume rendering)
     """Side of the tri-plane box in canonical units."""
-    near_offset: float = 0.45  # reference 2.5
+    near_offset: float = 0.45  # docs/design/prior.md (volume rendering)
     """Rays start this far in front of the camera's distance to the origin."""
-    far_offset: float = 0.6  # reference 2.5
+    far_offset: float = 0.6  # docs/design/prior.md (volume rendering)
     """Rays end this far behind the camera's distance to the origin."""
     texture_supersampling: int = Field(2, ge=1)
     """Each texture level is grid-sampled at this multiple of its resolution, then shrunk (antialiasing)."""
-    mouth_condition_row: float | None = Field(87 / 256, ge=0, le=1)  # reference 2.4: rows >= 87 of 256
+    mouth_condition_row: float | None = Field(87 / 256, ge=0, le=1)  # rows >= 87 of 256, docs/design/prior.md
     """Mouth-hole rows at or below this fraction of the UV render are conditioned on static features; ``null``: none."""
     truncation_cutoff: int | None = Field(None, ge=0)
-    """How many of the w+ copies truncation applies to (``null``: all 14, reference 2.2)."""
+    """How many of the w+ copies truncation applies to (``null``: all 14, as the released sampler)."""
 
     def sizes(self) -> PriorSizes:
         """The preset's sizes with this config's overrides applied."""

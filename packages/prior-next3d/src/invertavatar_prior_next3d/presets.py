@@ -1,7 +1,8 @@
 """The sizes each ``preset`` builds: ``paper`` (Next3D++ as released) and ``tiny`` (CPU tests and demos).
 
 A :class:`~invertavatar_prior_next3d.next3d.Next3DPriorConfig` names a preset and may override any
-of these fields; the numbers live here once, beside the reference section they come from.
+of these fields; the numbers live here once, each tagged with the section of docs/design/prior.md
+(architecture) or docs/design/training.md (recipe) it comes from.
 """
 
 from dataclasses import dataclass, fields
@@ -60,23 +61,23 @@ class PriorSizes:
 
 PRESETS: dict[str, PriorSizes] = {
     "paper": PriorSizes(
-        z_dim=512,  # reference 2.2
-        w_dim=512,  # reference 2.2
-        mapping_layers=2,  # --map-depth 2, reference 2.2
-        channel_base=32768,  # reference 2.3
-        channel_max=512,  # reference 2.3
-        plane_resolution=256,  # 3 x 32 x 256^2 tri-plane, reference 2.3
-        plane_channels=32,  # reference 2.3
-        neural_resolution=128,  # reference 2.5
-        image_resolution=512,  # reference 2.6
-        superresolution_channels=(256, 128),  # SuperresolutionHybrid8XDC, reference 2.6
-        decoder_hidden=64,  # FC 32 -> 64 -> 33, reference 2.5
-        samples_per_ray=48,  # reference 2.5
-        importance_samples_per_ray=48,  # reference 2.5
-        discriminator_channel_base=32768,  # reference 2.7
-        discriminator_channel_max=512,  # reference 2.7
-        discriminator_mapping_layers=8,  # reference 2.7
-        mbstd_group=4,  # reference 1.6
+        z_dim=512,  # mapping network
+        w_dim=512,  # mapping network
+        mapping_layers=2,  # --map-depth 2, mapping network
+        channel_base=32768,  # synthesis backbones
+        channel_max=512,  # synthesis backbones
+        plane_resolution=256,  # 3 x 32 x 256^2 tri-plane, synthesis backbones
+        plane_channels=32,  # synthesis backbones
+        neural_resolution=128,  # paper Sec. 3.1; volume rendering
+        image_resolution=512,  # super-resolution
+        superresolution_channels=(256, 128),  # SuperresolutionHybrid8XDC, super-resolution
+        decoder_hidden=64,  # FC 32 -> 64 -> 33, volume rendering
+        samples_per_ray=48,  # volume rendering
+        importance_samples_per_ray=48,  # volume rendering
+        discriminator_channel_base=32768,  # discriminator
+        discriminator_channel_max=512,  # discriminator
+        discriminator_mapping_layers=8,  # discriminator
+        mbstd_group=4,  # training.md, stage 0
     ),
     "tiny": PriorSizes(
         z_dim=32,

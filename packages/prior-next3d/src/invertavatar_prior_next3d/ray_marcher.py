@@ -1,4 +1,4 @@
-"""Alpha compositing along rays, EG3D's "MipRayMarcher2" recipe (reference 2.5).
+"""Alpha compositing along rays, EG3D's "MipRayMarcher2" recipe (docs/design/prior.md).
 
 Samples are taken at sorted depths ``t_0 < ... < t_{S-1}``; each interval contributes its
 midpoint colour and density: ``sigma = softplus(density_mid - 1)``, ``alpha = 1 - exp(-sigma *

@@ -1,4 +1,4 @@
-"""Super-resolution from the neural render to the final image (reference 2.6, EG3D's hybrid 8x "DC").
+"""Super-resolution from the neural render to the final image (EG3D's hybrid 8x "DC", docs/design/prior.md).
 
 The input is the volume-rendered feature image and its first three channels (the raw RGB), both
 at ``input_resolution`` (resized there, antialiased, when the render ran at another size, e.g.
@@ -55,7 +55,7 @@ class SuperResolution(nn.Module):
         img = x[:, :3]
         if fused is None:
             fused = not self.training
-        w = ws[:, -1:].expand(-1, 3, -1)  # the last w, three times per block (reference 2.6)
+        w = ws[:, -1:].expand(-1, 3, -1)  # the last w, three times per block (docs/design/prior.md)
         for block in self.blocks:
             x, img = block(x, img, w, batch_size=x.shape[0], noise_mode="none", fused=fused)
         return img

@@ -1,4 +1,4 @@
-"""StyleGAN2 "skip" synthesis networks that expose their intermediate features (reference 2.3).
+"""StyleGAN2 "skip" synthesis networks that expose their intermediate features (docs/design/prior.md).
 
 A network is a ladder of :class:`SynthesisBlock` s, one per resolution, each described by a
 :class:`BlockSpec`. Blocks are named by their *nominal* (paper-scale) resolution, ``"4"`` ...
@@ -8,8 +8,8 @@ A network is a ladder of :class:`SynthesisBlock` s, one per resolution, each des
 Two hooks let the rest of the prior steer a network without subclassing it:
 
 - CS-SFT (G_static): ``sft[name] = (scale, shift)``; after the block's first (upsampling) conv
-  the channels are split in half and the second half becomes ``x * scale + shift`` (reference
-  2.3; multiplicative as given, not ``1 + scale``);
+  the channels are split in half and the second half becomes ``x * scale + shift`` (docs/design/prior.md;
+  multiplicative as given, not ``1 + scale``);
 - conditions (G_face): ``conditions[name]`` alpha-replaces the block's features and/or its skip
   image with given maps: ``x <- x + alpha * (features - x)``.
 """
@@ -70,7 +70,7 @@ def ladder(
     Args:
         resolution: actual size of the nominal-256 block (256 at paper scale, 64 for ``tiny``).
         channel_base: channels at nominal resolution r are ``min(channel_base // r, channel_max)``
-            (StyleGAN2; 32768 and 512 give 512 up to 64, 256 at 128, 128 at 256, reference 2.3).
+            (StyleGAN2; 32768 and 512 give 512 up to 64, 256 at 128, 128 at 256, as released).
         channel_max: see ``channel_base``.
         up_to: last nominal resolution built (a shorter ladder, e.g. 128 for G_tex).
         torgb_until: last nominal resolution with a ToRGB (default: every block).

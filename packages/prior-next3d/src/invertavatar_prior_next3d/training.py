@@ -1,4 +1,4 @@
-"""Training the prior as a 3D-aware GAN (supplement 6.1, reference 1.6), on the core trainer.
+"""Training the prior as a 3D-aware GAN (supplement 6.1, docs/design/training.md), on the core trainer.
 
 Every step runs the four phases of EG3D/StyleGAN2 training on one batch of real frames:
 
@@ -52,12 +52,13 @@ PRIOR_DIR = "prior"
 """Component folder of the exported ``G_ema`` inside the run folder."""
 
 LANDMARK_CHANNELS = 3
-"""Channels of the landmark-contour image of the deformation-aware discriminator (reference 2.7)."""
+"""Channels of the landmark-contour image of the deformation-aware discriminator (paper Sec. 3.1, supplement 6.1)."""
 
 
 class PriorTrainingConfig(Section):
-    """``invertavatar train prior --config FILE``: the prior, the data and the GAN recipe (reference 1.6)."""
+    """``invertavatar train prior --config FILE``: the prior, the data and the GAN recipe (defaults as released)."""
 
+    # "released recipe": docs/design/training.md, stage 0.
     seed: int = 0
     """Seed of the initial weights and of every step's randomness."""
     prior: ComponentField("prior") = Field(default_factory=lambda: {"name": "next3d"}, validate_default=True)
@@ -72,7 +73,7 @@ class PriorTrainingConfig(Section):
     steps: int = Field(100_000, ge=1)
     """Training steps (each: G, D and their lazy regularisers on one batch)."""
     batch_size: int = Field(4, ge=1)
-    """Images per step and process (8 GPUs x 4 = the released batch of 32, reference 1.6)."""
+    """Images per step and process (8 GPUs x 4 = the released batch of 32)."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Autocast precision of the forward passes (bf16 is safe with the conv clamps)."""
     checkpoint_every: int = Field(1000, ge=1)
@@ -83,43 +84,43 @@ class PriorTrainingConfig(Section):
     """Steps between PNG sample grids of ``G_ema``."""
     sample_count: int = Field(8, ge=1)
     """Images in a sample grid."""
-    sample_truncation: float = 0.7  # reference 2.2
+    sample_truncation: float = 0.7  # released sampler (docs/design/prior.md)
     """Truncation psi of the sample grids."""
-    g_lr: float = 0.0025  # reference 1.6
+    g_lr: float = 0.0025  # released recipe
     """Generator learning rate."""
-    d_lr: float = 0.002  # reference 1.6
+    d_lr: float = 0.002  # released recipe
     """Discriminator learning rate."""
-    betas: tuple[float, float] = (0.0, 0.99)  # reference 1.6
+    betas: tuple[float, float] = (0.0, 0.99)  # released recipe
     """Adam betas of both networks."""
-    r1_gamma: float = Field(8.0, ge=0)  # reference 1.6
+    r1_gamma: float = Field(8.0, ge=0)  # released recipe
     """R1 weight gamma (the penalty is gamma / 2 * |grad D|^2); 0 disables it."""
     r1_interval: int = Field(16, ge=1)  # StyleGAN2 lazy regularisation
     """D steps between R1 penalties."""
-    density_reg: float = Field(0.25, ge=0)  # reference 1.6
+    density_reg: float = Field(0.25, ge=0)  # released recipe
     """Weight of the density regulariser; 0 disables it."""
-    density_reg_interval: int = Field(4, ge=1)  # reference 1.6: every 4 iterations
+    density_reg_interval: int = Field(4, ge=1)  # released recipe: every 4 iterations
     """G steps between density regularisations."""
-    density_reg_p_dist: float = 0.004  # reference 1.6
+    density_reg_p_dist: float = 0.004  # released recipe
     """Standard deviation of the point perturbation of the density regulariser."""
     density_reg_points: int = Field(1000, ge=1)  # EG3D
     """Random points per sample of the density regulariser."""
-    gpc_prob: float | None = Field(0.5, ge=0, le=1)  # gpc_reg_prob, reference 1.6
+    gpc_prob: float | None = Field(0.5, ge=0, le=1)  # gpc_reg_prob, released recipe
     """Probability of conditioning the mapping on another sample's camera; ``null``: condition on zeros."""
     gpc_fade_kimg: float = Field(1000.0, ge=0)  # EG3D default when training from scratch
     """The swap probability fades from 1 to ``gpc_prob`` over this many thousand images (0: no fade)."""
-    ema_kimg: float = Field(10.0, ge=0)  # reference 1.6
+    ema_kimg: float = Field(10.0, ge=0)  # released recipe
     """Half-life of G_ema in thousands of images."""
     ema_rampup: float | None = 0.05  # StyleGAN2-ADA default from scratch
     """Caps the EMA half-life at this fraction of the images seen; ``null`` when resuming a trained G."""
     neural_resolution_initial: int | None = Field(None, ge=8)
     """Neural rendering resolution at the start; ``null`` = half the prior's (64 at paper scale)."""
-    fade_kimg: float = Field(1000.0, ge=0)  # reference 1.6: 64 -> 128 over 1000 kimg
+    fade_kimg: float = Field(1000.0, ge=0)  # released recipe: 64 -> 128 over 1000 kimg
     """Thousands of images over which the neural resolution fades to the prior's (0: start there)."""
     blur_init_sigma: float = Field(10.0, ge=0)  # EG3D
     """Initial blur of D's image input, in pixels of a 512 image (scaled with the image size)."""
     blur_fade_kimg: float = Field(200.0, ge=0)  # EG3D
     """Thousands of images over which that blur fades out (0: no blur)."""
-    landmark_conditioning: bool = False  # reference 2.7: implemented, off in the released command
+    landmark_conditioning: bool = False  # supplement 6.1; off in the released command (docs/design/prior.md)
     """Deformation-aware D: also show it the landmark-contour image (the data must provide it)."""
 
     def trainer_config(self) -> TrainingConfig:

@@ -1,4 +1,4 @@
-"""The small MLP that turns averaged tri-plane features into density and colour features (reference 2.5).
+"""The small MLP that turns averaged tri-plane features into density and colour features (docs/design/prior.md).
 
 FC ``C -> hidden`` (64), softplus, FC ``hidden -> 1 + C_out`` (33): the first output is the raw
 density, the rest go through ``sigmoid * (1 + 2 * 0.001) - 0.001`` (EG3D's widened sigmoid, so
@@ -15,7 +15,7 @@ from invertavatar_prior_next3d.fully_connected import FullyConnected
 __all__ = ["COLOR_MARGIN", "TriplaneDecoder"]
 
 COLOR_MARGIN = 0.001
-"""The sigmoid is widened by this much at both ends (reference 2.5)."""
+"""The sigmoid is widened by this much at both ends (EG3D, as released)."""
 
 
 class TriplaneDecoder(nn.Module):

@@ -1,4 +1,4 @@
-"""Tri-plane feature lookup: project 3D points on the three planes, sample, average (reference 2.5).
+"""Tri-plane feature lookup: project 3D points on the three planes, sample, average (docs/design/prior.md).
 
 Planes (EG3D layout, box ``[-box/2, box/2]^3`` mapped to grid coordinates ``[-1, 1]``):
 plane 0 is XY (columns +x, rows +y), plane 1 is XZ, and plane 2 follows EG3D's released variant,

@@ -1,4 +1,4 @@
-"""Tri-plane volume rendering (reference 2.5): rays -> stratified + importance samples -> composite.
+"""Tri-plane volume rendering (docs/design/prior.md): rays -> stratified + importance samples -> composite.
 
 Rays come from :func:`invertavatar_core.geometry.cameras.rays` (through pixel centres, the toolkit's
 convention shared with projection and rasterisation). Depths span an

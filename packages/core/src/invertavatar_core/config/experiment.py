@@ -156,7 +156,7 @@ class Stage1LossWeights(Section):
     lpips: float = 0.5  # lambda_lpips, Eq. 2
     id: float = 0.25  # lambda_id, Eq. 2
     latent_adv: float = 1.0  # L_adv^{D_W}, Eq. 2
-    w_delta: float = 1e-3  # e4e delta regulariser (reference 1.6)
+    w_delta: float = 1e-3  # e4e delta regulariser (docs/design/training.md)
 
 
 class Stage2LossWeights(Section):
@@ -183,7 +183,7 @@ class TrainingConfig(Section):
     """Encoder learning rate."""
     discriminator_lr: float = 1e-3  # supplement 6.2.2
     """Discriminator learning rate."""
-    betas: tuple[float, float] = (0.5, 0.999)  # released encoder configs (reference 1.6)
+    betas: tuple[float, float] = (0.5, 0.999)  # released encoder configs (docs/design/training.md)
     """Adam betas."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Autocast precision."""
@@ -209,11 +209,11 @@ class TrainingConfig(Section):
     """Model checkpoint of the previous stage (stage 2: prior + E_latent of stage 1; stage 3: all of stage 2)."""
     latent_discriminator_lr: float = 1e-4  # supplement 6.2.1
     """Learning rate of the latent-code discriminator D_W (stage 1)."""
-    r1_gamma: float = 1.0  # reference 2.13 (encoder stages); e4e's D_W uses the same R1 form
+    r1_gamma: float = 1.0  # released encoder losses (docs/design/training.md); D_W uses the same R1 form
     """R1 penalty weight of the discriminators."""
-    sample_truncation: float = 0.6  # reference 1.6 (synthetic GAN samples for the encoders)
+    sample_truncation: float = 0.6  # released encoder configs (docs/design/training.md)
     """Truncation psi of synthetic training samples drawn from the prior."""
-    real_w_truncation: float = 0.8  # reference 2.13 (real codes for D_W)
+    real_w_truncation: float = 0.8  # released e4e stage (docs/design/training.md)
     """Truncation psi of the mapping-network codes D_W sees as real."""
 
 

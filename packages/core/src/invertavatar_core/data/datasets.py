@@ -16,7 +16,7 @@ The ``fit`` layout (``docs/dataset-layout.md``)::
     unwraps/<seq>/<frame>.png         preview: the photo in UV space, white where unseen
     overlays/<seq>/<frame>.png        preview: the fitted mesh over the crop
 
-The official InvertAvatar layout (reference 1.5): ``images512x512/<video>/<frame>.png``,
+The official InvertAvatar layout (docs/dataset-layout.md): ``images512x512/<video>/<frame>.png``,
 ``images512x512/dataset_realcam.json``, ``orthRender256x256_face_eye/<video>/<frame>.npy``
 (float16 H x W x 4: u, v, face mask, coverage), ``uvRender256x256/<video>/<frame>.npy``
 (float16 256 x 256 x 3: x, y, visibility) and ``coeffs/<video>/<frame>.npy`` (610 FaceVerse v3.1
@@ -270,7 +270,7 @@ class FitDatasetWriter:
 
 
 class InvertAvatarDataset(_FrameFolder):
-    """The official preprocessed layout of reference 1.5 (read-only)."""
+    """The official preprocessed layout (read-only; docs/dataset-layout.md)."""
 
     def __init__(
         self,
@@ -328,7 +328,7 @@ class InvertAvatarDataset(_FrameFolder):
                 f"orthRender256x256_face_eye/{sequence}/{frame}.npy: expected H x W x 4, got {ortho.shape}"
             )
         uv = torch.from_numpy(ortho[..., :3].copy()).permute(2, 0, 1)
-        uv[2] = (uv[2] > 0.5).float()  # the face mask is binarised at 0.5 (reference 1.5)
+        uv[2] = (uv[2] > 0.5).float()  # the face mask is binarised at 0.5 (as the released loader)
         unwrap = self._npy("uvRender256x256", sequence, frame).astype(np.float32)
         if unwrap.ndim != 3 or unwrap.shape[2] != 3:
             raise DatasetFormatError(f"uvRender256x256/{sequence}/{frame}.npy: expected H x W x 3, got {unwrap.shape}")

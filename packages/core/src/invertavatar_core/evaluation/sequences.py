@@ -68,7 +68,7 @@ class SyntheticSequences:
         with torch.no_grad():
             for s in range(sequences):
                 camera = drives.camera[s].to(device)
-                psi = experiment.training.sample_truncation  # synthetic samples' truncation, reference 1.6
+                psi = experiment.training.sample_truncation  # synthetic samples' truncation, docs/design/training.md
                 ws = prior.mapping(z[s : s + 1].to(device), camera[:1], truncation_psi=psi)
                 features = prior.canonical(ws)
                 index = torch.arange(length)

@@ -1,6 +1,6 @@
 """EG3D cameras: 25-number labels, look-at poses, orbits, rays, projection and fitted-pose conversion.
 
-Conventions (reference section 4):
+Conventions (docs/design/preprocessing.md, cameras):
 
 - a camera label ``(B, 25)`` is a row-major 4x4 OpenCV cam-to-world matrix (camera x right,
   y down, z forward) followed by a row-major 3x3 intrinsics matrix normalised by the image size
@@ -39,13 +39,13 @@ __all__ = [
 ]
 
 FFHQ_FOCAL = 4.2647
-"""Normalised focal length of the FFHQ labels (reference 4; FOV 18.837 degrees)."""
+"""Normalised focal length of the FFHQ labels (FOV 18.837 degrees)."""
 
 FFHQ_RADIUS = 2.7
-"""Camera distance from the world origin in EG3D's FFHQ convention (reference 4)."""
+"""Camera distance from the world origin in EG3D's FFHQ convention."""
 
 FFHQ_PIVOT = (0.0, 0.0, 0.2)
-"""The point the FFHQ look-at cameras aim at (reference 4)."""
+"""The point the FFHQ look-at cameras aim at."""
 
 _POLE_EPS = 1e-5
 """Polar angles are kept this far from the poles, where the look-at frame is undefined."""
@@ -145,9 +145,9 @@ def look_at_camera(
 
 def orbit_cameras(
     frames: int,
-    yaw_range: float = 0.35,  # eval_updated_os novel-view orbit, reference 4
-    pitch_range: float = 0.25,  # reference 4
-    pitch_offset: float = -0.05,  # reference 4
+    yaw_range: float = 0.35,  # the released one-shot demo's orbit, docs/design/preprocessing.md
+    pitch_range: float = 0.25,  # same orbit
+    pitch_offset: float = -0.05,  # same orbit
     **look_at: float,
 ) -> Camera:
     """``(frames, 25)`` look-at cameras on a closed elliptical yaw/pitch orbit for novel-view videos.
@@ -177,7 +177,7 @@ def rays(
     ``(j + pixel_offset, i + pixel_offset)`` of the intrinsics multiplied by the resolution.
     The default 0.5 goes through pixel centres (EG3D's own sampler, and the convention of
     :func:`project_points` and the rasteriser); InvertAvatar's ``RaySampler_zxc`` used 0
-    (reference 2.5), which shifts renders by half a pixel.
+    (docs/design/prior.md), which shifts renders by half a pixel.
     """
     cam2world, intrinsics = split_camera(camera)
     b = camera.shape[0]
@@ -234,7 +234,7 @@ def camera_from_mesh_transform(
 
     ``mesh_to_camera`` maps model-space points to OpenCV camera space (the fitted similarity,
     pose and scale); ``to_canonical`` is the morphable model's placement in tri-plane space (the
-    ``N F`` of reference 4). Any uniform scale left in the product is divided out of the rotation:
+    ``N F`` of docs/design/preprocessing.md). Any uniform scale left in the product is divided out of the rotation:
     it changes neither the projection nor the ray directions, and EG3D labels are rigid. The
     canonical mesh then projects through the label exactly where the fitted mesh projected.
     """

@@ -2,7 +2,7 @@
 
 EG3D convention: the tri-plane box is [-0.5, 0.5]^3 (box_warp 1). Plane 0 (XY) image columns
 follow +x and rows follow +y. The face window is the part of plane 0 the face module writes:
-rows 57-184 and columns 64-191 of a 256 plane (reference 2.4), i.e. x in [-0.25, 0.25) and
+rows 57-184 and columns 64-191 of a 256 plane (docs/design/prior.md), i.e. x in [-0.25, 0.25) and
 y in [-0.27734375, 0.22265625). The expression UV render covers exactly this window at twice
 the plane resolution (an orthographic render of the whole box at 512 cropped to rows 114-369,
 columns 128-383).
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 __all__ = ["FACE_WINDOW_256", "FaceWindow", "face_window"]
 
 FACE_WINDOW_256 = (57, 185, 64, 192)
-"""(row0, row1, col0, col1), end-exclusive, of the face window in a 256 plane (reference 2.4)."""
+"""(row0, row1, col0, col1), end-exclusive, of the face window in a 256 plane (docs/design/prior.md)."""
 
 
 @dataclass(frozen=True)

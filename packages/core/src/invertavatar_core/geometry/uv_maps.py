@@ -7,7 +7,7 @@ Conventions:
 
 - *canonical vertices* are ``model.vertices(identity, expression, eyes)`` mapped by
   ``model.to_canonical`` into EG3D tri-plane space; they carry identity and expression but no
-  head pose, which lives in the camera (reference 4);
+  head pose, which lives in the camera (docs/design/preprocessing.md);
 - *UV space* images (textures, unwraps) of size ``(Ht, Wt)`` hold at texel (row r, col c) the
   point ``u = (c + 0.5) / Wt``, ``v = (r + 0.5) / Ht`` of the model's UVs: rows follow +v, so
   ``grid_sample(texture, (2u - 1, 2v - 1), align_corners=False)`` reads texel (r, c). With OBJ
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 FRONT_FACING_COSINE = 0.1
-"""A texel is front-facing when its normal's cosine to the camera exceeds this (reference 1.4: normal z > 0.1)."""
+"""A texel is front-facing when its normal's cosine to the camera exceeds this (the release's normal z > 0.1)."""
 
 OCCLUSION_TOLERANCE = 0.01
 """Canonical-space depth (the tri-plane box is 1 wide) by which a texel may lie behind the depth buffer."""
@@ -75,7 +75,7 @@ def render_expression_uv(
     exactly the face window of plane 0 (x in [-0.25, 0.25), y in [-0.27734375, 0.22265625));
     rows follow +y and columns +x, as in plane 0. The mask is the interpolated
     ``model.face_mask`` thresholded at 0.5. Uncovered pixels are 0 in all three channels (as in
-    the reference), so u = v = 0 there means nothing without the mask.
+    the released renders), so u = v = 0 there means nothing without the mask.
     """
     vertices = canonical_vertices(model, identity, expression, eyes)
     window = face_window(256)  # the window's canonical extent is the same at every resolution
@@ -111,7 +111,7 @@ def mouth_hole(mask: Float[Tensor, "B 1 H W"], max_sweeps: int | None = None) ->
     between mask pixels does not leak). Each sweep spreads reachability along whole rows, then
     whole columns, of non-mask runs, so a fill converges in about as many sweeps as its paths
     have turns (a handful for a face), not as many as they have pixels. What stays unreached is
-    the mouth interior and any eye hole (reference 2.4). ``mask`` is thresholded at 0.5; the
+    the mouth interior and any eye hole (docs/design/prior.md). ``mask`` is thresholded at 0.5; the
     result is a float {0, 1} map like the input.
     """
     if mask.ndim != 4 or mask.shape[1] != 1:
@@ -214,7 +214,7 @@ def unwrap_image(
 ) -> Float[Tensor, "B C Ht Wt"]:
     """Sample ``image`` at each texel's grid position (bilinear), ``fill`` where not visible.
 
-    ``fill = 1`` is white for images in [-1, 1] (reference 1.4); the pipeline unwraps the
+    ``fill = 1`` is white for images in [-1, 1] (docs/design/preprocessing.md); the pipeline unwraps the
     residual with -1. A soft visibility blends ``sampled * v + fill * (1 - v)``.
     """
     if image.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2:

@@ -130,8 +130,8 @@ class InversionPipeline:
     Args:
         models: the prior and encoders.
         image_fill: value of the image's UV unwrap where a texel is unseen (white, as the
-            released ``*_uvgttex.png`` unwraps, reference 1.4).
-        residual_fill: value of the residual's UV unwrap where unseen (-1, reference 2.1).
+            released ``*_uvgttex.png`` unwraps, docs/design/preprocessing.md).
+        residual_fill: value of the residual's UV unwrap where unseen (-1, docs/design/encoders.md).
     """
 
     def __init__(self, models: InversionModels, *, image_fill: float = 1.0, residual_fill: float = -1.0) -> None:

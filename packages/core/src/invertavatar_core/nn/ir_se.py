@@ -2,7 +2,7 @@
 
 One network, three uses: the trunk of E_latent (e4e), the trunk of the E_tex / E_tri UNets (with
 7 or 6 input channels), and, with its ArcFace output head, the identity network behind the ID
-loss and the CSIM metric. Layout (reference 2.8): a 3x3 stem conv to 64 channels + BN + PReLU,
+loss and the CSIM metric. Layout (docs/design/encoders.md): a 3x3 stem conv to 64 channels + BN + PReLU,
 then 24 bottleneck-IR-SE units in four stages of 64 / 128 / 256 / 512 channels with 3 / 4 / 14 / 3
 units; each stage opens with a stride-2 unit, the SE reduction is 16.
 
@@ -40,15 +40,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class IRSEArchitecture:
-    """Widths and depths of an IR-SE network (the defaults are IR-SE-50, reference 2.8)."""
+    """Widths and depths of an IR-SE network (the defaults are IR-SE-50, docs/design/encoders.md)."""
 
-    stem_channels: int = 64  # input conv 3x3 -> 64, reference 2.8
+    stem_channels: int = 64  # input conv 3x3 -> 64
     """Channels of the stem conv."""
-    stage_channels: tuple[int, ...] = (64, 128, 256, 512)  # reference 2.8
+    stage_channels: tuple[int, ...] = (64, 128, 256, 512)
     """Output channels of each stage."""
-    stage_units: tuple[int, ...] = (3, 4, 14, 3)  # 24 units = IR-SE-50, reference 2.8
+    stage_units: tuple[int, ...] = (3, 4, 14, 3)  # 24 units = IR-SE-50
     """Bottleneck units per stage; the first unit of each stage has stride 2."""
-    se_reduction: int = 16  # reference 2.8
+    se_reduction: int = 16
     """Squeeze-excitation channel reduction."""
 
     def __post_init__(self) -> None:
@@ -67,7 +67,7 @@ class IRSEArchitecture:
 
 
 IR_SE_50 = IRSEArchitecture()
-"""The paper's trunk: 30.95 M parameters with a 3-channel input (reference 2.12)."""
+"""The paper's trunk (supplement 6.3): 30.95 M parameters with a 3-channel input (docs/design/encoders.md)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class IRSEFeatures:
 
     - ``stages[s]``: output of stage ``s``, ``(B, C_s, R / 2^(s+1), R / 2^(s+1))``;
     - ``first_units[s]``: output of stage ``s``'s first (stride-2) unit, same shape as ``stages[s]``
-      (the UNets take their deepest skip from the first unit of the last stage, reference 2.9).
+      (the UNets take their deepest skip from the first unit of the last stage, docs/design/encoders.md).
     """
 
     stages: tuple[Tensor, ...]

@@ -1,7 +1,7 @@
-"""Loss terms of the encoder stages (Eq. 2 and Eq. 3, reference 2.13) and the latent discriminator D_W.
+"""Loss terms of the encoder stages (Eq. 2 and Eq. 3, docs/design/training.md) and the latent discriminator D_W.
 
 - reconstruction: L1 and a perceptual distance on final images brought to at most 256 pixels
-  (reference 2.13), L1 on the raw neural render (``L_raw``);
+  (as released), L1 on the raw neural render (``L_raw``);
 - feature losses on synthetic samples: L1 on every ``F_tex`` level (``L_tex``) and on the
   tri-plane (``L_tri``);
 - identity: ``1 - cos`` of ArcFace (IR-SE-50) embeddings with user-supplied weights;
@@ -49,7 +49,7 @@ __all__ = [
 log = logging.getLogger("invertavatar.losses")
 
 LOSS_RESOLUTION = 256
-"""Final images are compared at most at this size (reference 2.13: 256-downsampled)."""
+"""Final images are compared at most at this size (the released losses downsample to 256)."""
 ID_CROP = (35 / 256, 223 / 256, 32 / 256, 220 / 256)
 """Face crop (top, bottom, left, right as fractions) fed to ArcFace, the pSp/e4e ID-loss convention."""
 ID_RESOLUTION = 112

@@ -22,9 +22,9 @@ class IncrementalInverterConfig(InverterConfig):
     """Settings of our inverter (the networks come from the experiment)."""
 
     name: Literal["incremental"] = "incremental"
-    image_fill: float = 1.0  # unseen texels of the image unwrap are white, reference 1.4
+    image_fill: float = 1.0  # unseen texels of the image unwrap are white, docs/design/preprocessing.md
     """Value of the image's UV unwrap where a texel is not visible."""
-    residual_fill: float = -1.0  # reference 2.1
+    residual_fill: float = -1.0  # as released, docs/design/encoders.md
     """Value of the residual's UV unwrap where a texel is not visible."""
 
 

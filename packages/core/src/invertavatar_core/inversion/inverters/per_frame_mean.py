@@ -29,9 +29,9 @@ class PerFrameMeanInverterConfig(InverterConfig):
     name: Literal["per_frame_mean"] = "per_frame_mean"
     ws: Literal["first", "mean"] = "first"
     """Which w+ the averaged avatar keeps: frame 0's (as our inverter) or the frames' mean."""
-    image_fill: float = 1.0  # reference 1.4
+    image_fill: float = 1.0  # white, docs/design/preprocessing.md
     """Value of the image's UV unwrap where a texel is not visible."""
-    residual_fill: float = -1.0  # reference 2.1
+    residual_fill: float = -1.0  # docs/design/encoders.md
     """Value of the residual's UV unwrap where a texel is not visible."""
 
 
