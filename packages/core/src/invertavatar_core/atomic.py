@@ -8,7 +8,9 @@ crash fell between those renames.
 
 import contextlib
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +18,26 @@ from pathlib import Path
 __all__ = ["atomic_directory", "atomic_write", "atomic_write_bytes", "atomic_write_text", "recover_directory"]
 
 _BACKUP = ".bak-"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _TMP = ".tmp-"
+
+
+def _create_sibling(parent: Path, prefix: str, suffix: str, *, directory: bool) -> Path:
+    """Create a new, uniquely named file or directory with the mode a plain ``open``/``mkdir`` gives.
+
+    ``mkstemp``/``mkdtemp`` create 0600/0700 whatever the umask; creating with 0666/0777 lets the
+    kernel apply the process's umask at write time (read back from the result's mode, since
+    reading the umask means changing it).
+    """
+    while True:
+        candidate = parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            if directory:
+                os.mkdir(candidate, 0o777)
+            else:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
 
 
 def _fsync_dir(path: Path) -> None:
@@ -37,13 +56,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}{_TMP}", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _create_sibling(path.parent, f".{path.name}{_TMP}", path.suffix, directory=False)
+    mode = stat.S_IMODE(tmp.stat().st_mode)
     try:
         write(tmp)
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        # Some writers (safetensors) replace the file with a 0600 one of their own.
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -93,12 +111,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_TMP}", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
+    tmp = _create_sibling(path.parent, f".{path.name}{_TMP}", "", directory=True)
+    file_mode = stat.S_IMODE(tmp.stat().st_mode) & 0o666
     try:
         yield tmp
         for child in tmp.iterdir():
             if child.is_file():
+                os.chmod(child, file_mode)  # weights and JSON alike, whatever their writer did
                 with open(child, "rb+") as handle:
                     os.fsync(handle.fileno())
         _fsync_dir(tmp)
