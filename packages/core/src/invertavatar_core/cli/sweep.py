@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(sweep.points)} valid points")
         return 0
     runner = functools.partial(run_point, stages=tuple(args.stages), evaluate=evaluate, device=args.device)
-    rows = sweep.run(runner, args.out, progress=print)
+    settings = {"stages": list(args.stages), "evaluate": evaluate}  # a point trained differently is not done
+    rows = sweep.run(runner, args.out, settings=settings, progress=print)
     print(f"{len(rows)} points; results in {args.out}/results.md")
     return 0
