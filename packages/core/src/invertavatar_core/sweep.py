@@ -183,7 +183,7 @@ class Sweep:
             if state == "done":
                 result = json.loads((point_dir / _RESULT).read_text(encoding="utf-8"))
                 if progress:
-                    progress(f"{label}: done before with the same config, skipped")
+                    progress(f"{label}: done before, skipped (same config and settings)")
             else:
                 if state == "stale":
                     kept = _move_aside(point_dir)
