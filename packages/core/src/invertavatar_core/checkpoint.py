@@ -61,6 +61,9 @@ def save_component(
 ) -> Path:
     """Save ``module`` built from ``config`` as a component directory, atomically.
 
+    An existing ``path`` is replaced only if it is a component directory we wrote (see
+    :func:`invertavatar_core.atomic.atomic_directory`).
+
     Args:
         module: the built component.
         config: the config it was built from (written to ``config.json``).
@@ -74,7 +77,7 @@ def save_component(
         "invertavatar.version": __version__,
         "invertavatar.context": json.dumps(_jsonable_context(context or {})),
     }
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, "component", signature=(CONFIG_FILE, WEIGHTS_FILE)) as tmp:
         (tmp / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
         save_model(module, str(tmp / WEIGHTS_FILE), metadata=metadata)
     return Path(path)
