@@ -100,7 +100,7 @@ def test_interrupted_directory_swap_is_recovered(registry, gru, tmp_path, monkey
 
 def test_weights_json_and_folders_follow_the_current_umask(registry, gru, tmp_path):
     """Every file we write gets the mode a plain ``open`` would: one umask for weights and JSON."""
-    from invertavatar_core.atomic import atomic_write_text
+    from invertavatar_core.atomic import MARKER_FILE, atomic_write_text
     from invertavatar_core.checkpoint import save_tensors
 
     module, config = gru
@@ -116,6 +116,7 @@ def test_weights_json_and_folders_follow_the_current_umask(registry, gru, tmp_pa
         "gru": 0o750,
         "gru/config.json": 0o640,
         f"gru/{WEIGHTS_FILE}": 0o640,
+        f"gru/{MARKER_FILE}": 0o640,
         "state.safetensors": 0o640,
         "latest": 0o640,
     }

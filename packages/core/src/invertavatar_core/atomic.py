@@ -14,7 +14,9 @@ the path) before a command does any work, so nothing a user wrote is overwritten
 import contextlib
 import json
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -38,9 +40,26 @@ MARKER_FILE = ".invertavatar"
 """Marker file in every folder invertavatar creates: ``{"kind": ..., "version": 1, "invertavatar_version": ...}``."""
 _MARKER_VERSION = 1
 _BACKUP = ".bak-"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _TMP = ".tmp-"
+
+
+def _create_sibling(parent: Path, prefix: str, suffix: str, *, directory: bool) -> Path:
+    """Create a new, uniquely named file or directory with the mode a plain ``open``/``mkdir`` gives.
+
+    ``mkstemp``/``mkdtemp`` create 0600/0700 whatever the umask; creating with 0666/0777 lets the
+    kernel apply the process's umask at write time (read back from the result's mode, since
+    reading the umask means changing it).
+    """
+    while True:
+        candidate = parent / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            if directory:
+                os.mkdir(candidate, 0o777)
+            else:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
 
 
 class OutputPathError(ValueError):
@@ -232,14 +251,15 @@ def atomic_directory(path: str | Path, kind: str, *, signature: Sequence[str] = 
     if path.is_dir() and any(path.iterdir()) and _owned_kind(path, signature) not in (kind, "?"):
         raise OutputPathError(f"{path}: holds files that are not a {kind} written by invertavatar; not replaced")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{_TMP}", dir=path.parent))
+    tmp = _create_sibling(path.parent, f".{path.name}{_TMP}", "", directory=True)
+    file_mode = stat.S_IMODE(tmp.stat().st_mode) & 0o666
     backup = None
     try:
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
         yield tmp
         (tmp / MARKER_FILE).write_text(_marker_json(kind), encoding="utf-8")
         for child in tmp.iterdir():
             if child.is_file():
+                os.chmod(child, file_mode)  # weights and JSON alike, whatever their writer did
                 with open(child, "rb+") as handle:
                     os.fsync(handle.fileno())
         _fsync_dir(tmp)
