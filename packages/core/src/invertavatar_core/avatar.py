@@ -26,7 +26,7 @@ from invertavatar_core.checkpoint import CheckpointError, load_tensors
 from invertavatar_core.protocols import CanonicalFeatures, Prior, PriorRender
 from invertavatar_core.version import __version__
 
-__all__ = ["AVATAR_FORMAT", "AVATAR_KIND", "Avatar"]
+__all__ = ["AVATAR_FILES", "AVATAR_FORMAT", "AVATAR_KIND", "Avatar"]
 
 AVATAR_FORMAT = "invertavatar.avatar"
 """The ``format`` field of ``avatar.json``."""
@@ -36,6 +36,8 @@ _VERSION = 1
 _TENSORS = "avatar.safetensors"
 _META = "avatar.json"
 _IDENTITY = "meta.identity"
+AVATAR_FILES = (_META, _TENSORS)
+"""The files of an avatar folder (what identifies one written before marker files existed)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Avatar:
             "batch_size": self.features.batch_size,
             "extra": dict(self.extra),
         }
-        with atomic_directory(path, AVATAR_KIND, signature=(_META, _TENSORS)) as tmp:
+        with atomic_directory(path, AVATAR_KIND, signature=AVATAR_FILES) as tmp:
             save_file(tensors, str(tmp / _TENSORS), metadata={"format": "pt"})
             (tmp / _META).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
         return Path(path)

@@ -21,8 +21,10 @@ from invertavatar_core.registry import Registry
 from invertavatar_core.version import __version__
 
 __all__ = [
+    "COMPONENT_KIND",
     "CONFIG_FILE",
     "CheckpointError",
+    "RUN_KIND",
     "WEIGHTS_FILE",
     "check_state_dict",
     "load_component",
@@ -35,6 +37,10 @@ __all__ = [
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+COMPONENT_KIND = "component"
+"""Marker kind (:data:`invertavatar_core.atomic.MARKER_FILE`) of a component directory."""
+RUN_KIND = "run"
+"""Marker kind of a training run folder, which is also a model checkpoint (docs/checkpoints.md)."""
 
 
 class CheckpointError(ValueError):
@@ -77,7 +83,7 @@ def save_component(
         "invertavatar.version": __version__,
         "invertavatar.context": json.dumps(_jsonable_context(context or {})),
     }
-    with atomic_directory(path, "component", signature=(CONFIG_FILE, WEIGHTS_FILE)) as tmp:
+    with atomic_directory(path, COMPONENT_KIND, signature=(CONFIG_FILE, WEIGHTS_FILE)) as tmp:
         (tmp / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
         save_model(module, str(tmp / WEIGHTS_FILE), metadata=metadata)
     return Path(path)

@@ -78,6 +78,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         """The allowed object for ``module.name``; anything else raises :class:`UnpicklingRefused`."""
+        if module == "__builtin__":  # protocol <= 2 pickles name builtins the Python 2 way
+            module = "builtins"
         try:
             return self.allowed[(module, name)]
         except KeyError:

@@ -40,7 +40,8 @@ from pydantic import BaseModel
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from invertavatar_core.atomic import atomic_write_text
+from invertavatar_core.atomic import atomic_write_text, read_marker, write_marker
+from invertavatar_core.checkpoint import RUN_KIND
 from invertavatar_core.config import TrainingConfig, dump_config
 from invertavatar_core.distributed import Runtime, average_gradients, broadcast_module
 from invertavatar_core.image_io import save_grid
@@ -215,6 +216,8 @@ class Trainer:
         """Train from the last checkpoint (or from scratch) to ``training.steps``; returns the last scalars."""
         t = self.training
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.runtime.is_main and read_marker(self.run_dir) is None:
+            write_marker(self.run_dir, RUN_KIND)  # ours: a later run may resume or re-export here
         self._write_config()
         for module in self.stage.modules.values():
             module.to(self.runtime.device)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from invertavatar_core.atomic import check_output_file
 from invertavatar_core.avatar import Avatar
 from invertavatar_core.cli import UserError
 from invertavatar_core.config import default_registry
@@ -70,6 +71,7 @@ def neutral_expression_uv(
 
 def run(args: argparse.Namespace) -> int:
     """Write the video."""
+    check_output_file(args.out)  # before anything is loaded or rendered
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     avatar = Avatar.load(args.avatar, device)
     models = InversionModels.load(_checkpoint(args, avatar), default_registry(), device=device).eval()

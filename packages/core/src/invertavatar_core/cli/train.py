@@ -9,6 +9,8 @@ holding the model checkpoint that ``invertavatar reconstruct --checkpoint`` and 
 import argparse
 import importlib
 
+from invertavatar_core.atomic import check_output_dir
+from invertavatar_core.checkpoint import CONFIG_FILE, RUN_KIND
 from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
 from invertavatar_core.config import default_registry
 
@@ -44,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.distributed import Runtime
 
     experiment = experiment_from_args(args, "training.out_dir")
+    # A run folder resumes; any other non-empty folder is refused before any model is built.
+    check_output_dir(experiment.training.out_dir, RUN_KIND, reuse=True, signature=(CONFIG_FILE, "checkpoints"),
+                     what="training.out_dir")  # fmt: skip
     module, function, _ = STAGES[args.train_stage]
     train = getattr(importlib.import_module(module), function)
     runtime = Runtime.from_env(args.device)

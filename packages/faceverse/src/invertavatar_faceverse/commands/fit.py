@@ -6,7 +6,9 @@ over a video's frames), detect again on the crops, fit the morphable model
 (:mod:`invertavatar_faceverse.fitting`), then write, per frame, the crop, its EG3D camera, the
 expression UV render, the UV unwrap (grid, visibility, preview) and the coefficients, plus an
 overlay of the fitted mesh, in the layout of ``docs/dataset-layout.md``. A sequence already in
-``--out`` is skipped, so an interrupted run resumes.
+``--out`` is skipped only when the content key of its input file and of the settings (see
+:func:`invertavatar_core.datasets.input_key`) is unchanged, so an interrupted run resumes and a
+different photo under the same file name is fitted again.
 """
 
 import argparse
@@ -65,6 +67,16 @@ def _model_config(spec: str, canonical: Path | None, registry) -> dict:
     return registry.validate_config("morphable_model", config).model_dump(mode="json")
 
 
+_NOT_SETTINGS = ("inputs", "out", "device", "func", "command", "traceback", "model", "mediapipe_canonical")
+"""Arguments that do not change what is fitted (the model enters as its resolved config)."""
+
+
+def _settings(args: argparse.Namespace, model_config: dict, fitting) -> dict:
+    """Everything that changes a sequence's fitted frames, for its content key."""
+    chosen = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS}
+    return {**chosen, "model": model_config, "fitting": fitting.model_dump(mode="json")}
+
+
 def _frames(path: Path, every: int, max_frames: int | None):
     from invertavatar_core.image_io import read_image, read_video_frames, video_frame_count
 
@@ -82,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
 
     from invertavatar_core.cli import UserError
     from invertavatar_core.config import default_registry
-    from invertavatar_core.datasets import FitDatasetWriter, FittedFrame
+    from invertavatar_core.atomic import check_output_dir
+    from invertavatar_core.datasets import FIT_KIND, FitDatasetWriter, FittedFrame, input_key
     from invertavatar_core.image_io import to_uint8
     from invertavatar_core.settings import RuntimeSettings
     from invertavatar_core.uv_maps import canonical_vertices, render_expression_uv, unwrap_image, uv_unwrap_grid
@@ -93,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.inputs:
         if not path.is_file():
             raise UserError(f"input not found: {path}")
+    check_output_dir(args.out, FIT_KIND, reuse=True, signature=("dataset.json",))
     registry = default_registry()
     if "mediapipe" not in registry.names("landmark_detector"):
         raise UserError('`fit` needs the MediaPipe landmark detector: pip install "invertavatar-faceverse[mediapipe]"')
@@ -109,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             "pass --mediapipe-canonical face_model_with_iris.obj to use all of them"
         )
     writer = FitDatasetWriter(args.out, model_config, args.resolution, args.uv_resolution)
+    settings = _settings(args, model_config, fitting)
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise UserError("inputs must have distinct file names (each becomes a sequence named after it)")
@@ -116,9 +131,13 @@ def run(args: argparse.Namespace) -> int:
     for path in args.inputs:
         sequence = path.stem
         frames, frame_names = _frames(path, args.every, args.max_frames)
-        if frame_names and all(writer.has(sequence, f) for f in frame_names):
-            print(f"{sequence}: already fitted, skipped")
+        key = input_key([path], settings)
+        if frame_names and writer.input_key(sequence) == key and all(writer.has(sequence, f) for f in frame_names):
+            print(f"{sequence}: already fitted from the same file and settings, skipped")
             continue
+        if writer.input_key(sequence) is not None:
+            print(f"{sequence}: the file or the settings changed since it was fitted; fitting it again")
+        writer.begin_sequence(sequence, key)
         boxes = []
         for k, frame in enumerate(tqdm(frames, desc=f"{sequence}: landmarks", unit="frame")):
             found = detector.detect(to_uint8(frame))

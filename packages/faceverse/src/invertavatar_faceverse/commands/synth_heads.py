@@ -26,9 +26,12 @@ def register(subparsers, groups) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Render and report where."""
+    from invertavatar_core.atomic import check_output_dir
     from invertavatar_core.config import default_registry
+    from invertavatar_core.datasets import FIT_KIND
     from invertavatar_faceverse.synthetic_heads import SyntheticHeadsConfig, synthesize_heads
 
+    check_output_dir(args.out, FIT_KIND, reuse=True, signature=("dataset.json",))  # before any model is built
     registry = default_registry()
     model_config = (
         registry.tiny_config("morphable_model", "procedural")
