@@ -73,3 +73,16 @@ def test_bad_files_name_the_file(tmp_path):
     listing.write_text("[1, 2]")
     with pytest.raises(ValueError, match="list.json: expected a mapping"):
         load_config_data(listing)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n"])
+def test_an_empty_config_file_is_an_error_naming_it(tmp_path, text, capsys):
+    from invertavatar_core.cli import main
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+    with pytest.raises(ValueError, match=r"empty.yaml: the config file is empty"):
+        load_config_data(empty)
+    assert main(["config", "show", str(empty)]) == 2  # not the paper-size defaults
+    captured = capsys.readouterr()
+    assert captured.out == "" and "empty.yaml: the config file is empty" in captured.err
