@@ -208,9 +208,9 @@ def check_output_dir(
                 f"choose a new folder"
             )
         if owned not in (kind, "?"):
-            raise OutputPathError(f"{what} {path}: holds a {owned} written by invertavatar, not a {kind}")
+            raise OutputPathError(f"{what} {path}: holds invertavatar output of kind {owned!r}, not {kind!r}")
         if not (overwrite or reuse):
-            raise OutputPathError(f"{what} {path}: holds an earlier {kind}; pass --overwrite to replace it")
+            raise OutputPathError(f"{what} {path}: holds earlier output ({kind}); pass --overwrite to replace it")
         if not os.access(path, os.W_OK | os.X_OK):
             raise OutputPathError(f"{what} {path}: cannot write in it (permission denied)")
     return path
@@ -249,7 +249,7 @@ def atomic_directory(path: str | Path, kind: str, *, signature: Sequence[str] = 
         raise OutputPathError(f"{path}: is a file; a folder goes there")
     recover_directory(path)
     if path.is_dir() and any(path.iterdir()) and _owned_kind(path, signature) not in (kind, "?"):
-        raise OutputPathError(f"{path}: holds files that are not a {kind} written by invertavatar; not replaced")
+        raise OutputPathError(f"{path}: holds files that are not invertavatar output of kind {kind!r}; not replaced")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_sibling(path.parent, f".{path.name}{_TMP}", "", directory=True)
     file_mode = stat.S_IMODE(tmp.stat().st_mode) & 0o666
