@@ -152,6 +152,14 @@ def convert_faceverse_file(source: str | Path, out: str | Path) -> Path:
     return atomic_write(Path(out), lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
+def _read_plain_npy(path: Path, field: str) -> np.ndarray:
+    """A numeric ``.npy`` named by a config field; a pickled one is refused (never unpickled)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"faceverse: {field} {path}: not a plain numeric .npy ({exc})") from None
+
+
 class FaceVerseModelConfig(MorphableModelConfig):
     """Where the FaceVerse v3.1 dict lies, and its load-time conventions."""
 
@@ -237,7 +245,7 @@ class FaceVerseModel(LinearFaceModel):
         eyeballs = [np.arange(ver_inds[0], ver_inds[1]), np.arange(ver_inds[1], ver_inds[2])]
         centers = np.stack([mean[e].mean(0) + np.array([0.0, 0.0, self.config.eye_center_push]) for e in eyeballs])
         fv2fl = (
-            np.load(self.config.canonical_matrix_path, allow_pickle=False).astype(np.float64)
+            _read_plain_npy(self.config.canonical_matrix_path, "canonical_matrix_path").astype(np.float64)
             if self.config.canonical_matrix_path is not None
             else _default_fv2fl()
         )
@@ -281,7 +289,7 @@ class FaceVerseModel(LinearFaceModel):
             mask_path = Path(self.config.face_mask_path)
             if not mask_path.is_file():
                 raise FileNotFoundError(f"faceverse: face_mask_path {mask_path} does not exist")
-            mask, source = np.load(mask_path, allow_pickle=False).astype(np.float64).reshape(-1), str(mask_path)
+            mask, source = _read_plain_npy(mask_path, "face_mask_path").astype(np.float64).reshape(-1), str(mask_path)
         else:
             raise KeyError(
                 f"{path}: FaceVerse model has no 'face_mask' key; set face_mask_path (e.g. v31_face_mask_new.npy)"
