@@ -48,6 +48,13 @@ def register(subparsers, groups) -> None:
     parser.add_argument("--every", type=int, default=1, help="use every k-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     parser.add_argument("--steps", type=int, default=None, help="per-frame optimisation steps (default 100)")
+    parser.add_argument(
+        "--face-index",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with several faces in a frame, fit the K-th largest (0, the default, is the largest)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: INVERTAVATAR_DEVICE or cpu)")
     parser.set_defaults(func=run)
 
@@ -99,13 +106,15 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.image_io import to_uint8
     from invertavatar_core.settings import RuntimeSettings
     from invertavatar_core.uv_maps import canonical_vertices, render_expression_uv, unwrap_image, uv_unwrap_grid
-    from invertavatar_faceverse.face_crop import crop_box, crop_image, smooth_boxes
+    from invertavatar_faceverse.face_crop import crop_box, crop_image, nearest_face, smooth_boxes
     from invertavatar_faceverse.fitting import FitDivergedError, FittingConfig, LandmarkInputError, fit_video
     from invertavatar_faceverse.mesh_render import render_mesh
 
     for path in args.inputs:
         if not path.is_file():
             raise UserError(f"input not found: {path}")
+    if args.face_index is not None and args.face_index < 0:
+        raise UserError(f"--face-index: expected 0 (the largest face) or more, got {args.face_index}")
     check_output_dir(args.out, FIT_KIND, reuse=True, signature=("dataset.json",))
     registry = default_registry()
     if "mediapipe" not in registry.names("landmark_detector"):
@@ -138,21 +147,35 @@ def run(args: argparse.Namespace) -> int:
         if writer.input_key(sequence) is not None:
             print(f"{sequence}: the file or the settings changed since it was fitted; fitting it again")
         writer.begin_sequence(sequence, key)
-        boxes = []
+        boxes, told = [], False
         for k, frame in enumerate(tqdm(frames, desc=f"{sequence}: landmarks", unit="frame")):
-            found = detector.detect(to_uint8(frame))
-            if found is None:
+            faces = detector.detect_all(to_uint8(frame))  # largest first
+            if not faces:
                 raise UserError(f"{path}: no face found in frame {frame_names[k]}")
-            boxes.append(crop_box(found))
+            index = args.face_index or 0
+            if index >= len(faces):
+                raise UserError(
+                    f"{path}: --face-index {index}, but frame {frame_names[k]} has {len(faces)} face(s) "
+                    f"(0 is the largest)"
+                )
+            if len(faces) > 1 and not told:
+                which = "the largest" if index == 0 else f"number {index} by size (0 is the largest)"
+                print(
+                    f"{sequence}: {len(faces)} faces in frame {frame_names[k]}; fitting {which}; "
+                    "--face-index K picks another"
+                )
+                told = True
+            boxes.append(crop_box(faces[index]))
         boxes = smooth_boxes(boxes) if len(boxes) > 1 else boxes
         crops, landmarks = [], []
         for k, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
             crop = crop_image(frame, box, args.resolution)
-            found = detector.detect(to_uint8(crop))
-            if found is None:
+            faces = detector.detect_all(to_uint8(crop))
+            if not faces:
                 raise UserError(f"{path}: no face found in the crop of frame {frame_names[k]}")
             crops.append(crop)
-            landmarks.append(found)
+            # The chosen face is the one the crop is centred on (a neighbour may reach into it).
+            landmarks.append(nearest_face(faces, (args.resolution / 2, args.resolution / 2)))
         points = torch.stack(landmarks).to(device)
         try:
             result = fit_video(model, points, args.resolution, fitting)
