@@ -96,7 +96,8 @@ def checkpoint(tmp_path_factory, tiny_models):
 def _fit_folder(root, tiny_frames, sequence):
     from invertavatar_core.datasets import FitDatasetWriter, FittedFrame
 
-    writer = FitDatasetWriter(root, {"name": "procedural"}, tiny_frames.image.shape[-1], tiny_frames.unwrap_grid.shape[1])
+    sizes = tiny_frames.image.shape[-1], tiny_frames.unwrap_grid.shape[1]
+    writer = FitDatasetWriter(root, {"name": "procedural"}, *sizes)
     for t in range(len(tiny_frames)):
         writer.add(sequence, f"{t:05d}", FittedFrame(
             image=tiny_frames.image[t], camera=tiny_frames.camera[t], expression_uv=tiny_frames.expression_uv[t],

@@ -149,8 +149,10 @@ def read_marker(folder: str | Path) -> dict[str, Any] | None:
 
 
 def _owned_kind(folder: Path, signature: Sequence[str]) -> str | None:
-    """The kind our marker records; ``"?"`` for a folder holding every ``signature`` file (written
-    before markers existed); ``None`` for a folder we did not write."""
+    """The kind our marker in ``folder`` records, or ``"?"``, or ``None`` for a folder we did not write.
+
+    ``"?"``: no marker, but every ``signature`` file is there (written before markers existed).
+    """
     marker = read_marker(folder)
     if marker is not None:
         return marker["kind"]
@@ -217,8 +219,10 @@ def check_output_dir(
 
 
 def check_output_file(path: str | Path, *, what: str = "--out") -> Path:
-    """Check, before any work, that the file ``path`` can be written (a folder in the way, a parent that
-    is a file, no permission: :class:`OutputPathError`); sweep stale temporaries of earlier writes."""
+    """Check, before any work, that the file ``path`` can be written; sweep stale temporaries of earlier writes.
+
+    Refused (:class:`OutputPathError`): a folder in the way, a parent that is a file, no permission.
+    """
     path = Path(path).expanduser()
     if path.name in ("", ".", "..") or path.is_dir():
         raise OutputPathError(f"{what} {path}: is a folder; a file goes there")

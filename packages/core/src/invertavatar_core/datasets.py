@@ -79,6 +79,7 @@ def input_key(files: Sequence[str | Path], settings: Mapping[str, Any]) -> str:
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode("utf-8"))
     return digest.hexdigest()
 
+
 _MAPS = ("expression_uv", "unwrap_grid", "visibility")
 _COEFFICIENTS = ("identity", "expression", "eyes")
 

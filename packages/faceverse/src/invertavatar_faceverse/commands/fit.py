@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
+    from invertavatar_core.atomic import check_output_dir
     from invertavatar_core.cli import UserError
     from invertavatar_core.config import default_registry
-    from invertavatar_core.atomic import check_output_dir
     from invertavatar_core.datasets import FIT_KIND, FitDatasetWriter, FittedFrame, input_key
     from invertavatar_core.image_io import to_uint8
     from invertavatar_core.settings import RuntimeSettings
