@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     fit_dir = Path(args.fit) if args.fit else Path(f"{out}.fit")
     if not args.fit:
         check_output_dir(fit_dir, FIT_KIND, reuse=True, signature=("dataset.json",), what="fit folder")
+    elif not fit_dir.is_dir():
+        raise UserError(f"--fit {fit_dir}: folder not found (write it with `invertavatar fit`)")
     registry = default_registry()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = Path(args.checkpoint)
