@@ -78,12 +78,16 @@ def test_glue_with_a_stand_in_timm(registry, tiny_info, fake_timm, tmp_path) -> 
     assert w.shape == (2, tiny_info.num_ws, tiny_info.w_dim)
     w.square().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in enc.parameters())
+    # The weights are read by us (safetensors / weights-only) and handed to timm as a state dict:
+    # timm never opens a file a config names.
+    from safetensors.torch import save_file
+
     weights = tmp_path / "fake.safetensors"
-    weights.write_bytes(b"")
+    save_file({"stem.weight": torch.arange(6.0).view(2, 3)}, str(weights))
     build(registry, tiny_info, weights=str(weights))
-    assert fake_timm[-1][1]["pretrained"] is True and fake_timm[-1][1]["pretrained_cfg_overlay"] == {
-        "file": str(weights)
-    }
+    overlay = fake_timm[-1][1]["pretrained_cfg_overlay"]
+    assert fake_timm[-1][1]["pretrained"] is True and list(overlay) == ["state_dict"]
+    assert torch.equal(overlay["state_dict"]["stem.weight"], torch.arange(6.0).view(2, 3))
     with pytest.raises(FileNotFoundError, match="absent.safetensors"):
         build(registry, tiny_info, weights=str(tmp_path / "absent.safetensors"))
     with pytest.raises(ValueError, match="divisible"):

@@ -9,7 +9,7 @@ from invertavatar_core import build_registry, get_plugin_manager
 from invertavatar_core.cli import main
 from invertavatar_core.data.datasets import FitDataset
 from invertavatar_core.io.media import read_image, save_image
-from invertavatar_faceverse.face_crop import CropBox, crop_box, crop_image, smooth_boxes
+from invertavatar_faceverse.face_crop import CropBox, by_size, crop_box, crop_image, nearest_face, smooth_boxes
 
 HAS_MEDIAPIPE = importlib.util.find_spec("mediapipe") is not None
 
@@ -97,3 +97,61 @@ def test_fit_command_reports_missing_faces(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no face found" in err and "blank.png" in err
     assert main(["fit", str(tmp_path / "absent.jpg"), "--out", str(tmp_path / "out")]) == 2
+
+
+def _fake_face(centre: tuple[float, float], size: float) -> torch.Tensor:
+    """478 landmarks spread over a ``size`` square around ``centre`` (an eye-mouth layout is not needed)."""
+    return torch.rand(478, 2) * size + torch.tensor(centre) - size / 2
+
+
+def test_faces_are_ordered_largest_first_and_the_centred_one_is_found_on_a_crop():
+    small, large, middle = _fake_face((20.0, 20.0), 10.0), _fake_face((80.0, 40.0), 40.0), _fake_face((50, 50), 20.0)
+    ordered = by_size([small, large, middle])
+    assert [f is g for f, g in zip(ordered, [large, middle, small], strict=True)] == [True] * 3
+    assert by_size([]) == []
+    box = crop_box(middle)
+    centre = (box.x0 + box.side / 2, box.y0 + box.side / 2)
+    assert nearest_face([large, middle, small], centre) is middle
+
+
+def _two_faces(assets_dir, detector):
+    """Two people's face crops, 160 and 100 pixels, side by side: face 0 (largest) left, face 1 right."""
+    from invertavatar_core.io.media import to_uint8
+
+    tiles = []
+    for name, side in (("obama_official_portrait.jpg", 160), ("biden_official_portrait.jpg", 100)):
+        photo = assets_dir / "media" / name
+        if not photo.is_file():
+            pytest.skip(f"portrait missing: {photo}")
+        image = read_image(photo)
+        tiles.append(crop_image(image, crop_box(detector.detect(to_uint8(image))), side))
+    canvas = torch.full((3, 160, 276), -1.0)
+    canvas[:, :, :160] = tiles[0]
+    canvas[:, 30:130, 176:] = tiles[1]
+    return canvas
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_MEDIAPIPE, reason="mediapipe (the [mediapipe] extra) is not installed")
+def test_two_faces_largest_by_default_and_face_index_chooses(assets_dir, tmp_path, capsys):
+    from invertavatar_core.io.media import to_uint8
+    from invertavatar_faceverse.mediapipe_detector import MediaPipeLandmarkDetector
+
+    detector = MediaPipeLandmarkDetector()
+    canvas = _two_faces(assets_dir, detector)
+    faces = detector.detect_all(to_uint8(canvas))
+    assert len(faces) == 2
+    assert float(faces[0][:, 0].mean()) < 160 < float(faces[1][:, 0].mean())  # the big one (left) first
+    assert torch.equal(detector.detect(to_uint8(canvas)), faces[0])
+    detector.close()
+
+    path = save_image(canvas, tmp_path / "two.png")
+    out = tmp_path / "fit"
+    argv = ["fit", str(path), "--out", str(out), "--resolution", "64", "--uv-resolution", "16", "--steps", "5"]
+    assert main([*argv, "--face-index", "2"]) == 2  # before any fitting
+    assert "--face-index 2, but frame 00000 has 2 face(s) (0 is the largest)" in capsys.readouterr().err
+    assert main([*argv, "--face-index", "1"]) == 0
+    assert "two: 2 faces in frame 00000; fitting number 1 by size" in capsys.readouterr().out
+    fitted = FitDataset(out)[0].image[0]
+    expected = {k: crop_image(canvas, crop_box(face), 64) for k, face in enumerate(faces)}
+    assert (fitted - expected[1]).abs().mean() < 0.1 < (fitted - expected[0]).abs().mean()

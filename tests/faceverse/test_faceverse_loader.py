@@ -1,4 +1,4 @@
-"""FaceVerse v3.1 loader on a small file written in the official format; 610-d coefficients."""
+"""FaceVerse v3.1 loader on a small file written in the official format (converted once); 610-d coefficients."""
 
 import numpy as np
 import pytest
@@ -10,6 +10,7 @@ from invertavatar_faceverse.faceverse import (
     COEFFICIENT_LAYOUT,
     FaceVerseModel,
     FaceVerseModelConfig,
+    convert_faceverse_file,
     load_faceverse_dict,
     pack_coefficients,
     unpack_coefficients,
@@ -49,14 +50,25 @@ def source():
 
 @pytest.fixture(scope="module")
 def npy_path(source, tmp_path_factory):
+    """The official format: a pickled dict in a .npy."""
     path = tmp_path_factory.mktemp("fv") / "faceverse_v3_1.npy"
     np.save(path, source[1], allow_pickle=True)
     return path
 
 
-def test_loader_applies_faceverse_conventions(source, npy_path):
+@pytest.fixture(scope="module")
+def npz_path(npy_path, tmp_path_factory):
+    """What the loader reads: the .npy converted once (restricted unpickler) to a pickle-free .npz."""
+    return convert_faceverse_file(npy_path, tmp_path_factory.mktemp("fv-npz") / "faceverse_v3_1.npz")
+
+
+def _numeric(model: dict) -> dict:
+    return {k: v for k, v in model.items() if k != "point_buf"}
+
+
+def test_loader_applies_faceverse_conventions(source, npz_path):
     head, _, loaded_mean, id_loaded, ex_loaded = source
-    model = FaceVerseModel(FaceVerseModelConfig(path=npy_path))
+    model = FaceVerseModel(FaceVerseModelConfig(path=npz_path))
     assert isinstance(model, MorphableModel)
     assert (model.n_vertices, model.n_identity, model.n_expression, model.n_eye) == (head.n_vertices, 150, 171, 4)
     zero_id, zero_ex = torch.zeros(1, 150), torch.zeros(1, 171)
@@ -78,8 +90,8 @@ def test_loader_applies_faceverse_conventions(source, npy_path):
     torch.testing.assert_close(torch.diagonal(m[:3, :3]), torch.tensor([0.21675, -0.21675, -0.21675]))
 
 
-def test_eyes_turn_about_their_centres(npy_path):
-    model = FaceVerseModel(FaceVerseModelConfig(path=npy_path))
+def test_eyes_turn_about_their_centres(npz_path):
+    model = FaceVerseModel(FaceVerseModelConfig(path=npz_path))
     zero_id, zero_ex = torch.zeros(1, 150), torch.zeros(1, 171)
     rest = model.vertices(zero_id, zero_ex, torch.zeros(1, 4))[0]
     turned = model.vertices(zero_id, zero_ex, torch.tensor([[0.2, 0.3, 0.0, 0.0]]))[0]
@@ -95,25 +107,46 @@ def test_eyes_turn_about_their_centres(npy_path):
 
 
 def test_missing_key_is_named(source, tmp_path):
-    model = dict(source[1])
+    model = _numeric(source[1])
     del model["exBase"]
-    path = tmp_path / "broken.npy"
-    np.save(path, model, allow_pickle=True)
+    path = tmp_path / "broken.npz"
+    np.savez(path, **model)
     with pytest.raises(KeyError, match="exBase"):
         load_faceverse_dict(path)
+    del_ex = {k: v for k, v in source[1].items() if k != "exBase"}
+    np.save(tmp_path / "broken.npy", del_ex, allow_pickle=True)
+    with pytest.raises(KeyError, match="exBase"):
+        convert_faceverse_file(tmp_path / "broken.npy", tmp_path / "out.npz")
+    assert not (tmp_path / "out.npz").exists()
     with pytest.raises(FileNotFoundError, match="faceverse"):
         FaceVerseModel(FaceVerseModelConfig(path=tmp_path / "absent.npy"))
 
 
-def test_convert_to_pickle_free_npz(npy_path, tmp_path):
+def test_convert_to_pickle_free_npz(source, npy_path, tmp_path, capsys):
     out = tmp_path / "faceverse_v3_1.npz"
     assert main(["convert-faceverse", str(npy_path), str(out)]) == 0
     with np.load(out, allow_pickle=False) as data:  # readable without unpickling
         assert "point_buf" not in data.files and "meanshape" in data.files
-    a = FaceVerseModel(FaceVerseModelConfig(path=npy_path))
+        for key, value in _numeric(source[1]).items():
+            np.testing.assert_array_equal(data[key], value)
+    direct = tmp_path / "direct.npz"
+    np.savez(direct, **_numeric(source[1]))
+    a = FaceVerseModel(FaceVerseModelConfig(path=direct))
     b = FaceVerseModel(FaceVerseModelConfig(path=out))
     torch.testing.assert_close(a.mean, b.mean)
     torch.testing.assert_close(a.identity_basis, b.identity_basis)
+
+
+def test_pickled_npy_is_refused_with_the_convert_command(npy_path, tmp_path):
+    # Only the pickle-free .npz is ever loaded; the .npy gets the command that converts it.
+    with pytest.raises(ValueError, match="convert-faceverse") as info:
+        FaceVerseModel(FaceVerseModelConfig(path=npy_path))
+    assert str(npy_path) in str(info.value) and "\n" not in str(info.value)
+    # A converted .npz beside the .npy (same stem) is what a .npy path reads.
+    beside = tmp_path / "faceverse_v3_1.npy"
+    beside.write_bytes(npy_path.read_bytes())
+    convert_faceverse_file(beside, beside.with_suffix(".npz"))
+    assert FaceVerseModel(FaceVerseModelConfig(path=beside)).n_vertices > 0
 
 
 def test_coefficient_layout_round_trip():

@@ -21,12 +21,13 @@ def test_plugins_lists_every_package_with_its_distribution(capsys):
     listing = json.loads(capsys.readouterr().out)
     found = {row["distribution"] for row in listing["components"]}
     assert DISTRIBUTIONS <= found, f"missing: {DISTRIBUTIONS - found}"
-    assert listing["problems"] == []
+    assert listing["problems"] == [] and listing["conflicts"] == []
     gru = [r for r in listing["components"] if r["name"] == "conv_gru"]
     assert gru == [
         {
             "kind": "aggregator",
             "name": "conv_gru",
+            "plugin": "aggregators",
             "distribution": "invertavatar-aggregators",
             "description": "ConvGRU of the paper's Eq. 1 (ours)",
         }
@@ -36,7 +37,7 @@ def test_plugins_lists_every_package_with_its_distribution(capsys):
 def test_plugins_table(capsys):
     assert main(["plugins", "--kind", "aggregator"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["KIND", "NAME", "DISTRIBUTION", "DESCRIPTION"]
+    assert lines[0].split() == ["KIND", "NAME", "PLUGIN", "DISTRIBUTION", "DESCRIPTION"]
     assert [line.split()[1] for line in lines[1:]] == ["conv_fusion", "conv_gru", "mean"]
 
 

@@ -90,3 +90,16 @@ def test_without_a_context_one_registry_is_built_per_validation(registry, experi
     assert config.prior.width == 8 and type(config.aggregator).__name__ == "ConvGRUAggregatorConfig"
     ExperimentConfig.model_validate(experiment_data)
     assert len(built) == 2  # the library keeps no registry between validations
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n", "---\n"])
+def test_an_empty_config_file_is_an_error_naming_it(tmp_path, text, capsys):
+    from invertavatar_core.cli import main
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+    with pytest.raises(ValueError, match=r"empty.yaml: the config file is empty"):
+        load_config_data(empty)
+    assert main(["config", "show", str(empty)]) == 2  # not the paper-size defaults
+    captured = capsys.readouterr()
+    assert captured.out == "" and "empty.yaml: the config file is empty" in captured.err

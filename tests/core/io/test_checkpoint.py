@@ -1,5 +1,8 @@
 """Component checkpoints: strict loading with precise messages, atomic saves."""
 
+import os
+import stat
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -93,3 +96,27 @@ def test_interrupted_directory_swap_is_recovered(registry, gru, tmp_path, monkey
     assert not path.exists()
     loaded, _ = load_component(path, registry)
     assert loaded.channels == 4 and path.is_dir()
+
+
+def test_weights_json_and_folders_follow_the_current_umask(registry, gru, tmp_path):
+    """Every file we write gets the mode a plain ``open`` would: one umask for weights and JSON."""
+    from invertavatar_core.io.atomic import MARKER_FILE, atomic_write_text
+    from invertavatar_core.io.checkpoints import save_tensors
+
+    module, config = gru
+    previous = os.umask(0o027)  # set after import: the mode must follow the umask at write time
+    try:
+        save_component(module, config, tmp_path / "gru")
+        save_tensors(tmp_path / "state.safetensors", {"x": torch.ones(2)})
+        atomic_write_text(tmp_path / "latest", "state.safetensors\n")
+    finally:
+        os.umask(previous)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*")}
+    assert modes == {
+        "gru": 0o750,
+        "gru/config.json": 0o640,
+        f"gru/{WEIGHTS_FILE}": 0o640,
+        f"gru/{MARKER_FILE}": 0o640,
+        "state.safetensors": 0o640,
+        "latest": 0o640,
+    }

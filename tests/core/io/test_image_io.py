@@ -5,6 +5,7 @@ import torch
 
 from invertavatar_core.io.media import (
     ImageReadError,
+    VideoWriteError,
     make_grid,
     read_image,
     read_video_frames,
@@ -59,3 +60,44 @@ def test_corrupt_video_is_named(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"nope")
     with pytest.raises(ImageReadError, match="bad.mp4"):
         read_video_frames(tmp_path / "bad.mp4")
+
+
+def _assert_no_banner(message: str) -> None:
+    assert "\n" not in message, message
+    for noise in ("ffmpeg version", "configuration:", "built with", "Copyright", "FFMPEG"):
+        assert noise not in message, message
+
+
+def test_ffmpeg_errors_quote_one_relevant_line(tmp_path):
+    (tmp_path / "bad.mp4").write_bytes(b"nope")
+    for read in (video_frame_count, read_video_frames):
+        with pytest.raises(ImageReadError) as info:
+            read(tmp_path / "bad.mp4")
+        message = str(info.value)
+        _assert_no_banner(message)
+        assert message.startswith(f"{tmp_path / 'bad.mp4'}: not a readable video (") and "moov atom" in message
+
+
+def test_a_file_without_video_says_so(tmp_path):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    audio = tmp_path / "tone.m4a"
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=d=0.2", str(audio)]
+    subprocess.run(command, check=True)
+    for read in (video_frame_count, read_video_frames):
+        with pytest.raises(ImageReadError, match=r"tone.m4a: not a readable video \(no video stream\)$"):
+            read(audio)
+
+
+def test_a_failed_video_write_is_an_error_naming_the_file(tmp_path, capfd):
+    frames = [torch.zeros(3, 8, 8)] * 2
+    with pytest.raises(VideoWriteError) as info:  # no container for this suffix
+        write_video(frames, tmp_path / "clip.nosuchformat")
+    message = str(info.value)
+    _assert_no_banner(message)
+    assert message.startswith(f"{tmp_path / 'clip.nosuchformat'}: could not write the video (")
+    assert "output format" in message and ".tmp-" not in message  # the user's name, not our temporary's
+    assert list(tmp_path.iterdir()) == []  # neither an empty video nor a temporary is left
+    assert "ffmpeg" not in capfd.readouterr().err  # nothing leaked to the terminal either

@@ -1,8 +1,17 @@
 """Discovery through entry points: fake distributions, broken plugins, environment switches."""
 
-import pytest
+import json
 
-from invertavatar_core import build_registry, get_plugin_manager
+import pytest
+from pydantic import ValidationError
+
+from invertavatar_core import (
+    DuplicateComponentError,
+    ExperimentConfig,
+    UnknownComponentError,
+    build_registry,
+    get_plugin_manager,
+)
 from invertavatar_core.plugin.manager import ENV_ALLOW, ENV_DISABLE_AUTOLOAD, ENV_DISABLED
 
 ACME_MODULE = '''
@@ -148,3 +157,98 @@ def test_trace_env(monkeypatch, capsys):
     monkeypatch.setenv("INVERTAVATAR_TRACE_PLUGINS", "1")
     build_registry(manager_with_fakes())
     assert "invertavatar_register_aggregators -> plugin 'aggregators'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "false", "False", "no", "off", ""])
+def test_autoload_switch_off_values_keep_autoload(acme, monkeypatch, value):
+    monkeypatch.setenv(ENV_DISABLE_AUTOLOAD, value)
+    assert "acme_max" in build_registry(get_plugin_manager()).names("aggregator")
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
+def test_autoload_switch_on_values_disable(acme, monkeypatch, value):
+    monkeypatch.setenv(ENV_DISABLE_AUTOLOAD, value)
+    assert "acme_max" not in build_registry(get_plugin_manager()).names("aggregator")
+
+
+def test_autoload_switch_other_values_are_one_line_errors(acme, monkeypatch, capsys):
+    from invertavatar_core.cli import main
+
+    monkeypatch.setenv(ENV_DISABLE_AUTOLOAD, "maybe")
+    with pytest.raises(ValueError, match=f"{ENV_DISABLE_AUTOLOAD}='maybe': expected 1/true/yes/on or 0/false/no/off"):
+        get_plugin_manager()
+    assert main(["plugins"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("invertavatar: error: environment variable INVERTAVATAR_DISABLE_PLUGIN_AUTOLOAD='maybe'")
+    assert err.count("\n") == 1
+
+
+def test_plugins_lists_the_names_the_block_list_takes(acme, monkeypatch, capsys):
+    from invertavatar_core.cli import main
+
+    assert main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["components"]
+    plugin_of = {row["name"]: row["plugin"] for row in rows}
+    assert plugin_of["acme_max"] == "acme" and plugin_of["conv_gru"] == "aggregators"
+    assert plugin_of["incremental"] == "invertavatar_core.builtin_plugin"
+    # The listed names are exactly what INVERTAVATAR_DISABLED_PLUGINS takes.
+    monkeypatch.setenv(ENV_DISABLED, f"{plugin_of['acme_max']},{plugin_of['conv_gru']}")
+    registry = build_registry(get_plugin_manager())
+    assert registry.names("aggregator") == [] and "incremental" in registry.names("inverter")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["KIND", "NAME", "PLUGIN", "DISTRIBUTION", "DESCRIPTION"]
+    assert (
+        "not loaded: plugin 'aggregators' (invertavatar-aggregators): blocked by INVERTAVATAR_DISABLED_PLUGINS" in out
+    )
+
+
+def test_blocked_builtin_says_blocked_not_missing(monkeypatch):
+    monkeypatch.setenv(ENV_DISABLED, "aggregators")
+    registry = build_registry(get_plugin_manager())
+    with pytest.raises(UnknownComponentError) as info:
+        registry.entry("aggregator", "conv_gru")
+    message = str(info.value)
+    assert (
+        "aggregator 'conv_gru' is provided by plugin 'aggregators', blocked by INVERTAVATAR_DISABLED_PLUGINS" in message
+    )
+    assert "not installed" not in message
+    # The same message through an experiment config.
+    with pytest.raises(ValidationError, match="blocked by INVERTAVATAR_DISABLED_PLUGINS"):
+        ExperimentConfig.model_validate({"name": "x", "aggregator": "conv_gru"}, context={"registry": registry})
+
+
+CLASH_MODULE = '''
+"""A third-party plugin that registers a name the aggregators plugin already has."""
+from typing import Literal
+
+from invertavatar_core import AggregatorConfig, hookimpl
+
+
+class ClashMeanConfig(AggregatorConfig):
+    """Another 'mean'."""
+
+    name: Literal["mean"] = "mean"
+
+
+@hookimpl
+def invertavatar_register_aggregators(registrar):
+    registrar.add("mean", lambda config, **context: None, ClashMeanConfig, description="another mean")
+'''
+
+
+def test_a_duplicate_name_is_listed_with_both_providers_but_refused_for_use(acme, tmp_path, capsys):
+    from invertavatar_core.cli import main
+
+    make_distribution(tmp_path, "clash-plugin", "clash_plugin", CLASH_MODULE, "clash")
+    assert main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    means = [(r["plugin"], r["distribution"]) for r in listing["components"] if r["name"] == "mean"]
+    assert sorted(means) == [("aggregators", "invertavatar-aggregators"), ("clash", "clash-plugin")]
+    (conflict,) = listing["conflicts"]
+    assert "aggregator 'mean' is registered twice" in conflict and "clash-plugin" in conflict
+    assert "acme_max" in {r["name"] for r in listing["components"]}  # the rest is still listed
+    assert main(["plugins", "--kind", "aggregator"]) == 0
+    assert "conflict: aggregator 'mean' is registered twice" in capsys.readouterr().out
+    with pytest.raises(DuplicateComponentError, match="'mean' is registered twice"):
+        build_registry(get_plugin_manager())

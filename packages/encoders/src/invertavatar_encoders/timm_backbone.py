@@ -4,7 +4,8 @@ An optional alternative to the IR-SE-50 ``e4e``: the last three feature levels o
 feed the same :class:`~invertavatar_encoders.style_pyramid.StylePyramid`. timm is imported only
 inside the factory: it imports torchvision, which has no CPU build for this project's torch, so
 the encoder is available only where timm imports (``pip install invertavatar-encoders[timm]``).
-Pretrained weights come from a local file (timm's ``pretrained_cfg_overlay=dict(file=...)``);
+Pretrained weights come from a local file, read by ``weight_files.read_state_dict`` (nothing is
+unpickled) and handed to timm as ``pretrained_cfg_overlay=dict(state_dict=...)``;
 nothing is downloaded.
 """
 
@@ -61,7 +62,12 @@ class TimmBackboneEncoder(nn.Module):
                 raise FileNotFoundError(
                     f"timm_backbone.weights: file not found: {config.weights} (nothing is downloaded)"
                 )
-            kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(config.weights)})
+            from invertavatar_core.io.weight_files import read_state_dict
+
+            # Read the file ourselves (safetensors or weights-only torch.load): a config from
+            # someone else names this path, and timm's own file loader may unpickle.
+            state = read_state_dict(config.weights, "timm_backbone.weights")
+            kwargs.update(pretrained=True, pretrained_cfg_overlay={"state_dict": state})
         self.trunk = timm.create_model(config.model_name, **kwargs)
         channels = list(self.trunk.feature_info.channels())
         reductions = list(self.trunk.feature_info.reduction())

@@ -6,7 +6,9 @@ over a video's frames), detect again on the crops, fit the morphable model
 (:mod:`invertavatar_faceverse.fitting`), then write, per frame, the crop, its EG3D camera, the
 expression UV render, the UV unwrap (grid, visibility, preview) and the coefficients, plus an
 overlay of the fitted mesh, in the layout of ``docs/dataset-layout.md``. A sequence already in
-the output folder is skipped, so an interrupted run resumes. ``invertavatar fit`` and
+the output folder is skipped only when the content key of its input file and of the settings (see
+:func:`invertavatar_core.data.datasets.input_key`) is unchanged, so an interrupted run resumes and
+a different photo under the same file name is fitted again. ``invertavatar fit`` and
 ``invertavatar reconstruct`` (sources without ``--fit``) both call :func:`fit_dataset`.
 """
 
@@ -37,6 +39,11 @@ def _model_config(spec: str, canonical: Path | None, registry: Registry) -> dict
     return registry.validate_config("morphable_model", config).model_dump(mode="json")
 
 
+def _settings(model_config: dict, fitting, **chosen) -> dict:
+    """Everything that changes a sequence's fitted frames, for its content key (the model as its resolved config)."""
+    return {**chosen, "model": model_config, "fitting": fitting.model_dump(mode="json")}
+
+
 def _frames(path: Path, every: int, max_frames: int | None):
     from invertavatar_core.io.media import read_image, read_video_frames, video_frame_count
 
@@ -59,13 +66,15 @@ def fit_dataset(
     every: int = 1,
     max_frames: int | None = None,
     steps: int | None = None,
+    face_index: int | None = None,
     device: str | None = None,
 ) -> Path:
     """Fit every input (image or video files) and write the fitted dataset to ``out``; returns ``out``.
 
     Args:
         inputs: image and/or video files; each becomes a sequence named after its file stem.
-        out: dataset folder (created; sequences already in it are skipped).
+        out: dataset folder (created; a sequence already in it is skipped when its input file and the
+            settings hash the same; any folder but an earlier fit's is refused before any work).
         registry: builds the morphable model, the rasteriser and the MediaPipe landmark detector.
         model: morphable model ``NAME[:PATH]`` (e.g. ``ict:FaceXModel/`` or ``faceverse:faceverse_v3_1.npz``).
         mediapipe_canonical: MediaPipe's ``face_model_with_iris.obj`` (all 478 landmark correspondences).
@@ -74,24 +83,27 @@ def fit_dataset(
         every: use every k-th video frame.
         max_frames: at most this many frames per video.
         steps: per-frame optimisation steps (default: :class:`~invertavatar_faceverse.fitting.FittingConfig`'s).
+        face_index: with several faces in a frame, fit the K-th largest (None or 0: the largest).
         device: torch device (default: ``INVERTAVATAR_DEVICE`` or cpu).
 
     Raises:
-        UserError: a missing input, no face found, a fit that cannot run or diverged.
+        UserError: a missing input, an output folder that is not an earlier fit's, no face found (or
+            fewer than ``face_index + 1``), a fit that cannot run or diverged.
     """
     import torch
     from tqdm.auto import tqdm
 
     from invertavatar_core.config.settings import RuntimeSettings
-    from invertavatar_core.data.datasets import FitDatasetWriter, FittedFrame
+    from invertavatar_core.data.datasets import FIT_KIND, FitDatasetWriter, FittedFrame, input_key
     from invertavatar_core.geometry.uv_maps import (
         canonical_vertices,
         render_expression_uv,
         unwrap_image,
         uv_unwrap_grid,
     )
+    from invertavatar_core.io.atomic import check_output_dir
     from invertavatar_core.io.media import to_uint8
-    from invertavatar_faceverse.face_crop import crop_box, crop_image, smooth_boxes
+    from invertavatar_faceverse.face_crop import crop_box, crop_image, nearest_face, smooth_boxes
     from invertavatar_faceverse.fitting import FitDivergedError, FittingConfig, LandmarkInputError, fit_video
     from invertavatar_faceverse.mesh_render import render_mesh
 
@@ -100,6 +112,9 @@ def fit_dataset(
     for path in inputs:
         if not path.is_file():
             raise UserError(f"input not found: {path}")
+    if face_index is not None and face_index < 0:
+        raise UserError(f"--face-index: expected 0 (the largest face) or more, got {face_index}")
+    check_output_dir(out, FIT_KIND, reuse=True, signature=("dataset.json",))
     if "mediapipe" not in registry.names("landmark_detector"):
         raise UserError('`fit` needs the MediaPipe landmark detector: pip install "invertavatar-faceverse[mediapipe]"')
     device = torch.device(device or RuntimeSettings().device)
@@ -115,6 +130,16 @@ def fit_dataset(
             "pass --mediapipe-canonical face_model_with_iris.obj to use all of them"
         )
     writer = FitDatasetWriter(out, model_config, resolution, uv_resolution)
+    settings = _settings(
+        model_config,
+        fitting,
+        resolution=resolution,
+        uv_resolution=uv_resolution,
+        every=every,
+        max_frames=max_frames,
+        steps=steps,
+        face_index=face_index,
+    )
     names = [p.stem for p in inputs]
     if len(set(names)) != len(names):
         raise UserError("inputs must have distinct file names (each becomes a sequence named after it)")
@@ -122,24 +147,42 @@ def fit_dataset(
     for path in inputs:
         sequence = path.stem
         frames, frame_names = _frames(path, every, max_frames)
-        if frame_names and all(writer.has(sequence, f) for f in frame_names):
-            print(f"{sequence}: already fitted, skipped")
+        key = input_key([path], settings)
+        if frame_names and writer.input_key(sequence) == key and all(writer.has(sequence, f) for f in frame_names):
+            print(f"{sequence}: already fitted from the same file and settings, skipped")
             continue
-        boxes = []
+        if writer.input_key(sequence) is not None:
+            print(f"{sequence}: the file or the settings changed since it was fitted; fitting it again")
+        writer.begin_sequence(sequence, key)
+        boxes, told = [], False
         for k, frame in enumerate(tqdm(frames, desc=f"{sequence}: landmarks", unit="frame")):
-            found = detector.detect(to_uint8(frame))
-            if found is None:
+            faces = detector.detect_all(to_uint8(frame))  # largest first
+            if not faces:
                 raise UserError(f"{path}: no face found in frame {frame_names[k]}")
-            boxes.append(crop_box(found))
+            index = face_index or 0
+            if index >= len(faces):
+                raise UserError(
+                    f"{path}: --face-index {index}, but frame {frame_names[k]} has {len(faces)} face(s) "
+                    f"(0 is the largest)"
+                )
+            if len(faces) > 1 and not told:
+                which = "the largest" if index == 0 else f"number {index} by size (0 is the largest)"
+                print(
+                    f"{sequence}: {len(faces)} faces in frame {frame_names[k]}; fitting {which}; "
+                    "--face-index K picks another"
+                )
+                told = True
+            boxes.append(crop_box(faces[index]))
         boxes = smooth_boxes(boxes) if len(boxes) > 1 else boxes
         crops, landmarks = [], []
         for k, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
             crop = crop_image(frame, box, resolution)
-            found = detector.detect(to_uint8(crop))
-            if found is None:
+            faces = detector.detect_all(to_uint8(crop))
+            if not faces:
                 raise UserError(f"{path}: no face found in the crop of frame {frame_names[k]}")
             crops.append(crop)
-            landmarks.append(found)
+            # The chosen face is the one the crop is centred on (a neighbour may reach into it).
+            landmarks.append(nearest_face(faces, (resolution / 2, resolution / 2)))
         points = torch.stack(landmarks).to(device)
         try:
             result = fit_video(face_model, points, resolution, fitting)

@@ -6,6 +6,7 @@ its rotation. The head's roll therefore stays in the image, where the fitted cam
 (EG3D's "in the wild" recipe, with a 3D landmark fit before cropping, is not reproduced.)
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,7 +15,7 @@ from torch import Tensor
 
 from invertavatar_faceverse.mediapipe_landmarks import CONTOURS
 
-__all__ = ["CropBox", "crop_box", "crop_image", "smooth_boxes"]
+__all__ = ["CropBox", "by_size", "crop_box", "crop_image", "nearest_face", "smooth_boxes"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,33 @@ def crop_box(landmarks: Tensor) -> CropBox:
     side = max(4.0 * float((left - right).norm()), 3.6 * float(eye_to_mouth.norm()))
     centre = eyes + 0.1 * eye_to_mouth
     return CropBox(float(centre[0]) - side / 2, float(centre[1]) - side / 2, side)
+
+
+def by_size(faces: Sequence[Tensor]) -> list[Tensor]:
+    """Faces' ``(L, 2)`` landmarks ordered largest first (by the area of their bounding box).
+
+    Index 0 is the face ``fit`` takes by default; ``--face-index K`` takes ``by_size(faces)[K]``.
+    """
+
+    def area(points: Tensor) -> float:
+        extent = points.amax(0) - points.amin(0)
+        return float(extent[0] * extent[1])
+
+    return sorted(faces, key=area, reverse=True)
+
+
+def nearest_face(faces: Sequence[Tensor], centre: tuple[float, float]) -> Tensor:
+    """The face ``(L, 2)`` whose crop box is centred nearest ``centre`` (x, y) pixels.
+
+    On a crop made around one face, that face is at the centre even when part of a bigger face
+    next to it made it into the crop.
+    """
+
+    def distance(points: Tensor) -> float:
+        box = crop_box(points)
+        return (box.x0 + box.side / 2 - centre[0]) ** 2 + (box.y0 + box.side / 2 - centre[1]) ** 2
+
+    return min(faces, key=distance)
 
 
 def smooth_boxes(boxes: list[CropBox], sigma: float = 3.0) -> list[CropBox]:

@@ -1,10 +1,11 @@
 """FaceVerse v3.1 (the model InvertAvatar fits): the user's model dict, its conventions, its 610-d code.
 
 The official ``faceverse_v3_1.npy`` is a NumPy-pickled dict (non-commercial licence; the user
-downloads it). Reading it needs ``np.load(..., allow_pickle=True)``, which can execute code from
-the file: this module does that *only* for the path the user configured, and
-``invertavatar convert-faceverse IN.npy OUT.npz`` turns it once into a pickle-free ``.npz`` that
-the loader prefers (a ``.npz`` next to the ``.npy`` with the same stem is used first).
+downloads it). A pickle can run code, and a model path can come from someone else's checkpoint
+or avatar folder, so the loader reads only pickle-free ``.npz`` files: run
+``invertavatar convert-faceverse IN.npy OUT.npz`` once, which reads the pickle through
+:mod:`invertavatar_core.io.restricted_unpickle` (NumPy arrays only) and writes the ``.npz`` (a
+``.npz`` next to a configured ``.npy`` with the same stem is used). See docs/security.md.
 
 Keys read (docs/design/preprocessing.md): ``meanshape`` (N*3), ``idBase`` (3N x 150), ``exBase`` (3N x 171),
 ``tri`` (F x 3), ``mediapipe_keypoints`` (478), ``ver_inds`` (eyeball ranges: [0]:[1] the first
@@ -95,40 +96,50 @@ def pack_coefficients(parts: FaceVerseCoefficients) -> Tensor:
 
 
 def load_faceverse_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """The FaceVerse model dict from a converted ``.npz`` or, only if asked for, the pickled ``.npy``.
+    """The FaceVerse model dict from a pickle-free ``.npz`` (nothing is unpickled).
 
-    The ``.npy`` is unpickled (it may run code from the file): call this only with a path the
-    user configured. A pickle-free ``.npz`` beside it (same stem) is preferred.
+    A ``.npy`` path is read as its converted ``.npz`` beside it (same stem); a ``.npy`` without
+    one is refused with the command that converts it.
     """
     path = Path(path)
     if path.suffix == ".npy" and path.with_suffix(".npz").is_file():
         path = path.with_suffix(".npz")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: FaceVerse model file not found")
-    if path.suffix == ".npz":
+    if path.suffix == ".npy":
+        raise ValueError(
+            f"{path}: FaceVerse .npy files are pickles and are not loaded (they can run code); "
+            f"convert it once: invertavatar convert-faceverse {path} {path.with_suffix('.npz')}"
+        )
+    try:
         with np.load(path, allow_pickle=False) as data:
             model = {k: data[k] for k in data.files}
-    else:
-        model = _read_pickled_dict(path)
-    missing = [k for k in REQUIRED_KEYS if k not in model]
-    if missing:
-        raise KeyError(f"{path}: FaceVerse model is missing key(s) {missing} (expected {list(REQUIRED_KEYS)})")
+    except (ValueError, OSError) as exc:  # an object array inside, or not an npz at all
+        raise ValueError(f"{path}: not a pickle-free FaceVerse .npz ({exc})") from None
+    _check_keys(model, path)
     return model
 
 
+def _check_keys(model: dict, path: Path) -> None:
+    missing = [k for k in REQUIRED_KEYS if k not in model]
+    if missing:
+        raise KeyError(f"{path}: FaceVerse model is missing key(s) {missing} (expected {list(REQUIRED_KEYS)})")
+
+
 def convert_faceverse_file(source: str | Path, out: str | Path) -> Path:
-    """Unpickle the user's FaceVerse ``.npy`` once and write its numeric arrays as an ``.npz``."""
+    """Read the user's pickled FaceVerse ``.npy`` (restricted unpickler); write its numeric arrays as ``.npz``."""
     from invertavatar_core.io.atomic import atomic_write
+    from invertavatar_core.io.restricted_unpickle import read_npy_restricted
 
     source = Path(source)
     if source.suffix != ".npy":
         raise ValueError(f"{source}: expected the FaceVerse .npy dict")
     if not source.is_file():
         raise FileNotFoundError(f"{source}: FaceVerse model file not found")
-    model = _read_pickled_dict(source)
-    missing = [k for k in REQUIRED_KEYS if k not in model]
-    if missing:
-        raise KeyError(f"{source}: FaceVerse model is missing key(s) {missing} (expected {list(REQUIRED_KEYS)})")
+    model = read_npy_restricted(source)
+    if not isinstance(model, dict):
+        raise ValueError(f"{source}: expected a pickled dict (FaceVerse .npy), found {type(model).__name__}")
+    _check_keys(model, source)
     arrays = {}
     for key, value in model.items():
         try:
@@ -141,13 +152,12 @@ def convert_faceverse_file(source: str | Path, out: str | Path) -> Path:
     return atomic_write(Path(out), lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
-def _read_pickled_dict(path: Path) -> dict:
-    """The one deliberate unpickling in invertavatar: the official FaceVerse file is a pickled dict."""
-    loaded = np.load(path, allow_pickle=True)
-    model = loaded.item() if loaded.dtype == object and loaded.shape == () else None
-    if not isinstance(model, dict):
-        raise ValueError(f"{path}: expected a pickled dict (FaceVerse .npy), found an array of {loaded.dtype}")
-    return model
+def _read_plain_npy(path: Path, field: str) -> np.ndarray:
+    """A numeric ``.npy`` named by a config field; a pickled one is refused (never unpickled)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"faceverse: {field} {path}: not a plain numeric .npy ({exc})") from None
 
 
 class FaceVerseModelConfig(MorphableModelConfig):
@@ -155,8 +165,8 @@ class FaceVerseModelConfig(MorphableModelConfig):
 
     name: Literal["faceverse"] = "faceverse"
     path: Path | None = None
-    """``faceverse_v3_1.npz`` (converted) or ``.npy`` (pickled, official); ``None`` looks for
-    ``faceverse_v3_1.npz`` in ``INVERTAVATAR_WEIGHTS_DIR``."""
+    """``faceverse_v3_1.npz`` (from ``convert-faceverse``; a ``.npy`` is read as the ``.npz`` beside
+    it); ``None`` looks for ``faceverse_v3_1.npz`` in ``INVERTAVATAR_WEIGHTS_DIR``."""
     face_mask_path: Path | None = None
     """Per-vertex face mask ``.npy`` (float, N values) when the dict has no ``face_mask``."""
     canonical_matrix_path: Path | None = None
@@ -235,7 +245,7 @@ class FaceVerseModel(LinearFaceModel):
         eyeballs = [np.arange(ver_inds[0], ver_inds[1]), np.arange(ver_inds[1], ver_inds[2])]
         centers = np.stack([mean[e].mean(0) + np.array([0.0, 0.0, self.config.eye_center_push]) for e in eyeballs])
         fv2fl = (
-            np.load(self.config.canonical_matrix_path, allow_pickle=False).astype(np.float64)
+            _read_plain_npy(self.config.canonical_matrix_path, "canonical_matrix_path").astype(np.float64)
             if self.config.canonical_matrix_path is not None
             else _default_fv2fl()
         )
@@ -279,7 +289,7 @@ class FaceVerseModel(LinearFaceModel):
             mask_path = Path(self.config.face_mask_path)
             if not mask_path.is_file():
                 raise FileNotFoundError(f"faceverse: face_mask_path {mask_path} does not exist")
-            mask, source = np.load(mask_path, allow_pickle=False).astype(np.float64).reshape(-1), str(mask_path)
+            mask, source = _read_plain_npy(mask_path, "face_mask_path").astype(np.float64).reshape(-1), str(mask_path)
         else:
             raise KeyError(
                 f"{path}: FaceVerse model has no 'face_mask' key; set face_mask_path (e.g. v31_face_mask_new.npy)"

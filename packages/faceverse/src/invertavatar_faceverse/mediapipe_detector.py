@@ -1,4 +1,7 @@
-"""MediaPipe FaceMesh as a landmark detector: 478 points (irises refined), one face, still images.
+"""MediaPipe FaceMesh as a landmark detector: 478 points (irises refined), still images.
+
+``detect`` returns the largest face in the image; ``detect_all`` every face (up to
+``max_faces``), largest first, so a caller can say which one it took and let the user choose.
 
 Needs the ``mediapipe`` extra (``pip install "invertavatar-faceverse[mediapipe]"``; 0.10.21 is
 the last wheel that bundles its face models). Points are returned in continuous pixel
@@ -13,6 +16,7 @@ from pydantic import Field
 from torch import Tensor
 
 from invertavatar_core.plugin.kinds import LandmarkDetectorConfig
+from invertavatar_faceverse.face_crop import by_size
 from invertavatar_faceverse.mediapipe_landmarks import NUM_LANDMARKS
 
 __all__ = ["MediaPipeLandmarkDetector", "MediaPipeLandmarkDetectorConfig"]
@@ -24,6 +28,8 @@ class MediaPipeLandmarkDetectorConfig(LandmarkDetectorConfig):
     name: Literal["mediapipe"] = "mediapipe"
     min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
     """Face detector threshold; below it the image counts as having no face."""
+    max_faces: int = Field(4, ge=1)
+    """At most this many faces are found per image (the largest is used unless told otherwise)."""
 
 
 class MediaPipeLandmarkDetector:
@@ -42,27 +48,34 @@ class MediaPipeLandmarkDetector:
             ) from exc
         self._mesh = face_mesh.FaceMesh(
             static_image_mode=True,
-            max_num_faces=1,
+            max_num_faces=self.config.max_faces,
             refine_landmarks=True,
             min_detection_confidence=self.config.min_detection_confidence,
         )
 
     def detect(self, image) -> Tensor | None:
-        """Landmarks of the most prominent face, ``(478, 2)`` float32 pixels, or None."""
+        """Landmarks of the largest face, ``(478, 2)`` float32 pixels, or None."""
+        faces = self.detect_all(image)
+        return faces[0] if faces else None
+
+    def detect_all(self, image) -> list[Tensor]:
+        """Landmarks ``(478, 2)`` float32 pixels of every face found, largest first (empty: no face)."""
         array = np.asarray(image)
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise ValueError(
                 f"mediapipe detector: expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}"
             )
         result = self._mesh.process(np.ascontiguousarray(array))
-        if not result.multi_face_landmarks:
-            return None
-        points = result.multi_face_landmarks[0].landmark
         h, w = array.shape[:2]
-        xy = np.array([(p.x * w, p.y * h) for p in points], dtype=np.float32)
-        if len(xy) != NUM_LANDMARKS:
-            raise RuntimeError(f"mediapipe returned {len(xy)} landmarks, expected {NUM_LANDMARKS} (refine_landmarks)")
-        return torch.from_numpy(xy)
+        faces = []
+        for face in result.multi_face_landmarks or []:
+            xy = np.array([(p.x * w, p.y * h) for p in face.landmark], dtype=np.float32)
+            if len(xy) != NUM_LANDMARKS:
+                raise RuntimeError(
+                    f"mediapipe returned {len(xy)} landmarks, expected {NUM_LANDMARKS} (refine_landmarks)"
+                )
+            faces.append(torch.from_numpy(xy))
+        return by_size(faces)
 
     def close(self) -> None:
         """Release MediaPipe's graph."""

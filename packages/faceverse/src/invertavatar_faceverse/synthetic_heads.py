@@ -161,6 +161,7 @@ def synthesize_heads(
     bar = tqdm(total=config.identities * t, desc="rendering heads", unit="frame", disable=not progress)
     for k in range(config.identities):
         sequence = f"id{k:04d}"
+        writer.begin_sequence(sequence)  # frames of an earlier, longer run leave the index
         identity = config.identity_scale * torch.randn(1, model.n_identity, generator=generator)
         texture = paint_albedo(model, rasterizer, identity, generator, config.texture_resolution)
         expression = _expressions(generator, t, model.n_expression, config.max_active_expressions)

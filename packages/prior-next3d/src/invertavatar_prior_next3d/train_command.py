@@ -36,6 +36,8 @@ def register(train_group: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the config, train (or resume), print where the exported prior is."""
     # Imported here so that building the command line never imports torch models.
+    from invertavatar_core.io.atomic import check_output_dir
+    from invertavatar_core.io.checkpoints import RUN_KIND
     from invertavatar_prior_next3d.training import PRIOR_DIR, PriorTrainingConfig, train_prior
 
     data = load_config_data(args.config)
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         data["steps"] = args.steps
     registry = default_registry()
     config = PriorTrainingConfig.model_validate(data, context={"registry": registry})
+    # A run folder resumes; any other non-empty folder is refused before any model is built.
+    check_output_dir(config.out_dir, RUN_KIND, reuse=True, signature=("config.json", "checkpoints"), what="out_dir")
     runtime = Runtime.from_env(args.device)
     try:
         scalars = train_prior(config, registry=registry, runtime=runtime, progress=not args.no_progress)

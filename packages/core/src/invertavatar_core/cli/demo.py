@@ -30,7 +30,9 @@ from invertavatar_core.errors import UserError
 __all__ = ["register", "run"]
 
 _MARKER = "demo.json"
-"""Written last; a folder holding it is a demo folder the demo may write into again."""
+"""Written last; the summary of the run."""
+DEMO_KIND = "demo"
+"""Marker kind (:data:`invertavatar_core.io.atomic.MARKER_FILE`) of a demo folder, which a later demo may rewrite."""
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
@@ -51,14 +53,6 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
-
-
-def _check_out(out: Path) -> None:
-    """Refuse to write into a folder holding anything but an earlier demo's output."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / _MARKER).is_file():
-        raise UserError(f"--out {out}: folder holds files the demo did not write; choose another --out")
 
 
 def _models(args: argparse.Namespace, registry, out: Path, device: str):
@@ -149,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.evaluation.plots import plot_metric_vs_frames, save_qualitative_grid
     from invertavatar_core.evaluation.tables import format_table
     from invertavatar_core.inversion.pipeline import resize_square
-    from invertavatar_core.io.atomic import atomic_write_text
+    from invertavatar_core.io.atomic import MARKER_FILE, atomic_write_text, check_output_dir, write_marker
     from invertavatar_core.io.media import write_video
 
     for name in ("source_frames", "driving_frames"):
@@ -157,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.orbit_frames < 2:
         raise UserError(f"--orbit-frames must be at least 2, got {args.orbit_frames}")
-    out = Path(args.out)
-    _check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Only an empty folder or an earlier demo's (demo.json: written before marker files existed).
+    out = check_output_dir(args.out, DEMO_KIND, reuse=True, signature=(_MARKER,))
+    write_marker(out, DEMO_KIND)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     registry = cli_registry()
     torch.manual_seed(args.seed)
@@ -228,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         "inverter": models.experiment.inverter.name,
         "aggregator": models.experiment.aggregator.name if models.experiment.aggregator else None,
         "per_source_frame": [{k: v for k, v in row.items() if k != "model"} for row in rows],
-        "outputs": sorted(p.name for p in out.iterdir() if p.name != _MARKER),
+        "outputs": sorted(p.name for p in out.iterdir() if p.name not in (_MARKER, MARKER_FILE)),
     }
     atomic_write_text(out / _MARKER, json.dumps(summary, indent=2) + "\n")
     print(

@@ -17,7 +17,10 @@ import torch
 from invertavatar_core.cli import cli_registry
 from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
 
-__all__ = ["register"]
+__all__ = ["EVALUATION_KIND", "register"]
+
+EVALUATION_KIND = "evaluation"
+"""Marker kind (:data:`invertavatar_core.io.atomic.MARKER_FILE`) of an evaluation output folder."""
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
@@ -39,8 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.evaluation.report import write_report
     from invertavatar_core.evaluation.runner import evaluate
     from invertavatar_core.evaluation.tables import format_table
+    from invertavatar_core.io.atomic import check_output_dir, read_marker, write_marker
 
     experiment = experiment_from_args(args, "evaluation.out_dir")
+    out_dir = check_output_dir(experiment.evaluation.out_dir, EVALUATION_KIND, reuse=True,
+                               signature=("report.json",), what="evaluation.out_dir")  # fmt: skip
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     report = evaluate(
         experiment,
@@ -49,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         on_row=lambda row: print(format_table([row])),
     )
-    written = write_report(report, experiment.evaluation.out_dir)
+    if read_marker(out_dir) is None:
+        write_marker(out_dir, EVALUATION_KIND)
+    written = write_report(report, out_dir)
     for name, reason in report.skipped.items():
         print(f"skipped {name}: {reason}")
     for note in report.notes:

@@ -7,8 +7,12 @@
 Each source frame needs its camera, expression UV render and UV unwrap: from ``--fit FITDIR``
 (a folder written by ``invertavatar fit``, its frames in source order), or, without it, the
 sources are fitted first, as ``invertavatar fit`` does, into ``AVATAR.fit/`` (needs the faceverse
-package). Several frames go through the experiment's inverter frame by frame (the incremental
-path), with a progress line per frame.
+package; a sequence there is reused only when its input file and fit settings hash the same).
+Several frames go through the experiment's inverter frame by frame (the incremental path), with
+a progress line per frame.
+
+``--out`` must be a new or empty folder, or, with ``--overwrite``, an avatar written earlier
+by invertavatar; any other folder is refused before any work and left as it is.
 """
 
 import argparse
@@ -19,9 +23,12 @@ import torch
 from tqdm import tqdm
 
 from invertavatar_core.cli import cli_registry
+from invertavatar_core.data.datasets import FIT_KIND
 from invertavatar_core.errors import UserError
+from invertavatar_core.inversion.avatar import AVATAR_FILES, AVATAR_KIND
 from invertavatar_core.inversion.models import InversionModels, component_dir
 from invertavatar_core.inversion.observation import Observation
+from invertavatar_core.io.atomic import check_output_dir
 from invertavatar_core.plugin.registry import Registry
 
 __all__ = ["fitted_frames", "register"]
@@ -37,13 +44,14 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.add_argument("--frames", type=int, default=8, help="frames taken evenly from --source-video (default 8)")
     parser.add_argument("--fit", metavar="FITDIR", help="folder written by `invertavatar fit` for these sources")
     parser.add_argument("--inverter", help="registry name of the inverter (default: the experiment's)")
-    parser.add_argument("--out", required=True, help="avatar folder to write")
+    parser.add_argument("--out", required=True, help="avatar folder to write (new, or ours with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier avatar")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
     parser.set_defaults(func=run)
 
 
-def fitted_frames(fit_dir: str | Path) -> Observation:
-    """Every frame of a fit folder, in its order, as one :class:`Observation`."""
+def fitted_frames(fit_dir: str | Path, sequences: list[str] | None = None) -> Observation:
+    """Every frame of a fit folder (or of the named ``sequences``, in that order) as one :class:`Observation`."""
     from invertavatar_core.data.datasets import FitDataset
 
     fit_dir = Path(fit_dir)
@@ -52,7 +60,17 @@ def fitted_frames(fit_dir: str | Path) -> Observation:
     dataset = FitDataset(fit_dir)
     if len(dataset) == 0:
         raise UserError(f"--fit {fit_dir}: holds no fitted frames")
-    return Observation.cat([dataset[i] for i in range(len(dataset))])
+    if sequences is None:
+        return Observation.cat([dataset[i] for i in range(len(dataset))])
+    return Observation.cat([dataset.sequence(name) for name in sequences])
+
+
+def _inputs(args: argparse.Namespace) -> list[Path]:
+    inputs = [Path(args.source_video)] if args.source_video else [Path(p) for p in args.source]
+    for path in inputs:
+        if not path.is_file():
+            raise UserError(f"source not found: {path}")
+    return inputs
 
 
 def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: InversionModels, registry: Registry) -> None:
@@ -66,10 +84,7 @@ def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: InversionModel
             'fitting the sources needs the faceverse package (pip install "invertavatar-core[faceverse]"); '
             "or fit them elsewhere and pass --fit"
         ) from None
-    inputs = [args.source_video] if args.source_video else list(args.source)
-    for path in inputs:
-        if not Path(path).is_file():
-            raise UserError(f"source not found: {path}")
+    inputs = [str(p) for p in _inputs(args)]
     model = models.experiment.morphable_model.name
     uv_resolution = models.prior.info.uv_resolution
     # fit only about the frames that will be used
@@ -98,6 +113,14 @@ def _choose(frames: Observation, args: argparse.Namespace) -> Observation:
 
 def run(args: argparse.Namespace) -> int:
     """Invert the sources frame by frame and save the avatar."""
+    # Where the output goes is settled before anything is loaded or computed.
+    out = check_output_dir(args.out, AVATAR_KIND, overwrite=args.overwrite, signature=AVATAR_FILES)
+    inputs = _inputs(args) if not args.fit else None
+    fit_dir = Path(args.fit) if args.fit else Path(f"{out}.fit")
+    if not args.fit:
+        check_output_dir(fit_dir, FIT_KIND, reuse=True, signature=("dataset.json",), what="fit folder")
+    elif not fit_dir.is_dir():
+        raise UserError(f"--fit {fit_dir}: folder not found (write it with `invertavatar fit`)")
     registry = cli_registry()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = Path(args.checkpoint)
@@ -107,10 +130,10 @@ def run(args: argparse.Namespace) -> int:
         registry.validate_config("inverter", {"name": args.inverter}) if args.inverter else experiment.inverter
     )
     inverter = registry.create("inverter", inverter_config, registry=registry, experiment=experiment, models=models)
-    fit_dir = Path(args.fit) if args.fit else Path(f"{args.out}.fit")
-    if not args.fit:
+    if inputs is not None:
         _fit_sources(args, fit_dir, models, registry)
-    frames = _choose(fitted_frames(fit_dir), args)
+    # The auto-fit folder may hold other sources of earlier runs: take exactly these sequences.
+    frames = _choose(fitted_frames(fit_dir, None if inputs is None else [p.stem for p in inputs]), args)
     size = models.prior.info.image_resolution
     began = time.perf_counter()
     session = None
@@ -130,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     avatar = type(avatar)(
         avatar.features, avatar.prior_config, avatar.identity, avatar.frame_count, avatar.inverter, extra
     )
-    avatar.save(args.out)
+    avatar.save(out)
     print(
         f"avatar from {len(frames)} frame(s) ({size}px prior, inverter {inverter_config.name}) in "
         f"{time.perf_counter() - began:.2f} s -> {args.out}"

@@ -20,6 +20,7 @@ from invertavatar_core.cli import cli_registry
 from invertavatar_core.errors import UserError
 from invertavatar_core.inversion.avatar import Avatar
 from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.io.atomic import check_output_file
 from invertavatar_core.io.media import write_video
 
 __all__ = ["neutral_expression_uv", "register"]
@@ -70,6 +71,7 @@ def neutral_expression_uv(
 
 def run(args: argparse.Namespace) -> int:
     """Write the video."""
+    check_output_file(args.out)  # before anything is loaded or rendered
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     avatar = Avatar.load(args.avatar, device)
     models = InversionModels.load(_checkpoint(args, avatar), cli_registry(), device=device).eval()

@@ -5,8 +5,12 @@ import argparse
 from invertavatar_core.cli import cli_registry
 from invertavatar_core.config.experiment import load_config_data
 from invertavatar_core.config.sweep import Sweep
+from invertavatar_core.io.atomic import check_output_dir, read_marker, write_marker
 
-__all__ = ["register"]
+__all__ = ["SWEEP_KIND", "register"]
+
+SWEEP_KIND = "sweep"
+"""Marker kind (:data:`invertavatar_core.io.atomic.MARKER_FILE`) of a sweep output folder (finished points resume)."""
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
@@ -43,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.errors import UserError
     from invertavatar_core.evaluation.sweep_runner import check_point, run_point
 
+    if not args.dry_run:  # a dry run writes nothing
+        check_output_dir(args.out, SWEEP_KIND, reuse=True, signature=("results.md",))
     sweep = Sweep(load_config_data(args.config), args.sets, cli_registry())
     evaluate = not args.no_evaluate
     problems = [
@@ -57,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(sweep.points)} valid points")
         return 0
+    if read_marker(args.out) is None:
+        write_marker(args.out, SWEEP_KIND)
     runner = functools.partial(run_point, stages=tuple(args.stages), evaluate=evaluate, device=args.device)
-    rows = sweep.run(runner, args.out, progress=print)
+    settings = {"stages": list(args.stages), "evaluate": evaluate}  # a point trained differently is not done
+    rows = sweep.run(runner, args.out, settings=settings, progress=print)
     print(f"{len(rows)} points; results in {args.out}/results.md")
     return 0

@@ -10,6 +10,8 @@ import argparse
 
 from invertavatar_core.cli import cli_registry
 from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
+from invertavatar_core.io.atomic import check_output_dir
+from invertavatar_core.io.checkpoints import CONFIG_FILE, RUN_KIND
 from invertavatar_core.training.stages import STAGES
 
 __all__ = ["register"]
@@ -33,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.training.distributed import Runtime
 
     experiment = experiment_from_args(args, "training.out_dir")
+    # A run folder resumes; any other non-empty folder is refused before any model is built.
+    check_output_dir(experiment.training.out_dir, RUN_KIND, reuse=True, signature=(CONFIG_FILE, "checkpoints"),
+                     what="training.out_dir")  # fmt: skip
     runtime = Runtime.from_env(args.device)
     try:
         scalars = STAGES[args.train_stage](experiment, cli_registry(), runtime, progress=not args.no_progress)

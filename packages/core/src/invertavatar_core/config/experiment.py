@@ -296,8 +296,8 @@ def load_config_data(path: str | Path) -> dict[str, Any]:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
-    if data is None:
-        data = {}
+    if data is None:  # an empty file (or only comments) is a mistake, not a request for paper-size defaults
+        raise ValueError(f"{path}: the config file is empty; expected a mapping such as `name: my-experiment`")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping at the top level, found {type(data).__name__}")
     return data

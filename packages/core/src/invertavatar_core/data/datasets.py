@@ -7,7 +7,10 @@ one Observation. :func:`open_dataset` picks the reader from what the folder hold
 
 The ``fit`` layout (``docs/dataset-layout.md``)::
 
-    dataset.json                      format, version, resolutions, model config, sequences
+    .invertavatar                     marker: a folder invertavatar wrote (kind "fit")
+    dataset.json                      format, version, resolutions, model config, sequences, and
+                                      per sequence the key of the input file and settings it was
+                                      fitted from (``inputs``; see :func:`input_key`)
     cameras.json                      {"labels": [["<seq>/<frame>.png", [25 floats]], ...]}
     images/<seq>/<frame>.png          aligned square RGB crop
     frames/<seq>/<frame>.safetensors  expression_uv (3, Hu, Hu), unwrap_grid (Ht, Ht, 2),
@@ -23,6 +26,7 @@ The official InvertAvatar layout (docs/dataset-layout.md): ``images512x512/<vide
 coefficients, split by the faceverse package's ``COEFFICIENT_LAYOUT``).
 """
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,16 +41,18 @@ from torch import Tensor
 
 from invertavatar_core.errors import UserError
 from invertavatar_core.inversion.observation import Observation
-from invertavatar_core.io.atomic import atomic_write, atomic_write_text
+from invertavatar_core.io.atomic import atomic_write, atomic_write_text, check_output_dir, read_marker, write_marker
 from invertavatar_core.io.media import read_image, save_image
 
 __all__ = [
     "DatasetFormatError",
     "FIT_FORMAT",
+    "FIT_KIND",
     "FitDataset",
     "FitDatasetWriter",
     "FittedFrame",
     "InvertAvatarDataset",
+    "input_key",
     "open_dataset",
 ]
 
@@ -55,6 +61,26 @@ FIT_FORMAT = "invertavatar-fit"
 
 FIT_VERSION = 1
 """``dataset.json["version"]`` this reader understands."""
+
+FIT_KIND = "fit"
+"""The kind in a fit folder's marker file (:data:`invertavatar_core.io.atomic.MARKER_FILE`)."""
+
+
+def input_key(files: Sequence[str | Path], settings: Mapping[str, Any]) -> str:
+    """SHA-256 of the files' bytes and of ``settings`` (as sorted JSON): equal keys, same inputs and settings.
+
+    What a fitted sequence was made from: work is reused only when this key is unchanged, never
+    because a file name matches.
+    """
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0file\0")
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode("utf-8"))
+    return digest.hexdigest()
+
 
 _MAPS = ("expression_uv", "unwrap_grid", "visibility")
 _COEFFICIENTS = ("identity", "expression", "eyes")
@@ -210,8 +236,10 @@ class FitDatasetWriter:
     """
 
     def __init__(self, root: str | Path, model: Mapping[str, Any], image_resolution: int, uv_resolution: int) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Refuses a folder holding files we did not write (nothing in it is touched).
+        self.root = check_output_dir(root, FIT_KIND, reuse=True, signature=("dataset.json",), what="dataset folder")
+        if read_marker(self.root) is None:
+            write_marker(self.root, FIT_KIND)
         self._meta: dict[str, Any] = {
             "format": FIT_FORMAT,
             "version": FIT_VERSION,
@@ -219,6 +247,7 @@ class FitDatasetWriter:
             "uv_resolution": uv_resolution,
             "model": dict(model),
             "sequences": {},
+            "inputs": {},
         }
         self._labels: dict[str, list[float]] = {}
         if (self.root / "dataset.json").is_file():
@@ -228,11 +257,26 @@ class FitDatasetWriter:
                     f"{self.root}: already holds frames fitted with model {old.meta.get('model')}; use another --out"
                 )
             self._meta["sequences"] = {k: list(v) for k, v in old.meta["sequences"].items()}
+            self._meta["inputs"] = {k: str(v) for k, v in (old.meta.get("inputs") or {}).items()}
             self._labels = {k: v.tolist() for k, v in old._cameras.items()}
 
     def has(self, sequence: str, frame: str) -> bool:
         """Whether frame ``frame`` of ``sequence`` is already written."""
         return frame in self._meta["sequences"].get(sequence, [])
+
+    def input_key(self, sequence: str) -> str | None:
+        """The :func:`input_key` ``sequence`` was written from, if recorded."""
+        return self._meta["inputs"].get(sequence)
+
+    def begin_sequence(self, sequence: str, key: str | None = None) -> None:
+        """Start (re)writing ``sequence``: its earlier frames leave the index; ``key`` records what it is made from."""
+        self._meta["sequences"][sequence] = []
+        self._labels = {k: v for k, v in self._labels.items() if not k.startswith(f"{sequence}/")}
+        if key is None:
+            self._meta["inputs"].pop(sequence, None)
+        else:
+            self._meta["inputs"][sequence] = key
+        self._flush()
 
     def add(self, sequence: str, frame: str, data: FittedFrame) -> None:
         """Write one frame's files and update the index."""

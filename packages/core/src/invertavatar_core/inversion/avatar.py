@@ -26,14 +26,18 @@ from invertavatar_core.io.checkpoints import CheckpointError, load_tensors
 from invertavatar_core.plugin.protocols import CanonicalFeatures, Prior, PriorRender
 from invertavatar_core.version import __version__
 
-__all__ = ["AVATAR_FORMAT", "Avatar"]
+__all__ = ["AVATAR_FILES", "AVATAR_FORMAT", "AVATAR_KIND", "Avatar"]
 
 AVATAR_FORMAT = "invertavatar.avatar"
 """The ``format`` field of ``avatar.json``."""
+AVATAR_KIND = "avatar"
+"""The kind in an avatar folder's marker file (:data:`invertavatar_core.io.atomic.MARKER_FILE`)."""
 _VERSION = 1
 _TENSORS = "avatar.safetensors"
 _META = "avatar.json"
 _IDENTITY = "meta.identity"
+AVATAR_FILES = (_META, _TENSORS)
+"""The files of an avatar folder (what identifies one written before marker files existed)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,11 @@ class Avatar:
         return Avatar(features, self.prior_config, identity, self.frame_count, self.inverter, self.extra)
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path/avatar.safetensors`` and ``path/avatar.json`` atomically; returns ``path``."""
+        """Write ``path/avatar.safetensors`` and ``path/avatar.json`` atomically; returns ``path``.
+
+        An existing ``path`` is replaced only if it is an avatar we wrote; any other folder raises
+        :class:`~invertavatar_core.io.atomic.OutputPathError` and is left as it was.
+        """
         from safetensors.torch import save_file
 
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.features.tensors().items()}
@@ -78,7 +86,7 @@ class Avatar:
             "batch_size": self.features.batch_size,
             "extra": dict(self.extra),
         }
-        with atomic_directory(path) as tmp:
+        with atomic_directory(path, AVATAR_KIND, signature=AVATAR_FILES) as tmp:
             save_file(tensors, str(tmp / _TENSORS), metadata={"format": "pt"})
             (tmp / _META).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
         return Path(path)

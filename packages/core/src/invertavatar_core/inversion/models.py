@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from invertavatar_core.config.experiment import ExperimentConfig, dump_config, load_experiment
-from invertavatar_core.io.checkpoints import CheckpointError, load_component, save_component
+from invertavatar_core.io.atomic import check_output_dir, read_marker, write_marker
+from invertavatar_core.io.checkpoints import RUN_KIND, CheckpointError, load_component, save_component
 from invertavatar_core.plugin.kinds import ComponentConfig
 from invertavatar_core.plugin.protocols import Encoder, EncoderRole, FeatureEncoder, LatentEncoder, Prior
 from invertavatar_core.plugin.registry import Registry
@@ -138,8 +139,9 @@ class InversionModels(nn.Module):
             root: the folder.
             parts: only these parts (e.g. skip a frozen prior already written); ``None`` = all.
         """
-        root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        root = check_output_dir(root, RUN_KIND, reuse=True, signature=(EXPERIMENT_FILE,), what="model checkpoint")
+        if read_marker(root) is None:
+            write_marker(root, RUN_KIND)
         dump_config(self.experiment, root / EXPERIMENT_FILE)
         for part, module, config in self.parts():
             if parts is None or part in parts:

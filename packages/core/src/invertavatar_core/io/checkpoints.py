@@ -22,8 +22,10 @@ from invertavatar_core.plugin.registry import Registry
 from invertavatar_core.version import __version__
 
 __all__ = [
+    "COMPONENT_KIND",
     "CONFIG_FILE",
     "CheckpointError",
+    "RUN_KIND",
     "WEIGHTS_FILE",
     "check_state_dict",
     "load_component",
@@ -36,6 +38,10 @@ __all__ = [
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+COMPONENT_KIND = "component"
+"""Marker kind (:data:`invertavatar_core.io.atomic.MARKER_FILE`) of a component directory."""
+RUN_KIND = "run"
+"""Marker kind of a training run folder, which is also a model checkpoint (docs/checkpoints.md)."""
 
 
 class CheckpointError(UserError, ValueError):
@@ -62,6 +68,9 @@ def save_component(
 ) -> Path:
     """Save ``module`` built from ``config`` as a component directory, atomically.
 
+    An existing ``path`` is replaced only if it is a component directory we wrote (see
+    :func:`invertavatar_core.io.atomic.atomic_directory`).
+
     Args:
         module: the built component.
         config: the config it was built from (written to ``config.json``).
@@ -75,7 +84,7 @@ def save_component(
         "invertavatar.version": __version__,
         "invertavatar.context": json.dumps(_jsonable_context(context or {})),
     }
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, COMPONENT_KIND, signature=(CONFIG_FILE, WEIGHTS_FILE)) as tmp:
         (tmp / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n", encoding="utf-8")
         save_model(module, str(tmp / WEIGHTS_FILE), metadata=metadata)
     return Path(path)

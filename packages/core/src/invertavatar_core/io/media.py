@@ -1,10 +1,13 @@
 """Reading and writing images and videos at the file boundary (uint8 on disk, [-1, 1] in memory).
 
-Every reader names the file and what was wrong with it; every writer is atomic.
+Every reader names the file and what was wrong with it; every writer is atomic. ffmpeg runs with
+``-hide_banner -loglevel error`` and an error quotes only the line that says what went wrong.
 """
 
+import contextlib
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from invertavatar_core.io.atomic import atomic_write
 
 __all__ = [
     "ImageReadError",
+    "VideoWriteError",
     "from_uint8",
     "make_grid",
     "read_image",
@@ -32,6 +36,26 @@ __all__ = [
 
 class ImageReadError(UserError, ValueError):
     """An image or video that is missing, corrupt or not what was expected."""
+
+
+class VideoWriteError(ValueError):
+    """ffmpeg could not write a video (unknown container, odd size for H.264, disk full, ...)."""
+
+
+_FFMPEG_QUIET = ("-hide_banner", "-loglevel", "error")
+_LOG_PREFIX = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\]\s*")
+
+
+def _ffmpeg_error(stderr: str, path: Path | None = None, tmp: Path | None = None) -> str:
+    """The first line of ffmpeg's stderr that says what went wrong, without banner or log prefixes."""
+    for line in stderr.splitlines():
+        line = _LOG_PREFIX.sub("", line.strip())
+        if not line:
+            continue
+        if "matches no streams" in line:  # ``-map 0:v:0`` on a file without video
+            return "no video stream"
+        return line.replace(str(tmp), str(path)) if tmp is not None else line
+    return "ffmpeg failed without a message"
 
 
 def from_uint8(array: np.ndarray) -> Tensor:
@@ -116,10 +140,14 @@ def video_frame_count(path: str | Path) -> int:
 
     path = Path(path)
     _check_video(path)
-    try:
-        return int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
-    except (RuntimeError, OSError) as exc:
-        raise ImageReadError(f"{path}: not a readable video ({exc})") from None
+    # Stream copy of the first video stream; ``-progress`` reports the frame count on stdout.
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), *_FFMPEG_QUIET, "-nostdin", "-nostats", "-i", str(path)]
+    command += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    counts = re.findall(r"^frame=(\d+)$", result.stdout, flags=re.MULTILINE)
+    if result.returncode != 0 or not counts:
+        raise ImageReadError(f"{path}: not a readable video ({_ffmpeg_error(result.stderr)})")
+    return int(counts[-1])
 
 
 def read_video_frames(path: str | Path, indices: Sequence[int] | None = None) -> list[Tensor]:
@@ -130,17 +158,17 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | None = None) ->
     _check_video(path)
     exe = imageio_ffmpeg.get_ffmpeg_exe()
     # ffmpeg prints the stream header on stderr; no output file makes it exit right after.
-    header = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    header = subprocess.run([exe, "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True).stderr
     size = re.search(r"Stream #.*Video:.*?(\d{2,5})x(\d{2,5})", header)
     if size is None:
-        last = header.strip().splitlines()[-1] if header.strip() else "no video stream"
-        raise ImageReadError(f"{path}: not a readable video ({last})")
+        video_frame_count(path)  # says why at ``-loglevel error`` (the header also holds warnings)
+        raise ImageReadError(f"{path}: not a readable video (no video stream)")
     width, height = int(size.group(1)), int(size.group(2))
     wanted = None if indices is None else set(indices)
     frames: dict[int, Tensor] = {}
     seen, frame_bytes = 0, width * height * 3
     # Our own ffmpeg pipe (imageio-ffmpeg's generator leaves its pipes open when a video ends).
-    command = [exe, "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    command = [exe, *_FFMPEG_QUIET, "-nostdin", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as process:
         while wanted is None or len(frames) < len(wanted):
             raw = process.stdout.read(frame_bytes)
@@ -158,25 +186,46 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | None = None) ->
 
 
 def write_video(frames: Iterable[Tensor], path: str | Path, fps: float = 25.0) -> Path:
-    """Write ``(3, H, W)`` frames in [-1, 1] to an H.264 MP4, atomically."""
+    """Write ``(3, H, W)`` frames in [-1, 1] to an H.264 MP4, atomically.
+
+    Raises:
+        VideoWriteError: ffmpeg failed (the message quotes its error line, never its banner).
+    """
     import imageio_ffmpeg
 
     path = Path(path)
 
     def write(tmp: Path) -> None:
-        writer = None
-        try:
-            for frame in frames:
-                array = to_uint8(frame)
-                if writer is None:
-                    size = (array.shape[1], array.shape[0])
-                    writer = imageio_ffmpeg.write_frames(str(tmp), size, fps=fps, codec="libx264", macro_block_size=1)
-                    writer.send(None)  # start the encoder
-                writer.send(np.ascontiguousarray(array).tobytes())
-            if writer is None:
-                raise ValueError(f"{path}: no frames to write")
-        finally:
-            if writer is not None:
-                writer.close()
+        process = None
+        # A file, not a pipe, for stderr: a pipe nobody reads while frames go in could fill and block ffmpeg.
+        with tempfile.TemporaryFile() as errors:
+            try:
+                for frame in frames:
+                    array = np.ascontiguousarray(to_uint8(frame))
+                    if process is None:
+                        height, width = array.shape[:2]
+                        command = [imageio_ffmpeg.get_ffmpeg_exe(), *_FFMPEG_QUIET, "-y", "-f", "rawvideo"]
+                        command += ["-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "-", "-an"]
+                        command += ["-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "25", str(tmp)]
+                        process = subprocess.Popen(
+                            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors
+                        )
+                    try:
+                        process.stdin.write(array.tobytes())
+                    except BrokenPipeError:  # ffmpeg quit; its error is read below
+                        break
+                if process is None:
+                    raise VideoWriteError(f"{path}: no frames to write")
+            except BaseException:
+                if process is not None:
+                    process.kill()
+                    process.wait()
+                raise
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+            if process.wait() != 0:
+                errors.seek(0)
+                why = _ffmpeg_error(errors.read().decode("utf-8", "replace"), path, tmp)
+                raise VideoWriteError(f"{path}: could not write the video ({why})")
 
     return atomic_write(path, write)

@@ -3,14 +3,17 @@
 ``get_plugin_manager()`` is a factory (never a module-level singleton, never work at import time):
 
 1. add the hook specifications;
-2. block the names in ``INVERTAVATAR_DISABLED_PLUGINS`` (comma separated);
-3. unless ``INVERTAVATAR_DISABLE_PLUGIN_AUTOLOAD`` is set, load every entry point of the group
+2. block the plugin names in ``INVERTAVATAR_DISABLED_PLUGINS`` (comma separated; the names
+   ``invertavatar plugins`` shows, e.g. ``aggregators``, ``invertavatar_core.builtin_plugin``);
+3. unless ``INVERTAVATAR_DISABLE_PLUGIN_AUTOLOAD`` is on, load every entry point of the group
    ``invertavatar`` (restricted to ``INVERTAVATAR_PLUGINS`` when that allow-list is set); an entry
-   point that fails to import is recorded in ``load_errors`` and the others still load;
+   point that fails to import is recorded in ``load_errors`` and the others still load; one the
+   environment kept out is recorded in ``skipped`` with the reason;
 4. register core's own default plugin modules;
 5. check that every implementation names a known hook.
 
-``INVERTAVATAR_TRACE_PLUGINS`` prints every hook call.
+``INVERTAVATAR_TRACE_PLUGINS`` prints every hook call. Switches are booleans: ``1``/``true``/
+``yes``/``on`` or ``0``/``false``/``no``/``off``/empty; anything else is an error.
 """
 
 import importlib
@@ -31,6 +34,7 @@ __all__ = [
     "PROJECT_NAME",
     "PluginLoadError",
     "PluginManager",
+    "env_flag",
     "get_plugin_manager",
     "hookimpl",
 ]
@@ -71,6 +75,8 @@ class PluginManager(pluggy.PluginManager):
         """plugin name -> distribution that provides it."""
         self.load_errors: list[PluginLoadError] = []
         """Plugins that failed to import."""
+        self.skipped: dict[str, tuple[str, str]] = {}
+        """Installed plugins the environment kept out: name -> (distribution, why)."""
 
     def register_plugin(self, plugin: object, name: str, distribution: str) -> None:
         """Register ``plugin`` under ``name`` and remember its distribution."""
@@ -92,6 +98,24 @@ def distribution_of_module(module_name: str) -> str:
     return dists[0] if dists else "<local>"
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def env_flag(name: str) -> bool:
+    """A boolean environment switch: unset, empty, 0/false/no/off are off; 1/true/yes/on are on.
+
+    Raises:
+        ValueError: any other value (one line naming the variable).
+    """
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"environment variable {name}={os.environ[name]!r}: expected 1/true/yes/on or 0/false/no/off")
+
+
 def _env_list(name: str) -> list[str] | None:
     value = os.environ.get(name)
     if value is None:
@@ -107,15 +131,23 @@ def _entry_points() -> list[importlib.metadata.EntryPoint]:
     return list(seen.values())
 
 
+def _distribution_of_entry_point(ep: importlib.metadata.EntryPoint) -> str:
+    return ep.dist.name if ep.dist is not None else "<unknown>"
+
+
 def load_entry_points(pm: PluginManager) -> None:
     """Load every allowed, unblocked entry point of the ``invertavatar`` group into ``pm``."""
     allow = _env_list(ENV_ALLOW)
     for ep in _entry_points():
-        if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+        distribution = _distribution_of_entry_point(ep)
+        if pm.is_blocked(ep.name):
+            pm.skipped[ep.name] = (distribution, f"blocked by {ENV_DISABLED}")
+            continue
+        if pm.has_plugin(ep.name):
             continue
         if allow is not None and ep.name not in allow:
+            pm.skipped[ep.name] = (distribution, f"not in {ENV_ALLOW}")
             continue
-        distribution = ep.dist.name if ep.dist is not None else "<unknown>"
         try:
             module = ep.load()
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the others down
@@ -144,15 +176,21 @@ def get_plugin_manager(*, autoload: bool | None = None) -> PluginManager:
     pm.add_hookspecs(hookspecs)
     for name in _env_list(ENV_DISABLED) or []:
         pm.set_blocked(name)
+    trace = env_flag(ENV_TRACE)  # read every switch first: a bad value fails before any import
     if autoload is None:
-        autoload = not os.environ.get(ENV_DISABLE_AUTOLOAD)
+        autoload = not env_flag(ENV_DISABLE_AUTOLOAD)
+        if not autoload:
+            for ep in _entry_points():
+                pm.skipped[ep.name] = (_distribution_of_entry_point(ep), f"not loaded: {ENV_DISABLE_AUTOLOAD} is on")
     if autoload:
         load_entry_points(pm)
     for module_name in DEFAULT_PLUGINS:
-        if not pm.is_blocked(module_name):
+        if pm.is_blocked(module_name):
+            pm.skipped[module_name] = ("invertavatar-core", f"blocked by {ENV_DISABLED}")
+        else:
             pm.register_plugin(importlib.import_module(module_name), module_name, "invertavatar-core")
     pm.check_pending()
-    if os.environ.get(ENV_TRACE):
+    if trace:
         pm.trace.root.setwriter(lambda message: sys.stderr.write(message))
         pm.enable_tracing()
     return pm

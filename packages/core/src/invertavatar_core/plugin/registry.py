@@ -43,14 +43,30 @@ class DuplicateComponentError(RegistrationError):
 
 
 class UnknownComponentError(KeyError):
-    """A name that is not registered; the message lists close matches and install hints."""
+    """A name that is not registered; the message lists close matches and install hints.
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+    ``skipped`` (plugin -> (distribution, why), see ``PluginManager.skipped``) turns "not
+    installed" into the reason an installed provider was kept out (e.g. blocked by
+    ``INVERTAVATAR_DISABLED_PLUGINS``).
+    """
+
+    def __init__(
+        self, kind: str, name: str, known: Iterable[str], skipped: Mapping[str, tuple[str, str]] | None = None
+    ) -> None:
         self.kind, self.name, self.known = kind, name, sorted(known)
+        skipped = dict(skipped or {})
         parts = [f"unknown {kind} {name!r}."]
         hint = BUILTIN_PROVIDERS.get((kind, name))
         if hint:
-            parts.append(f"{kind} {name!r} is a built-in that is not installed; install `{hint}`.")
+            kept_out = [
+                (plugin, why) for plugin, (dist, why) in skipped.items() if dist == _distribution_of_requirement(hint)
+            ]
+            if kept_out:
+                parts += [f"{kind} {name!r} is provided by plugin {plugin!r}, {why}." for plugin, why in kept_out]
+            else:
+                parts.append(f"{kind} {name!r} is a built-in that is not installed; install `{hint}`.")
+        elif skipped:
+            parts.append("Plugins kept out: " + ", ".join(f"{p!r} ({why})" for p, (_, why) in skipped.items()) + ".")
         close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.6)
         if close:
             parts.append("Did you mean " + " or ".join(repr(c) for c in close) + "?")
@@ -60,6 +76,12 @@ class UnknownComponentError(KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def _distribution_of_requirement(requirement: str) -> str:
+    """The distribution a ``BUILTIN_PROVIDERS`` requirement installs (``invertavatar-core[x]``: ``invertavatar-x``)."""
+    base, _, extra = requirement.partition("[")
+    return f"invertavatar-{extra.rstrip(']')}" if base == "invertavatar-core" and extra else base
 
 
 @dataclass(frozen=True)
@@ -87,11 +109,20 @@ class RegistryEntry:
 class Registrar:
     """Handed to one registration hook for one kind; validates every ``add`` on the spot."""
 
-    def __init__(self, kind: str, entries: dict[str, RegistryEntry], plugin: str, distribution: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        entries: dict[str, RegistryEntry],
+        plugin: str,
+        distribution: str,
+        conflicts: list[tuple[RegistryEntry, str]] | None = None,
+    ) -> None:
         self.kind = kind
         self._entries = entries
         self._plugin = plugin
         self._distribution = distribution
+        self._conflicts = conflicts
+        """When a list, a duplicate is recorded here (entry, message) instead of raising."""
 
     def add(
         self,
@@ -133,16 +164,9 @@ class Registrar:
             )
         if not description or "\n" in description:
             raise RegistrationError(f"{where}: description must be one non-empty line")
-        if name in self._entries and not replace:
-            other = self._entries[name]
-            raise DuplicateComponentError(
-                f"{self.kind} {name!r} is registered twice: by {other.provider} and by "
-                f"{self._distribution} (plugin {self._plugin!r}); uninstall one or block it with "
-                f"INVERTAVATAR_DISABLED_PLUGINS"
-            )
         tiny = dict(tiny or {})
         config_cls.model_validate({"name": name, **tiny})  # tiny overrides must be valid
-        self._entries[name] = RegistryEntry(
+        entry = RegistryEntry(
             kind=self.kind,
             name=name,
             factory=factory,
@@ -152,19 +176,40 @@ class Registrar:
             distribution=self._distribution,
             tiny=MappingProxyType(tiny),
         )
+        if name in self._entries and not replace:
+            other = self._entries[name]
+            message = (
+                f"{self.kind} {name!r} is registered twice: by {other.provider} and by "
+                f"{self._distribution} (plugin {self._plugin!r}); uninstall one or block it with "
+                f"INVERTAVATAR_DISABLED_PLUGINS"
+            )
+            if self._conflicts is None:
+                raise DuplicateComponentError(message)
+            self._conflicts.append((entry, message))
+            return
+        self._entries[name] = entry
 
 
 class Registry:
     """Immutable mapping kind -> name -> :class:`RegistryEntry`, with timm-style helpers."""
 
     def __init__(
-        self, entries: Mapping[str, Mapping[str, RegistryEntry]], problems: Iterable[PluginLoadError] = ()
+        self,
+        entries: Mapping[str, Mapping[str, RegistryEntry]],
+        problems: Iterable[PluginLoadError] = (),
+        *,
+        skipped: Mapping[str, tuple[str, str]] | None = None,
+        conflicts: Iterable[tuple[RegistryEntry, str]] = (),
     ) -> None:
         self._entries = MappingProxyType(
             {kind: MappingProxyType(dict(sorted(entries.get(kind, {}).items()))) for kind in KINDS}
         )
         self.problems: tuple[PluginLoadError, ...] = tuple(problems)
         """Plugins that failed to load or whose registration hook raised."""
+        self.skipped: Mapping[str, tuple[str, str]] = MappingProxyType(dict(skipped or {}))
+        """Installed plugins the environment kept out: name -> (distribution, why)."""
+        self.conflicts: tuple[tuple[RegistryEntry, str], ...] = tuple(conflicts)
+        """Second registrations of a taken name (``build_registry(strict=False)`` only), with the message."""
         self._adapters: dict[str, TypeAdapter] = {}
 
     def _check_kind(self, kind: str) -> None:
@@ -189,7 +234,7 @@ class Registry:
         try:
             return self._entries[kind][name]
         except KeyError:
-            raise UnknownComponentError(kind, name, self._entries[kind]) from None
+            raise UnknownComponentError(kind, name, self._entries[kind], self.skipped) from None
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         kind, name = key
@@ -243,14 +288,17 @@ class Registry:
         return typing.Annotated[typing.Union[classes], Field(discriminator="name")]  # noqa: UP007
 
 
-def build_registry(pm: PluginManager) -> Registry:
+def build_registry(pm: PluginManager, *, strict: bool = True) -> Registry:
     """Call every registration hook and collect the result.
 
     Each hook implementation is called on its own so that one that raises is reported (in
     ``Registry.problems``) without hiding the others. Duplicates and malformed registrations
-    raise, because silently picking one provider would make results irreproducible.
+    raise, because silently picking one provider would make results irreproducible; with
+    ``strict=False`` (listing only, ``invertavatar plugins``) a duplicate is kept in
+    ``Registry.conflicts`` instead, so both providers can be shown.
     """
     entries: dict[str, dict[str, RegistryEntry]] = {kind: {} for kind in KINDS}
+    conflicts: list[tuple[RegistryEntry, str]] | None = None if strict else []
     problems: list[PluginLoadError] = list(pm.load_errors)
     trace = pm.trace.root.get("registry")  # writes only when INVERTAVATAR_TRACE_PLUGINS is set
     for kind in KINDS.values():
@@ -260,7 +308,7 @@ def build_registry(pm: PluginManager) -> Registry:
         for impl in caller.get_hookimpls():
             plugin_name = impl.plugin_name
             distribution = pm.distribution_of(impl.plugin)
-            registrar = Registrar(kind.name, entries[kind.name], plugin_name, distribution)
+            registrar = Registrar(kind.name, entries[kind.name], plugin_name, distribution, conflicts)
             kwargs = {arg: registrar for arg in impl.argnames if arg == "registrar"}
             trace(f"{kind.hook_name} -> plugin {plugin_name!r} ({distribution})")
             try:
@@ -269,4 +317,4 @@ def build_registry(pm: PluginManager) -> Registry:
                 raise
             except Exception as exc:  # noqa: BLE001 - report the plugin, keep the others
                 problems.append(PluginLoadError(plugin_name, distribution, f"{type(exc).__name__}: {exc}"))
-    return Registry(entries, problems)
+    return Registry(entries, problems, skipped=pm.skipped, conflicts=conflicts or ())

@@ -10,7 +10,9 @@ Example, in a third-party test module::
 
 Every standard test builds the component from its registered tiny config (plus ``overrides``)
 and checks the protocol's shapes, finiteness, gradients, config JSON round-trip and safetensors
-round-trip. A subclass must not silently replace a standard test: overriding one without
+round-trip; aggregators also that their streaming state saves with safetensors (no two names
+sharing storage), stays finite over a long stream (>= 16 frames) and is never changed in place
+by ``update``. A subclass must not silently replace a standard test: overriding one without
 marking it ``xfail(reason=...)`` fails ``test_no_overrides_DO_NOT_OVERRIDE``.
 """
 
@@ -195,6 +197,75 @@ class AggregatorConformance(_ModuleRoundTrip, ComponentConformance):
             assert isinstance(state, dict) and all(isinstance(v, Tensor) for v in state.values())
             assert component.read(state).shape == (2, self.channels, 5, 7)
         torch.testing.assert_close(component.read(state), component(frames))
+
+    long_stream: ClassVar[int] = 24
+    """Frames of the long-stream check (at least 16: NaN that only a long video reaches)."""
+
+    def test_state_saves_with_safetensors(self, component: Any) -> None:
+        """Every state (initial and after updates) saves with safetensors and reads back to the same map.
+
+        Streaming sessions save the state between frames; safetensors refuses two names that share
+        storage (``{"h": x, "h_prev": x}``) and non-contiguous tensors.
+        """
+        from safetensors.torch import load, save
+
+        frames = self.frames(3)
+        state = component.init_state(frames[:, 0])
+        for t in range(frames.shape[1] + 1):
+            storages: dict[int, str] = {}
+            for key, value in state.items():
+                if value.numel() == 0:
+                    continue
+                shared = storages.setdefault(value.untyped_storage().data_ptr(), key)
+                assert shared == key, (
+                    f"aggregator {self.name!r}: state entries {shared!r} and {key!r} share storage after {t} "
+                    "update(s); safetensors cannot save that (streaming sessions must): clone one of them"
+                )
+            try:
+                loaded = load(save(state))
+            except Exception as exc:  # noqa: BLE001 - safetensors raises several types
+                raise AssertionError(
+                    f"aggregator {self.name!r}: the state after {t} update(s) cannot be saved with safetensors "
+                    f"(streaming sessions must): {exc}"
+                ) from None
+            assert sorted(loaded) == sorted(state), f"aggregator {self.name!r}: state keys changed in a round trip"
+            assert all(torch.equal(loaded[k], state[k]) for k in state), f"aggregator {self.name!r}: state changed"
+            if t > 0:  # reading is valid after one frame
+                torch.testing.assert_close(component.read(loaded), component.read(state), rtol=0, atol=0)
+            if t < frames.shape[1]:
+                state = component.update(state, frames[:, t])
+
+    def test_long_stream_stays_finite(self, component: Any) -> None:
+        """``long_stream`` (>= 16) updates: the state and the fused map are finite after every frame."""
+        assert self.long_stream >= 16, "the long-stream check needs at least 16 frames"
+        frames = self.frames(self.long_stream)
+        with torch.no_grad():
+            state = component.init_state(frames[:, 0])
+            for t in range(frames.shape[1]):
+                state = component.update(state, frames[:, t])
+                for key, value in state.items():
+                    if value.is_floating_point():
+                        _assert_finite(value, f"aggregator {self.name!r}: state {key!r} after {t + 1} frames")
+                _assert_finite(component.read(state), f"aggregator {self.name!r}: fused map after {t + 1} frames")
+
+    def test_update_does_not_mutate_its_inputs(self, component: Any) -> None:
+        """``update`` is pure: the state it was given and the frame are unchanged afterwards."""
+        frames = self.frames(4)
+        with torch.no_grad():
+            state = component.init_state(frames[:, 0])
+            for t in range(frames.shape[1]):
+                frame = frames[:, t]
+                before = {k: v.clone() for k, v in state.items()}
+                frame_before = frame.clone()
+                new_state = component.update(state, frame)
+                assert sorted(state) == sorted(before), f"aggregator {self.name!r}: update changed its input's keys"
+                changed = [k for k, v in state.items() if not torch.equal(v, before[k])]
+                assert not changed, (
+                    f"aggregator {self.name!r}: update (frame {t}) changed its input state in place: {changed}; "
+                    "return new tensors instead (a caller may keep the old state, e.g. to branch or retry)"
+                )
+                assert torch.equal(frame, frame_before), f"aggregator {self.name!r}: update changed its input frame"
+                state = new_state
 
     def test_batch_independence(self, component: Any) -> None:
         """Each sequence of the batch is aggregated independently."""

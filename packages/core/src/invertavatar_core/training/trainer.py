@@ -41,7 +41,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from invertavatar_core.config.experiment import TrainingConfig, dump_config
-from invertavatar_core.io.atomic import atomic_write_text
+from invertavatar_core.io.atomic import atomic_write_text, read_marker, write_marker
+from invertavatar_core.io.checkpoints import RUN_KIND
 from invertavatar_core.io.media import save_grid
 from invertavatar_core.training.distributed import Runtime, average_gradients, broadcast_module
 from invertavatar_core.training.state import TrainingState, latest_checkpoint, load_training_state, save_training_state
@@ -215,6 +216,8 @@ class Trainer:
         """Train from the last checkpoint (or from scratch) to ``training.steps``; returns the last scalars."""
         t = self.training
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.runtime.is_main and read_marker(self.run_dir) is None:
+            write_marker(self.run_dir, RUN_KIND)  # ours: a later run may resume or re-export here
         self._write_config()
         for module in self.stage.modules.values():
             module.to(self.runtime.device)

@@ -11,8 +11,9 @@ def register(subparsers, groups) -> None:
     parser = subparsers.add_parser(
         "convert-faceverse",
         help="convert the official (pickled) FaceVerse .npy once into a pickle-free .npz",
-        description="Unpickles IN.npy (only do this with the file you downloaded yourself) and writes its "
-        "numeric arrays to OUT.npz, which the 'faceverse' model loads without unpickling.",
+        description="Reads IN.npy through a restricted unpickler (NumPy arrays and plain containers only; any "
+        "other object in the file is refused, nothing in it runs) and writes its numeric arrays to OUT.npz, "
+        "which the 'faceverse' model loads without unpickling.",
     )
     parser.add_argument("source", type=Path, help="faceverse_v3_1.npy")
     parser.add_argument("out", type=Path, help="output .npz")

@@ -2,7 +2,9 @@
 
 The work is :func:`invertavatar_faceverse.dataset_fitting.fit_dataset` (landmarks, crops, the
 morphable-model fit, UV renders and unwraps, in the layout of ``docs/dataset-layout.md``). A
-sequence already in ``--out`` is skipped, so an interrupted run resumes.
+sequence already in ``--out`` is skipped only when the content key of its input file and of the
+settings (see :func:`invertavatar_core.data.datasets.input_key`) is unchanged, so an interrupted
+run resumes and a different photo under the same file name is fitted again.
 """
 
 import argparse
@@ -40,6 +42,13 @@ def register(subparsers, groups) -> None:
     parser.add_argument("--every", type=int, default=1, help="use every k-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     parser.add_argument("--steps", type=int, default=None, help="per-frame optimisation steps (default 100)")
+    parser.add_argument(
+        "--face-index",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with several faces in a frame, fit the K-th largest (0, the default, is the largest)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: INVERTAVATAR_DEVICE or cpu)")
     parser.set_defaults(func=run)
 
@@ -60,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         every=args.every,
         max_frames=args.max_frames,
         steps=args.steps,
+        face_index=args.face_index,
         device=args.device,
     )
     return 0

@@ -27,8 +27,11 @@ def register(subparsers, groups) -> None:
 def run(args: argparse.Namespace) -> int:
     """Render and report where."""
     from invertavatar_core.config.experiment import default_registry
+    from invertavatar_core.data.datasets import FIT_KIND
+    from invertavatar_core.io.atomic import check_output_dir
     from invertavatar_faceverse.synthetic_heads import SyntheticHeadsConfig, synthesize_heads
 
+    check_output_dir(args.out, FIT_KIND, reuse=True, signature=("dataset.json",))  # before any model is built
     registry = default_registry()
     model_config = (
         registry.tiny_config("morphable_model", "procedural")
