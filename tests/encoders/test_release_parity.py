@@ -1,0 +1,229 @@
+"""The released few-shot encoders through our converter: nothing executed, strict load, parity with the release.
+
+Reads ``../shared/fixtures/official-release/encoders`` (random-weight files in the release's format
+with the outputs the authors' code computes; skipped when absent). Tolerances (docs/release-weights.md):
+2e-4 relative in the ``eval`` module mode, 5e-4 in the release's inference mode (``infer_sh``:
+batch-statistics BatchNorm).
+"""
+
+import copy
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from invertavatar_core.protocols import FeatureLevel, PriorFeatureInfo
+
+pytestmark = pytest.mark.assets
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = Path(os.environ.get("INVERTAVATAR_RELEASE_FIXTURES", REPO_ROOT.parent / "shared/fixtures/official-release"))
+ENCODERS = FIXTURE / "encoders"
+TOLERANCE = {"eval": 2e-4, "infer_sh": 5e-4}
+CASES = ("f1", "f4", "f5")
+
+FIXTURE_INFO = PriorFeatureInfo(
+    num_ws=14,
+    w_dim=16,
+    z_dim=64,
+    c_dim=25,
+    image_resolution=512,
+    neural_resolution=128,
+    uv_resolution=256,
+    texture_levels=(
+        FeatureLevel("rgb32", 32, 32),
+        FeatureLevel("x32", 16, 32),
+        FeatureLevel("x64", 16, 64),
+        FeatureLevel("x128", 16, 128),
+    ),
+    sft_levels=(
+        FeatureLevel("x16", 8, 16),
+        FeatureLevel("x32", 8, 32),
+        FeatureLevel("x64", 8, 64),
+        FeatureLevel("x128", 8, 128),
+        FeatureLevel("x256", 4, 256),
+    ),
+    triplane_channels=32,
+    triplane_resolution=256,
+)
+"""The shapes of the fixture's small generator (w_dim 16, tex / SFT widths of its manifest)."""
+
+
+def _require_fixture() -> None:
+    if not (ENCODERS / "fsinvertavatar_small.pkl").is_file():
+        pytest.skip(f"release fixtures not found at {FIXTURE} (set INVERTAVATAR_RELEASE_FIXTURES)")
+
+
+@pytest.fixture(scope="module")
+def release():
+    """The pickle read once: ``(G record, state dict)`` with the canary path pointed at a scratch file."""
+    _require_fixture()
+    pytest.importorskip("invertavatar_prior_next3d.release.unpickle")
+    from invertavatar_prior_next3d.release.unpickle import load_release_pickle, record_state_dict
+
+    data = load_release_pickle(ENCODERS / "fsinvertavatar_small.pkl")
+    return data["G"], record_state_dict(data["G"])
+
+
+@pytest.fixture(scope="module")
+def io():
+    """The stored official outputs."""
+    _require_fixture()
+    from safetensors.torch import load_file
+
+    return load_file(str(ENCODERS / "io.safetensors"))
+
+
+@pytest.fixture
+def converted(release, registry):
+    """A fresh conversion (module modes and BatchNorm statistics are per test)."""
+    from invertavatar_encoders.release import convert_encoders
+
+    record, state = release
+    return convert_encoders(record, state, FIXTURE_INFO, registry)
+
+
+def _set_mode(converted, variant: str) -> None:
+    from invertavatar_encoders.release import release_inference_mode
+
+    if variant == "eval":
+        for module in (converted.latent, converted.texture, converted.static):
+            module.eval()
+    else:
+        release_inference_mode(converted.latent, converted.texture, converted.static)
+
+
+def _relative(ours: torch.Tensor, theirs: torch.Tensor) -> float:
+    return float((ours - theirs).abs().max() / theirs.abs().max().clamp_min(1e-12))
+
+
+def _frame(name: str) -> torch.Tensor:
+    from PIL import Image
+
+    pixels = np.array(Image.open(ENCODERS / "dataset/images512x512" / name).convert("RGB"))
+    return torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def test_conversion_executes_nothing_and_loads_strictly(release, registry, tmp_path, monkeypatch):
+    """Reading and converting the pickle never runs its embedded sources (the canary stays absent)."""
+    from invertavatar_encoders.release import convert_encoders
+    from invertavatar_prior_next3d.release.unpickle import load_release_pickle, record_state_dict
+
+    canary = tmp_path / "CANARY"
+    monkeypatch.setenv("IA_FIXTURE_CANARY", str(canary))
+    data = load_release_pickle(ENCODERS / "fsinvertavatar_small.pkl")
+    result = convert_encoders(data["G"], record_state_dict(data["G"]), FIXTURE_INFO, registry)
+    assert not canary.exists()
+    unused = {u.name.split(" ")[0] for u in result.unused}
+    assert unused == {"latent_avg", "black_uv_bg", "generator.*"}
+    assert result.aggregator["gate_order"] == "reset_update" and result.aggregator["update_weights"] == "candidate"
+    assert result.texture.config.skip_first and result.texture.config.group_size == 4
+    assert result.static.config.final_prelus == 2 and result.latent.config.fpn_align_corners
+    # Every release tensor of the three encoders landed somewhere: counts match one to one.
+    _, state = release
+    ours = sum(len(m.state_dict()) for m in (result.latent, result.texture, result.static))
+    theirs = sum(1 for k in state if k.startswith(("encoder.", "unet_encoder.")))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("variant", ["eval", "infer_sh"])
+def test_latent_matches_release(converted, io, variant):
+    """w+ and the e4e codes of frame 0 (AdaptiveAvgPool to 256, then E_latent, then + latent_avg)."""
+    _set_mode(converted, variant)
+    with torch.no_grad():
+        codes = converted.latent(F.adaptive_avg_pool2d(_frame("A/00000000.png"), 256))
+    assert _relative(codes, io[f"{variant}.codes"]) <= TOLERANCE[variant]
+    assert _relative(codes + converted.latent_avg, io[f"{variant}.ws"]) <= TOLERANCE[variant]
+
+
+def _stored(io, key: str) -> list[tuple[str, torch.Tensor]]:
+    """``(slice kind, tensor)`` for a key stored in full, subsampled (``@sN``) and/or cropped."""
+    return [(k.removeprefix(key), v) for k, v in io.items() if k == key or re.fullmatch(re.escape(key) + r"@(s\d+|crop)", k)]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("variant", ["eval", "infer_sh"])
+def test_texture_heads_read_the_release_gru_states(converted, io, variant, case):
+    """E_tex offsets from the stored GRU states: up2 -> ToRGB-32 and x32, up3 -> x64, up4 -> x128."""
+    _set_mode(converted, variant)
+    heads = converted.texture.decoder.heads
+    groups = sorted({k.split(".")[2] for k in io if k.startswith(f"{variant}.{case}.g")})
+    for group in groups:
+        prefix = f"{variant}.{case}.{group}"
+        for index, (name, level) in enumerate((("rgb32", 1), ("x32", 1), ("x64", 2), ("x128", 3))):
+            states = dict(_stored(io, f"{prefix}.gru_tex.{level}"))
+            for kind, theirs in _stored(io, f"{prefix}.texture_offsets.{index}"):
+                state = states["@crop"] if kind == "@crop" else _subsample(states, kind)
+                with torch.no_grad():
+                    ours = heads[name](state)
+                assert _relative(ours, theirs) <= TOLERANCE[variant], (prefix, name, kind)
+
+
+def _subsample(states: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    """The state at the output's subsampling (``@s16`` from a stored ``@s8`` is every second sample)."""
+    want = int(kind.removeprefix("@s"))
+    for have_kind, value in states.items():
+        if have_kind.startswith("@s") and want % int(have_kind.removeprefix("@s")) == 0:
+            step = want // int(have_kind.removeprefix("@s"))
+            return value[..., ::step, ::step]
+    raise KeyError(kind)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("variant", ["eval", "infer_sh"])
+def test_sft_heads_read_the_release_gru_states(converted, io, variant, case):
+    """CS-SFT scale / shift from the stored E_tri GRU state crops (3x3 heads: compared where the crop suffices)."""
+    _set_mode(converted, variant)
+    decoder = converted.static.decoder
+    groups = sorted({k.split(".")[2] for k in io if k.startswith(f"{variant}.{case}.g")})
+    checked = 0
+    for group in groups:
+        prefix = f"{variant}.{case}.{group}"
+        for resolution, level in ((16, 0), (32, 1), (64, 2), (128, 3), (256, 3)):
+            state = io[f"{prefix}.gru_tri.{level}@crop"]
+            start = _crop_start(level)
+            with torch.no_grad():
+                if resolution == 256:
+                    state = decoder.tail(state)  # pixel shuffle, conv, PReLU, conv, PReLU
+                    start *= 2
+                pairs = [decoder.heads[f"x{resolution}_{part}"](state)[0] for part in ("scale", "shift")]
+            ours = torch.stack(pairs)[:, None]
+            margin = 4 if resolution == 256 else 2  # valid samples: two (or four) 3x3 convs in from the crop edge
+            theirs, offset = _sft_window(io, f"{prefix}.sft.{resolution}")
+            lo, hi = margin, ours.shape[-1] - margin
+            window = theirs[..., start + lo - offset : start + hi - offset, start + lo - offset : start + hi - offset]
+            assert window.shape[-1] == hi - lo, (prefix, resolution)
+            assert _relative(ours[..., lo:hi, lo:hi], window) <= TOLERANCE[variant], (prefix, resolution)
+            checked += 1
+    assert checked == 5 * len(groups)
+
+
+def _crop_start(level: int) -> int:
+    """Where the stored GRU-state crop starts (the fixture's centred 8x8 windows)."""
+    return {0: 4, 1: 12, 2: 28, 3: 60}[level]
+
+
+def _sft_window(io, key: str) -> tuple[torch.Tensor, int]:
+    """The SFT tensor in full (offset 0) or its centred crop and that crop's start."""
+    if key in io:
+        return io[key], 0
+    crop = io[f"{key}@crop"]
+    resolution = int(key.rsplit(".", 1)[1])
+    return crop, resolution // 2 - crop.shape[-1] // 2
+
+
+def test_release_inference_mode_differs_from_eval(converted, io):
+    """The two module modes give different codes, each matching its own stored output (the mode matters)."""
+    image = F.adaptive_avg_pool2d(_frame("A/00000000.png"), 256)
+    with torch.no_grad():
+        _set_mode(converted, "eval")
+        evaluated = converted.latent(image)
+        other = copy.deepcopy(converted)
+        _set_mode(other, "infer_sh")
+        inferred = other.latent(image)
+    assert _relative(evaluated, inferred) > 1e-2
+    assert _relative(inferred, io["infer_sh.codes"]) <= TOLERANCE["infer_sh"]
