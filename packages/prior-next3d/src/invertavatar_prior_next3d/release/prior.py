@@ -1,0 +1,217 @@
+"""Convert the authors' released animatable GAN (``ani3dgan512.pkl``) into a ``next3d`` checkpoint.
+
+The snapshot holds ``G``, ``G_ema``, ``D``; the network to use is ``G_ema`` (the exponential
+moving average the authors' scripts render with; ``G`` is the raw training copy and gives other
+images). Its recorded constructor arguments fill :class:`Next3DPriorConfig`, with the release's
+settings (:data:`RELEASE_SETTINGS`) where the release departs from the paper's text (see
+docs/release-weights.md). Every tensor is renamed to ours; the ones we do not use are reported
+with the reason.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from invertavatar_core.checkpoint import load_component, save_component
+from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
+from invertavatar_prior_next3d.release.unpickle import ModuleRecord, load_release_pickle, record_state_dict
+
+__all__ = [
+    "RELEASE_SETTINGS",
+    "PriorConversion",
+    "convert_prior_record",
+    "convert_release_prior",
+    "prior_config_from_record",
+]
+
+RELEASE_SETTINGS: dict[str, Any] = {
+    "face_condition_order": "after_torgb",
+    "texture_sampling": "full_uv",
+    "ray_pixel_offset": 0.0,
+    "ray_range": "batch_mean",
+    "importance_pdf": "midpoints",
+}
+"""Settings with which our prior computes what the release computes (docs/release-weights.md)."""
+
+_NETWORKS = {"texture_backbone": "texture_generator", "backbone": "static_generator", "face_backbone": "face_module.synthesis"}
+_FIXED = {
+    "backbone.mapping.w_avg": "mapping_network.w_avg",
+    "decoder.net.0.weight": "renderer.decoder.hidden.weight",
+    "decoder.net.0.bias": "renderer.decoder.hidden.bias",
+    "decoder.net.2.weight": "renderer.decoder.out.weight",
+    "decoder.net.2.bias": "renderer.decoder.out.bias",
+}
+_SYNTHESIS = re.compile(r"(texture_backbone|backbone|face_backbone)\.synthesis\.b(\d+)\.(.+)")
+_MAPPING = re.compile(r"backbone\.mapping\.(embed|fc(\d+))\.(weight|bias)")
+_SUPERRES = re.compile(r"superresolution\.block(\d+)\.(.+)")
+
+
+@dataclass
+class PriorConversion:
+    """A converted prior: the module, its config, and what happened to every official tensor."""
+
+    prior: Next3DPrior
+    config: Next3DPriorConfig
+    mapping: dict[str, str] = field(default_factory=dict)
+    """Official name -> our name, for every tensor used."""
+    unused: dict[str, str] = field(default_factory=dict)
+    """Official name -> why it is not used."""
+
+    def report(self) -> str:
+        """Human-readable summary: counts, then every unused tensor grouped by reason."""
+        lines = [f"used {len(self.mapping)} official tensors; {len(self.unused)} not used:"]
+        by_reason: dict[str, list[str]] = {}
+        for name, reason in self.unused.items():
+            by_reason.setdefault(reason, []).append(name)
+        for reason, names in by_reason.items():
+            lines.append(f"  {len(names)} x {reason}:")
+            lines.extend(f"    {n}" for n in names)
+        return "\n".join(lines)
+
+
+def _our_synthesis_name(prior: Next3DPrior, network: str, resolution: int, rest: str) -> str | None:
+    ours = _NETWORKS[network]
+    synthesis = prior.get_submodule(ours)
+    names = [b.spec.name for b in synthesis.blocks]
+    # Blocks are named by nominal resolution; the release's 256-resolution ladders are nominal too.
+    if str(resolution) not in names:
+        return None
+    return f"{ours}.blocks.{names.index(str(resolution))}.{rest}"
+
+
+def _map_name(prior: Next3DPrior, name: str) -> tuple[str | None, str]:
+    """Our name for an official tensor, or ``(None, reason)``."""
+    if name.endswith("resample_filter"):
+        return None, "resample filter (the fixed [1, 3, 3, 1] kernel is built in)"
+    if name in _FIXED:
+        return _FIXED[name], ""
+    if m := _SYNTHESIS.fullmatch(name):
+        network, resolution, rest = m.group(1), int(m.group(2)), m.group(3)
+        ours = _our_synthesis_name(prior, network, resolution, rest)
+        if ours is None:
+            return None, f"pruned layer: {network} block {resolution} is never read (G_tex stops at 128)"
+        return ours, ""
+    if m := _MAPPING.fullmatch(name):
+        layer = "embed" if m.group(1) == "embed" else f"layers.{m.group(2)}"
+        return f"mapping_network.{layer}.{m.group(3)}", ""
+    if name.startswith(("texture_backbone.mapping.", "face_backbone.mapping.")):
+        return None, "duplicate mapping network (only backbone.mapping drives all three synthesis networks)"
+    if m := _SUPERRES.fullmatch(name):
+        rest = m.group(2)
+        if rest.endswith(("noise_const", "noise_strength")):
+            return None, "super-resolution noise (the release renders with noise mode 'none')"
+        return f"superresolution.blocks.{m.group(1)}.{rest}", ""
+    return None, "not part of the generator we build"
+
+
+def _check_supported(record: ModuleRecord, kwargs: Mapping[str, Any], source: str) -> None:
+    rendering = kwargs.get("rendering_kwargs") or {}
+    problems = []
+    if kwargs.get("c_dim") != 25:
+        problems.append(f"c_dim {kwargs.get('c_dim')} (expected 25)")
+    for key, expected in (("c_gen_conditioning_zero", False), ("c_scale", 1)):
+        if key in rendering and rendering[key] != expected:
+            problems.append(f"rendering_kwargs.{key} {rendering[key]!r} (expected {expected!r})")
+    if rendering.get("disparity_space_sampling"):
+        problems.append("rendering_kwargs.disparity_space_sampling true (expected false)")
+    if rendering.get("clamp_mode", "softplus") != "softplus":
+        problems.append(f"rendering_kwargs.clamp_mode {rendering['clamp_mode']!r} (expected 'softplus')")
+    if problems:
+        raise ValueError(f"{source}: {record.class_name} init_kwargs not supported: {'; '.join(problems)}")
+
+
+def prior_config_from_record(record: ModuleRecord, source: str = "<pickle>") -> Next3DPriorConfig:
+    """Our config from the generator record's constructor arguments and tensor shapes (release settings on)."""
+    kwargs = record.init_kwargs
+    if record.class_name != "TriPlaneGenerator":
+        raise ValueError(f"{source}: G_ema is a {record.class_name}, expected a TriPlaneGenerator")
+    missing = [k for k in ("c_dim", "z_dim", "w_dim", "channel_base", "channel_max", "rendering_kwargs") if k not in kwargs]
+    if missing:
+        raise ValueError(f"{source}: G_ema init_kwargs lack {missing}")
+    _check_supported(record, kwargs, source)
+    state = record_state_dict(record)
+    rendering = kwargs["rendering_kwargs"]
+    sr_blocks = sorted(k for k in state if re.fullmatch(r"superresolution\.block\d+\.conv1\.bias", k))
+    plane_rgb = state["backbone.synthesis.b4.torgb.bias"].shape[0]
+    backbone = record.children["backbone"].children["synthesis"]
+    sr_fp16 = int(kwargs.get("sr_num_fp16_res", 0)) > 0
+    return Next3DPriorConfig(
+        z_dim=int(kwargs["z_dim"]),
+        w_dim=int(kwargs["w_dim"]),
+        mapping_layers=int((kwargs.get("mapping_kwargs") or {}).get("num_layers", 8)),
+        channel_base=int(kwargs["channel_base"]),
+        channel_max=int(kwargs["channel_max"]),
+        plane_resolution=int(backbone.attributes["img_resolution"]),
+        plane_channels=plane_rgb // 3,
+        neural_resolution=int(record.attributes.get("neural_rendering_resolution", 128)),
+        image_resolution=int(kwargs.get("img_resolution", 512)),
+        superresolution_channels=tuple(int(state[k].shape[0]) for k in sr_blocks),
+        decoder_hidden=int(state["decoder.net.0.weight"].shape[0]),
+        samples_per_ray=int(rendering["depth_resolution"]),
+        importance_samples_per_ray=int(rendering["depth_resolution_importance"]),
+        conv_clamp=kwargs.get("conv_clamp"),
+        # The release's super-resolution clamps at 256 whenever it is allowed fp16 layers.
+        superresolution_conv_clamp=256.0 if sr_fp16 else kwargs.get("conv_clamp"),
+        box_size=float(rendering.get("box_warp", 1.0)),
+        **RELEASE_SETTINGS,
+    )
+
+
+def convert_prior_record(record: ModuleRecord, source: str = "<pickle>") -> PriorConversion:
+    """Build our prior from a ``TriPlaneGenerator`` record and load every tensor it uses."""
+    config = prior_config_from_record(record, source)
+    prior = Next3DPrior(config).eval()
+    ours = prior.state_dict()
+    conversion = PriorConversion(prior=prior, config=config)
+    loaded: dict[str, torch.Tensor] = {}
+    for name, tensor in record_state_dict(record).items():
+        target, reason = _map_name(prior, name)
+        if target is None:
+            conversion.unused[name] = reason
+            continue
+        if target not in ours and ".torgb." in target:
+            conversion.unused[name] = "pruned layer: a ToRGB whose image is never read (G_tex's skip image stops at 32)"
+            continue
+        if target not in ours:
+            raise ValueError(f"{source}: official tensor {name} maps to {target}, which our prior does not have")
+        if target in loaded:
+            raise ValueError(f"{source}: official tensors map twice to {target}")
+        if tuple(tensor.shape) != tuple(ours[target].shape):
+            raise ValueError(
+                f"{source}: official tensor {name} has shape {tuple(tensor.shape)}, our {target} "
+                f"{tuple(ours[target].shape)}"
+            )
+        loaded[target] = tensor.to(ours[target].dtype)
+        conversion.mapping[name] = target
+    missing = sorted(set(ours) - set(loaded))
+    if missing:
+        raise ValueError(f"{source}: no official tensor for {len(missing)} of ours, e.g. {missing[:5]}")
+    prior.load_state_dict(loaded, strict=True)
+    return conversion
+
+
+def convert_release_prior(pickle_path: str | Path, out: str | Path, *, key: str = "G_ema") -> PriorConversion:
+    """Read ``pickle_path`` safely, convert its ``key`` generator, write our checkpoint to ``out``."""
+    pickle_path, out = Path(pickle_path), Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty; choose a new --out folder")
+    data = load_release_pickle(pickle_path)
+    if not isinstance(data, Mapping) or key not in data:
+        keys = sorted(data) if isinstance(data, Mapping) else type(data).__name__
+        raise ValueError(f"{pickle_path}: no {key!r} entry (found {keys}); expected a release GAN snapshot")
+    record = data[key]
+    if not isinstance(record, ModuleRecord):
+        raise ValueError(f"{pickle_path}: {key} is a {type(record).__name__}, expected a pickled generator")
+    conversion = convert_prior_record(record, str(pickle_path))
+    save_component(conversion.prior, conversion.config, out)
+    return conversion
+
+
+def load_converted(path: str | Path, registry: Any) -> Next3DPrior:
+    """Load a converted checkpoint strictly (the round trip the converter promises)."""
+    prior, _ = load_component(path, registry, "prior")
+    return prior
