@@ -142,7 +142,9 @@ def test_latent_matches_release(converted, io, variant):
 
 def _stored(io, key: str) -> list[tuple[str, torch.Tensor]]:
     """``(slice kind, tensor)`` for a key stored in full, subsampled (``@sN``) and/or cropped."""
-    return [(k.removeprefix(key), v) for k, v in io.items() if k == key or re.fullmatch(re.escape(key) + r"@(s\d+|crop)", k)]
+    return [
+        (k.removeprefix(key), v) for k, v in io.items() if k == key or re.fullmatch(re.escape(key) + r"@(s\d+|crop)", k)
+    ]
 
 
 @pytest.mark.parametrize("case", CASES)

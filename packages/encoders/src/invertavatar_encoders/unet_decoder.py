@@ -139,9 +139,7 @@ class UNetDecoder(nn.Module):
         n_levels = min(depth, 4)
         skips = (trunk_channels[2], trunk_channels[1], trunk_channels[0])
         in_channels = [2 * trunk_channels[3]] + [channels[i - 1] // 4 + skips[i - 1] for i in range(1, n_levels)]
-        self.levels = nn.ModuleList(
-            DoubleConv(c_in, channels[i], final_prelus) for i, c_in in enumerate(in_channels)
-        )
+        self.levels = nn.ModuleList(DoubleConv(c_in, channels[i], final_prelus) for i, c_in in enumerate(in_channels))
         self.aggregators = nn.ModuleList(_build_aggregator(aggregator, registry, channels[i]) for i in range(n_levels))
         self.tail: nn.Module | None = None
         if depth == 5:

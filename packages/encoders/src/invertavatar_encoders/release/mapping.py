@@ -204,8 +204,11 @@ def _latent(
     pool = records.get("face_pool")
     if pool is None or tuple(pool.attributes.get("output_size", ())) != (256, 256):
         raise ValueError(f"{source}.face_pool: expected AdaptiveAvgPool2d(256) before e4e")
-    slopes = {r.attributes.get("negative_slope") for n, r in records.items() if n.startswith("encoder.styles.")
-              and r.class_name == "LeakyReLU"}
+    slopes = {
+        r.attributes.get("negative_slope")
+        for n, r in records.items()
+        if n.startswith("encoder.styles.") and r.class_name == "LeakyReLU"
+    }
     if slopes != {0.01}:
         raise ValueError(f"{source}.encoder.styles: LeakyReLU slopes {sorted(slopes)}; ours is 0.01")
     channels = _trunk_channels(state, _LATENT, source)
@@ -272,7 +275,11 @@ def _unet_settings(
     if kinds[:4] != ["BatchNorm2d", "Conv2d", "PReLU", "Conv2d"] or set(kinds[4:]) != {"PReLU"} or len(kinds) > 6:
         raise ValueError(f"{source}.{block}: layers {kinds} are not BN, conv, PReLU, conv, PReLU x1-2")
     for n, r in records.items():
-        if n.startswith(prefix + "condition_") and r.class_name == "LeakyReLU" and r.attributes["negative_slope"] != 0.2:
+        if (
+            n.startswith(prefix + "condition_")
+            and r.class_name == "LeakyReLU"
+            and r.attributes["negative_slope"] != 0.2
+        ):
             raise ValueError(f"{source}.{n}: LeakyReLU slope {r.attributes['negative_slope']}; ours is 0.2")
     decoder = tuple(_shape(state, f"{prefix}up{i}.conv.double_conv.1.weight", source)[0] for i in range(1, 5))
     paper = PRESETS["paper"]
@@ -291,13 +298,22 @@ def _unet_settings(
 
 
 _UNET_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str], list[str]], str]]] = [
-    (re.compile(r"up(\d)\.conv\.double_conv\.(\d+)\.(.+)"), lambda m, _: f"decoder.levels.{int(m[1]) - 1}.{m[2]}.{m[3]}"),
+    (
+        re.compile(r"up(\d)\.conv\.double_conv\.(\d+)\.(.+)"),
+        lambda m, _: f"decoder.levels.{int(m[1]) - 1}.{m[2]}.{m[3]}",
+    ),
     (re.compile(r"up(\d)\.conv_gru\.ih\.0\.(.+)"), lambda m, _: f"decoder.aggregators.{int(m[1]) - 1}.gates.{m[2]}"),
-    (re.compile(r"up(\d)\.conv_gru\.hh\.0\.(.+)"), lambda m, _: f"decoder.aggregators.{int(m[1]) - 1}.candidate.{m[2]}"),
+    (
+        re.compile(r"up(\d)\.conv_gru\.hh\.0\.(.+)"),
+        lambda m, _: f"decoder.aggregators.{int(m[1]) - 1}.candidate.{m[2]}",
+    ),
     # The tail's pixel shuffle is layer 0 of ours and outside the release's final_head.
     (re.compile(r"final_head\.(\d+)\.(.+)"), lambda m, _: f"decoder.tail.{int(m[1]) + 1}.{m[2]}"),
     (re.compile(r"outconv(\d)\.(.+)"), lambda m, levels: f"decoder.heads.{levels[int(m[1])]}.{m[2]}"),
-    (re.compile(r"condition_(scale|shift)(\d+)\.(\d+)\.(.+)"), lambda m, _: f"decoder.heads.x{m[2]}_{m[1]}.{m[3]}.{m[4]}"),
+    (
+        re.compile(r"condition_(scale|shift)(\d+)\.(\d+)\.(.+)"),
+        lambda m, _: f"decoder.heads.x{m[2]}_{m[1]}.{m[3]}.{m[4]}",
+    ),
 ]
 
 
