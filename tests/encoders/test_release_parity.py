@@ -229,3 +229,87 @@ def test_release_inference_mode_differs_from_eval(converted, io):
         inferred = other.latent(image)
     assert _relative(evaluated, inferred) > 1e-2
     assert _relative(inferred, io["infer_sh.codes"]) <= TOLERANCE["infer_sh"]
+
+
+# ------------------------------------------------------------------------------ the whole E_tri chain
+
+MEASURED: dict[str, float] = {}
+"""Largest relative error per compared tensor of the last chain run (printed with ``-s``)."""
+
+
+def _check(name: str, ours: torch.Tensor, io, key: str, variant: str) -> None:
+    """Compare ``ours`` (full tensor) with every stored view of ``key``."""
+    views = _stored(io, key)
+    assert views, key
+    for kind, theirs in views:
+        if kind.startswith("@s"):
+            step = int(kind.removeprefix("@s"))
+            part = ours[..., ::step, ::step]
+        elif kind == "@crop":
+            r = ours.shape[-1]
+            lo = r // 2 - theirs.shape[-1] // 2
+            part = ours[..., lo : lo + theirs.shape[-1], lo : lo + theirs.shape[-1]]
+        else:
+            part = ours
+        error = _relative(part, theirs)
+        MEASURED[f"{key}{kind}"] = error
+        assert error <= TOLERANCE[variant], (name, key, kind, error)
+
+
+def _expression_uv(name: str) -> torch.Tensor:
+    """The frame's UV render as the release's loader gives it: (u, v, mask thresholded at 0.5), channels first."""
+    array = np.load(ENCODERS / "dataset/orthRender256x256_face_eye" / name.replace(".png", ".npy"))
+    array = array[..., :3].astype(np.float32)
+    array[..., 2] = array[..., 2] >= 0.5
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def fixture_prior(release):
+    """The pickle's own generator through the prior converter (the release's prior settings)."""
+    convert = pytest.importorskip("invertavatar_prior_next3d.release.prior")
+    record, _ = release
+    return convert.convert_prior_record(record.children["generator"], "fixture:G.generator").prior.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("variant", ["eval", "infer_sh"])
+def test_triplane_encoder_chain_matches_release(converted, fixture_prior, io, variant, case):
+    """E_latent -> e4e renders per group -> E_tri (groups of 4, GRU state carried) -> SFT -> G_static.
+
+    Inputs are the release's: the frame images, the residual Î - I of the e4e render (4 frames
+    rendered together), both average-pooled to 256; every group restarts from the e4e features.
+    """
+    import json
+
+    from invertavatar_core.inversion import repeat_features
+    from invertavatar_core.protocols import FeatureEdits
+    from invertavatar_encoders.unet import frame_groups
+
+    meta = json.loads((ENCODERS / "io.json").read_text())
+    sources = sorted(dict.fromkeys(meta["cases"][f"{variant}.{case}"]["ref_fname_ls"]))
+    groups = [[sources[i] for i in g] for g in frame_groups(len(sources), 4)]
+    assert groups == meta["cases"][f"{variant}.{case}"]["groups"]
+    _set_mode(converted, variant)
+    static, prior = converted.static, fixture_prior
+    with torch.no_grad():
+        ws = converted.latent(F.adaptive_avg_pool2d(_frame("A/00000000.png"), 256)) + converted.latent_avg
+        coarse = prior.canonical(ws)
+        state = static.init_state(1)
+        for index, names in enumerate(groups):
+            prefix = f"{variant}.{case}.g{index}"
+            images = torch.cat([_frame(n) for n in names])
+            cameras = torch.tensor([meta["inputs"]["frames"][n]["label_c"][-25:] for n in names])
+            render = prior.render(repeat_features(coarse, 4), torch.stack([_expression_uv(n) for n in names]), cameras)
+            _check("e4e render", render.image, io, f"{prefix}.e4e_image", variant)
+            residual = render.image - images  # the release's sign
+            state = static.update_group(state, F.avg_pool2d(torch.cat([images, residual], 1), 2)[None])
+            for level in range(4):
+                _check("GRU state", state[f"level{level}.h"], io, f"{prefix}.gru_tri.{level}", variant)
+            edits = static.read(state)
+            for name, (scale, shift) in edits.static_sft.items():
+                _check("CS-SFT", torch.stack([scale, shift]), io, f"{prefix}.sft.{name.removeprefix('x')}", variant)
+            triplane = prior.canonical(ws, FeatureEdits(static_sft=edits.static_sft)).static["triplane"]
+            _check("G_static with SFT", triplane, io, f"{prefix}.static_updated.5", variant)
+    print({k: f"{v:.2e}" for k, v in MEASURED.items()})
