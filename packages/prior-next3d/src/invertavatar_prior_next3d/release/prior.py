@@ -8,6 +8,7 @@ docs/release-weights.md). Every tensor is renamed to ours; the ones we do not us
 with the reason.
 """
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,17 +17,22 @@ from typing import Any
 
 import torch
 
-from invertavatar_core.checkpoint import load_component, save_component
+from invertavatar_core.atomic import atomic_directory
+from invertavatar_core.checkpoint import save_component
 from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
 from invertavatar_prior_next3d.release.unpickle import ModuleRecord, load_release_pickle, record_state_dict
 
 __all__ = [
+    "CONVERSION_REPORT",
     "RELEASE_SETTINGS",
     "PriorConversion",
     "convert_prior_record",
     "convert_release_prior",
     "prior_config_from_record",
 ]
+
+CONVERSION_REPORT = "conversion.json"
+"""Written beside the checkpoint: source, settings, and every official tensor not used with the reason."""
 
 RELEASE_SETTINGS: dict[str, Any] = {
     "face_condition_order": "after_torgb",
@@ -61,15 +67,15 @@ class PriorConversion:
     unused: dict[str, str] = field(default_factory=dict)
     """Official name -> why it is not used."""
 
-    def report(self) -> str:
-        """Human-readable summary: counts, then every unused tensor grouped by reason."""
+    def report(self, shown: int = 4) -> str:
+        """Human-readable summary: counts, then the unused tensors grouped by reason (``shown`` names each)."""
         lines = [f"used {len(self.mapping)} official tensors; {len(self.unused)} not used:"]
         by_reason: dict[str, list[str]] = {}
         for name, reason in self.unused.items():
             by_reason.setdefault(reason, []).append(name)
         for reason, names in by_reason.items():
-            lines.append(f"  {len(names)} x {reason}:")
-            lines.extend(f"    {n}" for n in names)
+            more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+            lines.append(f"  {len(names)} x {reason}: {', '.join(names[:shown])}{more}")
         return "\n".join(lines)
 
 
@@ -194,24 +200,59 @@ def convert_prior_record(record: ModuleRecord, source: str = "<pickle>") -> Prio
     return conversion
 
 
-def convert_release_prior(pickle_path: str | Path, out: str | Path, *, key: str = "G_ema") -> PriorConversion:
-    """Read ``pickle_path`` safely, convert its ``key`` generator, write our checkpoint to ``out``."""
-    pickle_path, out = Path(pickle_path), Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: exists and is not empty; choose a new --out folder")
-    data = load_release_pickle(pickle_path)
-    if not isinstance(data, Mapping) or key not in data:
+def _select(data: Any, key: str, source: Path) -> ModuleRecord:
+    """``data[key]``, following dotted children (``G.generator`` in a few-shot snapshot)."""
+    head, *rest = key.split(".")
+    if not isinstance(data, Mapping) or head not in data:
         keys = sorted(data) if isinstance(data, Mapping) else type(data).__name__
-        raise ValueError(f"{pickle_path}: no {key!r} entry (found {keys}); expected a release GAN snapshot")
-    record = data[key]
+        raise ValueError(f"{source}: field {head!r} missing (found {keys}); expected a release GAN snapshot")
+    record = data[head]
+    for part in rest:
+        child = record.children.get(part) if isinstance(record, ModuleRecord) else None
+        if child is None:
+            raise ValueError(f"{source}: {key}: no submodule {part!r}")
+        record = child
     if not isinstance(record, ModuleRecord):
-        raise ValueError(f"{pickle_path}: {key} is a {type(record).__name__}, expected a pickled generator")
-    conversion = convert_prior_record(record, str(pickle_path))
-    save_component(conversion.prior, conversion.config, out)
+        raise ValueError(f"{source}: {key} is a {type(record).__name__}, expected a pickled generator")
+    return record
+
+
+def convert_release_prior(pickle_path: str | Path, out: str | Path, *, key: str = "G_ema") -> PriorConversion:
+    """Read ``pickle_path`` safely, convert its ``key`` generator, write our checkpoint and the report to ``out``.
+
+    ``out`` gets ``config.json`` + ``model.safetensors`` (a ``next3d`` prior component) and
+    :data:`CONVERSION_REPORT`; it must not exist or be empty (nothing is overwritten).
+    """
+    pickle_path, out = Path(pickle_path), Path(out)
+    if not pickle_path.is_file():
+        raise FileNotFoundError(f"{pickle_path}: no such file (the released ani3dgan512.pkl)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {out}: exists and is not empty; choose a new folder (nothing is overwritten)")
+    record = _select(load_release_pickle(pickle_path), key, pickle_path)
+    conversion = convert_prior_record(record, f"{pickle_path}:{key}")
+    report = {
+        "source": str(pickle_path),
+        "key": key,
+        "class": record.class_name,
+        "init_kwargs": _jsonable(record.init_kwargs),
+        "release_settings": RELEASE_SETTINGS,
+        "used": len(conversion.mapping),
+        "unused": [{"tensor": name, "reason": reason} for name, reason in conversion.unused.items()],
+    }
+    with atomic_directory(out) as tmp:
+        save_component(conversion.prior, conversion.config, tmp)
+        (tmp / CONVERSION_REPORT).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return conversion
 
 
-def load_converted(path: str | Path, registry: Any) -> Next3DPrior:
-    """Load a converted checkpoint strictly (the round trip the converter promises)."""
-    prior, _ = load_component(path, registry, "prior")
-    return prior
+def _jsonable(value: Any) -> Any:
+    """Recorded constructor arguments as JSON (numpy scalars to numbers, anything else to its repr)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return repr(value)
