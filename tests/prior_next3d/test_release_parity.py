@@ -176,7 +176,12 @@ def test_matches_the_release(outputs, io, key):
     # Statistics of the whole tensor catch what the stored slices miss (wsum_mod13: permutations).
     flat = ours.double().flatten()
     weights = (torch.arange(flat.numel(), dtype=torch.float64) % 13) - 6
-    stats = {"sum": flat.sum(), "abs_sum": flat.abs().sum(), "sq_sum": flat.square().sum(), "wsum_mod13": flat @ weights}
+    stats = {
+        "sum": flat.sum(),
+        "abs_sum": flat.abs().sum(),
+        "sq_sum": flat.square().sum(),
+        "wsum_mod13": flat @ weights,
+    }
     for name, value in stats.items():
         scale = entry["sq_sum"] if name == "sq_sum" else entry["abs_sum"]
         assert abs(float(value) - entry[name]) <= TOLERANCE * max(scale, 1e-12), (key, name)

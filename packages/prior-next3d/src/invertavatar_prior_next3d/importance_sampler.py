@@ -20,7 +20,7 @@ __all__ = ["WEIGHT_FLOOR", "importance_depths"]
 WEIGHT_FLOOR = 0.01
 """Added to the smoothed weights before sampling (EG3D)."""
 
-_MIDPOINT_EPS = 1e-5  # EG3D's sample_pdf: added to the weights, and the smallest CDF step divided by
+_MIDPOINT_EPS = 1e-5  # EG3D: added to each weight; CDF steps below it divide by 1 instead
 
 
 @torch.no_grad()

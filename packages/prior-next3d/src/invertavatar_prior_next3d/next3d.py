@@ -112,7 +112,7 @@ class Next3DPriorConfig(PriorConfig):
     """Texture levels are grid-sampled at ``texture_supersampling`` times their resolution
     (``supersampled``) or at the full expression-UV resolution (``full_uv``: the release), then shrunk."""
     ray_pixel_offset: float = 0.5
-    """Rays pass through pixel ``(col, row) + offset``: 0.5 = centres (our projection and rasteriser), 0 = the release."""
+    """Rays pass through pixel ``(col, row) + offset``: 0.5 = centres (our projection, rasteriser), 0 = the release."""
     ray_range: Literal["per_camera", "batch_mean"] = "per_camera"
     """Depth range around each camera's own distance, or around the batch's mean distance (the release)."""
     importance_pdf: Literal["intervals", "midpoints"] = "intervals"

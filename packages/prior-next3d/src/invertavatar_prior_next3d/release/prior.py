@@ -43,7 +43,11 @@ RELEASE_SETTINGS: dict[str, Any] = {
 }
 """Settings with which our prior computes what the release computes (docs/release-weights.md)."""
 
-_NETWORKS = {"texture_backbone": "texture_generator", "backbone": "static_generator", "face_backbone": "face_module.synthesis"}
+_NETWORKS = {
+    "texture_backbone": "texture_generator",
+    "backbone": "static_generator",
+    "face_backbone": "face_module.synthesis",
+}
 _FIXED = {
     "backbone.mapping.w_avg": "mapping_network.w_avg",
     "decoder.net.0.weight": "renderer.decoder.hidden.weight",
@@ -135,7 +139,9 @@ def prior_config_from_record(record: ModuleRecord, source: str = "<pickle>") -> 
     kwargs = record.init_kwargs
     if record.class_name != "TriPlaneGenerator":
         raise ValueError(f"{source}: G_ema is a {record.class_name}, expected a TriPlaneGenerator")
-    missing = [k for k in ("c_dim", "z_dim", "w_dim", "channel_base", "channel_max", "rendering_kwargs") if k not in kwargs]
+    missing = [
+        k for k in ("c_dim", "z_dim", "w_dim", "channel_base", "channel_max", "rendering_kwargs") if k not in kwargs
+    ]
     if missing:
         raise ValueError(f"{source}: G_ema init_kwargs lack {missing}")
     _check_supported(record, kwargs, source)

@@ -178,7 +178,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if full in self.allowed:
             self.requested.add(full)
             return self.allowed[full]
-        if full not in self.allowed and any(module == p or module.startswith(p + ".") for p in self.record_prefixes):
+        if any(module == p or module.startswith(p + ".") for p in self.record_prefixes):
             if "." in name or name.startswith("_"):
                 raise RefusedGlobal(f"{self.source}: refuses global {full} (not a class name)")
             self.requested.add(full)
