@@ -313,3 +313,47 @@ def test_triplane_encoder_chain_matches_release(converted, fixture_prior, io, va
             triplane = prior.canonical(ws, FeatureEdits(static_sft=edits.static_sft)).static["triplane"]
             _check("G_static with SFT", triplane, io, f"{prefix}.static_updated.5", variant)
     print({k: f"{v:.2e}" for k, v in MEASURED.items()})
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+def test_convert_release_encoders_command(release, registry, tmp_path, monkeypatch, capsys):
+    """``convert release-prior --key G.generator`` then ``convert release-encoders``: a loadable model checkpoint."""
+    import json
+
+    pytest.importorskip("invertavatar_prior_next3d.release.prior")
+    from invertavatar_core.cli import main
+    from invertavatar_core.inversion_models import InversionModels
+
+    monkeypatch.setenv("IA_FIXTURE_CANARY", str(tmp_path / "CANARY"))
+    pkl = str(ENCODERS / "fsinvertavatar_small.pkl")
+    prior, out = tmp_path / "prior", tmp_path / "model"
+    assert main(["convert", "release-prior", pkl, "--key", "G.generator", "--out", str(prior)]) == 0
+    assert main(["convert", "release-encoders", pkl, "--prior", str(prior), "--out", str(out)]) == 0
+    assert not (tmp_path / "CANARY").exists()
+    report = json.loads((out / "conversion.json").read_text())
+    assert report["latent_avg_minus_prior_w_avg_max_abs"] == 0.0
+    assert {u["tensor"].split(" ")[0] for u in report["unused"]} == {"latent_avg", "black_uv_bg", "generator.*"}
+    models = InversionModels.load(out, registry).eval()
+    assert models.experiment.inverter.residual == "render_minus_image"
+    assert models.experiment.aggregator.gate_order == "reset_update"
+    # The loaded checkpoint's E_latent + the prior's w_avg is the release's w+.
+    image = F.adaptive_avg_pool2d(_frame("A/00000000.png"), 256)
+    with torch.no_grad():
+        ws = models.latent(image) + models.prior.w_avg
+    assert _relative(ws, _load_io()["eval.ws"]) <= TOLERANCE["eval"]
+    # Nothing a user wrote is overwritten; a missing prior is named before any work.
+    capsys.readouterr()
+    assert main(["convert", "release-encoders", pkl, "--prior", str(prior), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (
+        main(["convert", "release-encoders", pkl, "--prior", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+    )
+    assert "--prior" in capsys.readouterr().err
+
+
+def _load_io():
+    from safetensors.torch import load_file
+
+    return load_file(str(ENCODERS / "io.safetensors"))

@@ -132,12 +132,24 @@ class InversionPipeline:
         image_fill: value of the image's UV unwrap where a texel is unseen (white, as the
             released ``*_uvgttex.png`` unwraps, reference 1.4).
         residual_fill: value of the residual's UV unwrap where unseen (-1, reference 2.1).
+        residual: ``"image_minus_render"`` (``I - I_hat``, the paper) or ``"render_minus_image"``
+            (``I_hat - I``, what the released encoders were trained on; docs/release-weights.md).
     """
 
-    def __init__(self, models: InversionModels, *, image_fill: float = 1.0, residual_fill: float = -1.0) -> None:
+    def __init__(
+        self,
+        models: InversionModels,
+        *,
+        image_fill: float = 1.0,
+        residual_fill: float = -1.0,
+        residual: str = "image_minus_render",
+    ) -> None:
+        if residual not in ("image_minus_render", "render_minus_image"):
+            raise ValueError(f"residual must be 'image_minus_render' or 'render_minus_image', got {residual!r}")
         self.models = models
         self.image_fill = image_fill
         self.residual_fill = residual_fill
+        self.residual_sign = 1.0 if residual == "image_minus_render" else -1.0
 
     @property
     def prior(self):
@@ -164,7 +176,7 @@ class InversionPipeline:
         features = coarse if b == 1 else repeat_features(coarse, n // b)
         render = self.prior.render(features, frames.expression_uv, frames.camera)
         image = frames.image
-        residual = image - resize_square(render.image, image.shape[-1]).to(image.dtype)
+        residual = self.residual_sign * (image - resize_square(render.image, image.shape[-1]).to(image.dtype))
         inputs: dict[str, Tensor] = {}
         for role, encoder in self.models.feature_encoders().items():
             r = encoder.input_resolution
@@ -232,8 +244,12 @@ class InversionSession:
         inputs = self.pipeline.encoder_inputs(self.coarse, frames).inputs
         for role, encoder in models.feature_encoders().items():
             state = self.states[role]
-            for t in range(len(frames)):
-                state = encoder.update(state, inputs[role][t : t + 1])
+            fold = getattr(encoder, "fold", None)
+            if fold is not None:  # the encoder's own fold of several frames (the released grouping)
+                state = fold(state, inputs[role][None])
+            else:
+                for t in range(len(frames)):
+                    state = encoder.update(state, inputs[role][t : t + 1])
             self.states[role] = state
         self.frames += len(frames)
         return self

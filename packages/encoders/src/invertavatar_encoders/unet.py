@@ -10,9 +10,9 @@ Streaming and batch are one mechanism: ``forward(frames)`` is ``init_state`` the
 frame then ``read``, so both give bit-identical results. Stage 3 (supplement 6.2.3) freezes
 ``trunk`` and trains ``decoder`` (levels, aggregators, tail and heads).
 
-``group_size > 1`` reproduces the released recurrent decoder (docs/release-weights.md): the batch
-call folds the frames in groups level by level (:func:`frame_groups`), streaming ``update`` folds
-each frame as a group of its own.
+``group_size > 1`` reproduces the released recurrent decoder (docs/release-weights.md): ``fold``
+(and so the batch call and each ``InversionSession.add``) folds the frames it is given in the
+released groups, level by level (:func:`frame_groups`); ``update`` folds one frame as a group of one.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -160,13 +160,17 @@ class UNetFeatureEncoder(nn.Module):
                 f"got {tuple(frames.shape)}"
             )
         state = self.init_state(frames.shape[0], frames.device, frames.dtype)
+        return self.read(self.fold(state, frames))
+
+    def fold(self, state: EncoderState, frames: Float[Tensor, "B T C R R"]) -> EncoderState:
+        """Fold T frames into ``state``: one by one, or in the released groups when ``group_size > 1``."""
         if self.config.group_size > 1:
             for group in frame_groups(frames.shape[1], self.config.group_size):
                 state = self.update_group(state, frames[:, group])
-            return self.read(state)
+            return state
         for t in range(frames.shape[1]):
             state = self.update(state, frames[:, t])
-        return self.read(state)
+        return state
 
     def edits(self, outputs: Mapping[str, Tensor]) -> FeatureEdits:
         """Package the head outputs ``name -> (B, C, H, W)`` as :class:`FeatureEdits`."""

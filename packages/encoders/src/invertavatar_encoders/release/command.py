@@ -54,7 +54,7 @@ def _prior_folder(path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.pkl`` with the prior ``args.prior`` into ``args.out``; prints the report."""
-    from invertavatar_encoders.release.mapping import convert_encoders
+    from invertavatar_encoders.release.mapping import RELEASE_INVERTER, convert_encoders
     from invertavatar_prior_next3d.release.unpickle import load_release_pickle, record_state_dict
 
     pkl, out = Path(args.pkl), Path(args.out)
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                 "static": converted.static.config.model_dump(mode="json"),
             },
             "aggregator": converted.aggregator or None,
+            "inverter": {"name": "incremental", **RELEASE_INVERTER},
         },
         context={"registry": registry},
     )
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         "source": str(pkl),
         "prior": str(prior_dir),
         "settings": {
+            "inverter": RELEASE_INVERTER,
             "aggregator": converted.aggregator,
             "latent": converted.latent.config.model_dump(mode="json"),
             "texture": converted.texture.config.model_dump(mode="json"),

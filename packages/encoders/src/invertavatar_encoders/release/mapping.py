@@ -27,6 +27,7 @@ from invertavatar_encoders.triplane_sft_unet import TriplaneSFTUNet, TriplaneSFT
 
 __all__ = [
     "RELEASE_AGGREGATOR",
+    "RELEASE_INVERTER",
     "RELEASE_UNET_SETTINGS",
     "ConvertedEncoders",
     "UnusedTensor",
@@ -38,6 +39,8 @@ RELEASE_AGGREGATOR: dict[str, Any] = {"name": "conv_gru", "gate_order": "reset_u
 """The aggregator config under which our ConvGRU computes the release's (r first, z weights the candidate)."""
 RELEASE_UNET_SETTINGS: dict[str, Any] = {"group_size": 4, "skip_first": True}
 """UNet settings of the release that its records do not show (docs/release-weights.md)."""
+RELEASE_INVERTER: dict[str, Any] = {"residual": "render_minus_image"}
+"""The released encoders were trained on the residual ``I_hat - I`` (docs/release-weights.md)."""
 
 _LATENT, _TEXTURE, _STATIC = "encoder.", "unet_encoder.texture_unet.", "unet_encoder.triplane_unet."
 _TRUNK_ROOTS = ("input_layer.", "body.")
