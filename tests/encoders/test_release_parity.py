@@ -357,3 +357,43 @@ def _load_io():
     from safetensors.torch import load_file
 
     return load_file(str(ENCODERS / "io.safetensors"))
+
+
+@pytest.mark.slow
+def test_converted_checkpoint_through_our_inverter(release, registry, tmp_path, monkeypatch):
+    """The converted model checkpoint in ``IncrementalInverter`` on the 4 source frames: the release's CS-SFT.
+
+    Exercises what the converter sets outside the encoders (the residual ``Î - I``, the grouped fold
+    of a session's frames) and the pipeline's own E_latent input (2x2 average pool, + the prior's w_avg).
+    """
+    import json
+
+    from invertavatar_core.cli import main
+    from invertavatar_core.incremental_inverter import IncrementalInverter
+    from invertavatar_core.inversion_models import InversionModels
+    from invertavatar_core.observation import Observation
+
+    monkeypatch.setenv("IA_FIXTURE_CANARY", str(tmp_path / "CANARY"))
+    pkl = str(ENCODERS / "fsinvertavatar_small.pkl")
+    assert main(["convert", "release-prior", pkl, "--key", "G.generator", "--out", str(tmp_path / "prior")]) == 0
+    out = tmp_path / "model"
+    assert main(["convert", "release-encoders", pkl, "--prior", str(tmp_path / "prior"), "--out", str(out)]) == 0
+    models = InversionModels.load(out, registry)
+    inverter = IncrementalInverter(registry.validate_config("inverter", models.experiment.inverter), models)
+    meta = json.loads((ENCODERS / "io.json").read_text())
+    names = meta["cases"]["eval.f4"]["groups"][0]
+    unwraps = [
+        np.load(ENCODERS / "dataset/uvRender256x256" / n.replace(".png", ".npy")).astype(np.float32) for n in names
+    ]
+    frames = Observation(
+        image=torch.cat([_frame(n) for n in names]),
+        camera=torch.tensor([meta["inputs"]["frames"][n]["label_c"][-25:] for n in names]),
+        expression_uv=torch.stack([_expression_uv(n) for n in names]),
+        unwrap_grid=torch.from_numpy(np.stack([u[..., :2] for u in unwraps])),
+        visibility=torch.from_numpy(np.stack([u[..., 2] for u in unwraps]))[:, None],
+    )
+    session = inverter.start(frames)
+    io = _load_io()
+    for name, (scale, shift) in session.edits().static_sft.items():
+        _check("CS-SFT", torch.stack([scale, shift]), io, f"eval.f4.g0.sft.{name.removeprefix('x')}", "eval")
+    assert int(session.states["static"]["frames"][0]) == 4
