@@ -185,3 +185,37 @@ def test_matches_the_release(outputs, io, key):
     for name, value in stats.items():
         scale = entry["sq_sum"] if name == "sq_sum" else entry["abs_sum"]
         assert abs(float(value) - entry[name]) <= TOLERANCE * max(scale, 1e-12), (key, name)
+
+
+def test_few_shot_snapshot_generator_converts_and_renders_like_the_release(tmp_path, monkeypatch):
+    # The generator inside FSInvertAvatar.pkl (G.generator: w_dim 16, gen_mask_cond, a rebuilt SR):
+    # the e4e render of the 1-frame case depends only on w+ and the frame, so it checks the converter
+    # on a second configuration.
+    encoders = FIXTURE / "encoders"
+    if not (encoders / "fsinvertavatar_small.pkl").is_file():
+        pytest.skip(f"encoder fixtures not found at {encoders}")
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from invertavatar_prior_next3d.release.prior import convert_release_prior
+
+    canary = tmp_path / "CANARY_EXECUTED"
+    monkeypatch.setenv("IA_FIXTURE_CANARY", str(canary))
+    convert_release_prior(encoders / "fsinvertavatar_small.pkl", tmp_path / "prior", key="G.generator")
+    assert not canary.exists()
+    prior, config = load_component(tmp_path / "prior", default_registry(), "prior")
+    assert (config.w_dim, config.superresolution_channels) == (16, (64, 32))
+    tensors = load_file(str(encoders / "io.safetensors"))
+    index = json.loads((encoders / "io.json").read_text())
+    uv = np.load(encoders / "dataset/orthRender256x256_face_eye/A/00000000.npy")[..., :3].astype(np.float32)
+    uv[..., 2] = uv[..., 2] >= 0.5  # the release's loader thresholds the mask
+    label = torch.tensor(index["inputs"]["frames"]["A/00000000.png"]["label_c"])
+    with torch.no_grad():
+        render = prior.eval().render(
+            prior.canonical(tensors["eval.ws"]), torch.from_numpy(uv).permute(2, 0, 1)[None], label[None, 25:]
+        )
+    for name, ours in (("e4e_image_raw", render.raw), ("e4e_image", render.image)):
+        for stored in index["tensors"][f"eval.f1.g0.{name}"]["stored"]:
+            reference = tensors[stored["key"]][:1]
+            mine = _apply_slice(ours, stored["slice"])
+            assert float((mine - reference).abs().max() / reference.abs().max()) <= TOLERANCE, stored["key"]
