@@ -165,9 +165,11 @@ class UNetFeatureEncoder(nn.Module):
     def fold(self, state: EncoderState, frames: Float[Tensor, "B T C R R"]) -> EncoderState:
         """Fold T frames into ``state``: one by one, or in the released groups when ``group_size > 1``."""
         if self.config.group_size > 1:
+            before = state[FRAMES_KEY]
             for group in frame_groups(frames.shape[1], self.config.group_size):
                 state = self.update_group(state, frames[:, group])
-            return state
+            # Count the frames given, not the GRU steps of the cycled groups.
+            return {**state, FRAMES_KEY: before + frames.shape[1]}
         for t in range(frames.shape[1]):
             state = self.update(state, frames[:, t])
         return state
