@@ -111,3 +111,13 @@ def test_persistent_objects_become_records_without_running_their_source(tmp_path
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pkl"):
         load_release_pickle(tmp_path / "nope.pkl")
+
+
+def test_records_copy_like_dataclasses():
+    import copy
+
+    record = _load(pickle.dumps(nn.Sequential(nn.Linear(2, 2)), protocol=4))
+    shallow, deep = copy.copy(record), copy.deepcopy(record)
+    assert shallow.children["0"] is record.children["0"]
+    assert deep.children["0"] is not record.children["0"]
+    assert torch.equal(record_state_dict(deep)["0.weight"], record_state_dict(record)["0.weight"])

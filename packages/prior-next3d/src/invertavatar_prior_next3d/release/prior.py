@@ -28,6 +28,8 @@ __all__ = [
     "PriorConversion",
     "convert_prior_record",
     "convert_release_prior",
+    "initialise_from_eg3d",
+    "is_eg3d",
     "prior_config_from_record",
 ]
 
@@ -70,6 +72,8 @@ class PriorConversion:
     """Official name -> our name, for every tensor used."""
     unused: dict[str, str] = field(default_factory=dict)
     """Official name -> why it is not used."""
+    random: list[str] = field(default_factory=list)
+    """Our tensors the source has nothing for, left at their (seeded) initial values (EG3D initialisation)."""
 
     def report(self, shown: int = 4) -> str:
         """Human-readable summary: counts, then the unused tensors grouped by reason (``shown`` names each)."""
@@ -80,6 +84,9 @@ class PriorConversion:
         for reason, names in by_reason.items():
             more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
             lines.append(f"  {len(names)} x {reason}: {', '.join(names[:shown])}{more}")
+        if self.random:
+            modules = sorted({name.split(".")[0] for name in self.random})
+            lines.append(f"{len(self.random)} of our tensors initialised randomly (not in the source): {modules}")
         return "\n".join(lines)
 
 
@@ -134,8 +141,10 @@ def _check_supported(record: ModuleRecord, kwargs: Mapping[str, Any], source: st
         raise ValueError(f"{source}: {record.class_name} init_kwargs not supported: {'; '.join(problems)}")
 
 
-def prior_config_from_record(record: ModuleRecord, source: str = "<pickle>") -> Next3DPriorConfig:
-    """Our config from the generator record's constructor arguments and tensor shapes (release settings on)."""
+def prior_config_from_record(
+    record: ModuleRecord, source: str = "<pickle>", *, settings: Mapping[str, Any] = RELEASE_SETTINGS
+) -> Next3DPriorConfig:
+    """Our config from the generator record's constructor arguments and tensor shapes, plus ``settings``."""
     kwargs = record.init_kwargs
     if record.class_name != "TriPlaneGenerator":
         raise ValueError(f"{source}: G_ema is a {record.class_name}, expected a TriPlaneGenerator")
@@ -169,7 +178,7 @@ def prior_config_from_record(record: ModuleRecord, source: str = "<pickle>") -> 
         # The release's super-resolution clamps at 256 whenever it is allowed fp16 layers.
         superresolution_conv_clamp=256.0 if sr_fp16 else kwargs.get("conv_clamp"),
         box_size=float(rendering.get("box_warp", 1.0)),
-        **RELEASE_SETTINGS,
+        **settings,
     )
 
 
@@ -206,6 +215,38 @@ def convert_prior_record(record: ModuleRecord, source: str = "<pickle>") -> Prio
     return conversion
 
 
+def is_eg3d(record: ModuleRecord) -> bool:
+    """Whether a ``TriPlaneGenerator`` record is EG3D's (one backbone, no texture / face networks)."""
+    return "backbone" in record.children and "texture_backbone" not in record.children
+
+
+def initialise_from_eg3d(record: ModuleRecord, source: str = "<pickle>", *, seed: int = 0) -> PriorConversion:
+    """Our prior with G_static, the mapping, the decoder and SR taken from an EG3D generator, by shape.
+
+    The paper trains its prior from EG3D (supplement 6.1). Our defaults are kept (no release
+    settings: this starts training, it does not reproduce a release). Tensors whose shapes differ
+    are reported and left at the seeded initial values, as are G_tex and G_face.
+    """
+    config = prior_config_from_record(record, source, settings={})
+    torch.manual_seed(seed)
+    prior = Next3DPrior(config).eval()
+    ours = prior.state_dict()
+    conversion = PriorConversion(prior=prior, config=config)
+    loaded: dict[str, torch.Tensor] = {}
+    for name, tensor in record_state_dict(record).items():
+        target, reason = _map_name(prior, name)
+        if target is None or target not in ours:
+            conversion.unused[name] = reason or "not part of the generator we build"
+        elif tuple(tensor.shape) != tuple(ours[target].shape):
+            conversion.unused[name] = f"shape differs from ours ({target})"
+        else:
+            loaded[target] = tensor.to(ours[target].dtype)
+            conversion.mapping[name] = target
+    prior.load_state_dict({**ours, **loaded}, strict=True)
+    conversion.random = [name for name in ours if name not in loaded]
+    return conversion
+
+
 def _select(data: Any, key: str, source: Path) -> ModuleRecord:
     """``data[key]``, following dotted children (``G.generator`` in a few-shot snapshot)."""
     head, *rest = key.split(".")
@@ -223,11 +264,14 @@ def _select(data: Any, key: str, source: Path) -> ModuleRecord:
     return record
 
 
-def convert_release_prior(pickle_path: str | Path, out: str | Path, *, key: str = "G_ema") -> PriorConversion:
+def convert_release_prior(
+    pickle_path: str | Path, out: str | Path, *, key: str = "G_ema", seed: int = 0
+) -> PriorConversion:
     """Read ``pickle_path`` safely, convert its ``key`` generator, write our checkpoint and the report to ``out``.
 
-    ``out`` gets ``config.json`` + ``model.safetensors`` (a ``next3d`` prior component) and
-    :data:`CONVERSION_REPORT`; it must not exist or be empty (nothing is overwritten).
+    An EG3D generator (:func:`is_eg3d`) initialises a prior instead (:func:`initialise_from_eg3d`,
+    ``seed`` for the parts EG3D lacks). ``out`` gets ``config.json`` + ``model.safetensors`` (a
+    ``next3d`` prior component) and :data:`CONVERSION_REPORT`; it must not exist or be empty.
     """
     pickle_path, out = Path(pickle_path), Path(out)
     if not pickle_path.is_file():
@@ -235,15 +279,21 @@ def convert_release_prior(pickle_path: str | Path, out: str | Path, *, key: str 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out}: exists and is not empty; choose a new folder (nothing is overwritten)")
     record = _select(load_release_pickle(pickle_path), key, pickle_path)
-    conversion = convert_prior_record(record, f"{pickle_path}:{key}")
+    eg3d = is_eg3d(record)
+    if eg3d:
+        conversion = initialise_from_eg3d(record, f"{pickle_path}:{key}", seed=seed)
+    else:
+        conversion = convert_prior_record(record, f"{pickle_path}:{key}")
     report = {
         "source": str(pickle_path),
         "key": key,
+        "mode": "eg3d-initialisation" if eg3d else "release",
         "class": record.class_name,
         "init_kwargs": _jsonable(record.init_kwargs),
-        "release_settings": RELEASE_SETTINGS,
+        "release_settings": {} if eg3d else RELEASE_SETTINGS,
         "used": len(conversion.mapping),
         "unused": [{"tensor": name, "reason": reason} for name, reason in conversion.unused.items()],
+        "initialised_randomly": conversion.random,
     }
     with atomic_directory(out) as tmp:
         save_component(conversion.prior, conversion.config, tmp)

@@ -13,6 +13,8 @@ its class name and its ``__dict__`` (parameters, buffers, children, ``_init_args
 - Any other global (``os.system``, ``builtins.eval``, ...) stops the load with an error naming it.
 """
 
+import copy
+import dataclasses
 import hashlib
 import io
 import pickle
@@ -91,6 +93,13 @@ class ModuleRecord:
         self.attributes = {k: v for k, v in state.items() if not k.startswith("_")}
 
     __setstate__ = set_state  # pickle's BUILD opcode
+
+    # ``copy`` would otherwise route through ``__setstate__`` and read the record as a module's ``__dict__``.
+    def __copy__(self) -> "ModuleRecord":
+        return dataclasses.replace(self)
+
+    def __deepcopy__(self, memo: dict) -> "ModuleRecord":
+        return ModuleRecord(**{f.name: copy.deepcopy(getattr(self, f.name), memo) for f in dataclasses.fields(self)})
 
 
 def _record_class(module: str, name: str) -> type:
