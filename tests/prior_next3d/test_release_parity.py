@@ -219,3 +219,22 @@ def test_few_shot_snapshot_generator_converts_and_renders_like_the_release(tmp_p
             reference = tensors[stored["key"]][:1]
             mine = _apply_slice(ours, stored["slice"])
             assert float((mine - reference).abs().max() / reference.abs().max()) <= TOLERANCE, stored["key"]
+
+
+def test_command_line_converts_and_never_overwrites(tmp_path, monkeypatch, capsys):
+    _require_fixture()
+    from invertavatar_core.cli import main
+
+    monkeypatch.setenv("IA_FIXTURE_CANARY", str(tmp_path / "CANARY_EXECUTED"))
+    out = tmp_path / "prior"
+    assert main(["convert", "release-prior", str(PICKLE), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "used 332 official tensors; 112 not used" in printed and "conversion.json" in printed
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["convert", "release-prior", str(PICKLE), "--out", str(tmp_path / "mine")]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    assert main(["convert", "release-prior", str(PICKLE), "--out", str(tmp_path / "x"), "--key", "G_ema.nope"]) == 2
+    assert "no submodule 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "CANARY_EXECUTED").exists()
