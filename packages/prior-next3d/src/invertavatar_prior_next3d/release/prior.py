@@ -130,7 +130,13 @@ def _check_supported(record: ModuleRecord, kwargs: Mapping[str, Any], source: st
     problems = []
     if kwargs.get("c_dim") != 25:
         problems.append(f"c_dim {kwargs.get('c_dim')} (expected 25)")
-    for key, expected in (("c_gen_conditioning_zero", False), ("c_scale", 1)):
+    # Expression / landmark conditioning of the mapping is a variant the released prior does not use.
+    for key, expected in (
+        ("c_gen_conditioning_zero", False),
+        ("c_scale", 1),
+        ("gen_exp_cond", False),
+        ("gen_lms_cond", False),
+    ):
         if key in rendering and rendering[key] != expected:
             problems.append(f"rendering_kwargs.{key} {rendering[key]!r} (expected {expected!r})")
     if rendering.get("disparity_space_sampling"):
@@ -147,12 +153,12 @@ def prior_config_from_record(
     """Our config from the generator record's constructor arguments and tensor shapes, plus ``settings``."""
     kwargs = record.init_kwargs
     if record.class_name != "TriPlaneGenerator":
-        raise ValueError(f"{source}: G_ema is a {record.class_name}, expected a TriPlaneGenerator")
+        raise ValueError(f"{source}: the generator is a {record.class_name}, expected a TriPlaneGenerator")
     missing = [
         k for k in ("c_dim", "z_dim", "w_dim", "channel_base", "channel_max", "rendering_kwargs") if k not in kwargs
     ]
     if missing:
-        raise ValueError(f"{source}: G_ema init_kwargs lack {missing}")
+        raise ValueError(f"{source}: the generator's init_kwargs lack {missing}")
     _check_supported(record, kwargs, source)
     state = record_state_dict(record)
     rendering = kwargs["rendering_kwargs"]
