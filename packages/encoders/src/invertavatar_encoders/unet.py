@@ -34,7 +34,7 @@ from invertavatar_encoders.unet_decoder import UNetDecoder
 __all__ = ["FRAMES_KEY", "UNetEncoderConfig", "UNetFeatureEncoder", "frame_groups"]
 
 FRAMES_KEY = "frames"
-"""State key of the per-sequence frame count ``(B,)`` int64."""
+"""State key of the per-sequence count of folded frames ``(B,)`` int64 (a cycled frame counts each time)."""
 
 
 class UNetEncoderConfig(EncoderConfig):
@@ -162,14 +162,17 @@ class UNetFeatureEncoder(nn.Module):
         state = self.init_state(frames.shape[0], frames.device, frames.dtype)
         return self.read(self.fold(state, frames))
 
+    def frame_groups(self, count: int) -> list[list[int]] | None:
+        """The groups ``count`` frames are folded in (``None``: one by one, the paper's default)."""
+        return frame_groups(count, self.config.group_size) if self.config.group_size > 1 else None
+
     def fold(self, state: EncoderState, frames: Float[Tensor, "B T C R R"]) -> EncoderState:
         """Fold T frames into ``state``: one by one, or in the released groups when ``group_size > 1``."""
-        if self.config.group_size > 1:
-            before = state[FRAMES_KEY]
-            for group in frame_groups(frames.shape[1], self.config.group_size):
+        groups = self.frame_groups(frames.shape[1])
+        if groups is not None:
+            for group in groups:
                 state = self.update_group(state, frames[:, group])
-            # Count the frames given, not the GRU steps of the cycled groups.
-            return {**state, FRAMES_KEY: before + frames.shape[1]}
+            return state
         for t in range(frames.shape[1]):
             state = self.update(state, frames[:, t])
         return state
