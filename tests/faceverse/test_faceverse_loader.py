@@ -107,13 +107,30 @@ def test_missing_key_is_named(source, tmp_path):
 
 def test_convert_to_pickle_free_npz(npy_path, tmp_path):
     out = tmp_path / "faceverse_v3_1.npz"
-    assert main(["convert-faceverse", str(npy_path), str(out)]) == 0
+    assert main(["convert", "faceverse", str(npy_path), str(out)]) == 0
     with np.load(out, allow_pickle=False) as data:  # readable without unpickling
         assert "point_buf" not in data.files and "meanshape" in data.files
     a = FaceVerseModel(FaceVerseModelConfig(path=npy_path))
     b = FaceVerseModel(FaceVerseModelConfig(path=out))
     torch.testing.assert_close(a.mean, b.mean)
     torch.testing.assert_close(a.identity_basis, b.identity_basis)
+
+
+def test_old_convert_spelling_is_a_hidden_deprecated_alias(npy_path, tmp_path, capsys):
+    out = tmp_path / "old.npz"
+    assert main(["convert-faceverse", str(npy_path), str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["invertavatar convert-faceverse is deprecated; use 'invertavatar convert faceverse'"]
+    with np.load(out, allow_pickle=False) as data:
+        assert "meanshape" in data.files
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    assert "convert-faceverse" not in listing and "convert-ict" not in listing
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("faceverse", "ict", "release-prior", "release-encoders"))
 
 
 def test_coefficient_layout_round_trip():

@@ -3,7 +3,7 @@
 The official ``faceverse_v3_1.npy`` is a NumPy-pickled dict (non-commercial licence; the user
 downloads it). Reading it needs ``np.load(..., allow_pickle=True)``, which can execute code from
 the file: this module does that *only* for the path the user configured, and
-``invertavatar convert-faceverse IN.npy OUT.npz`` turns it once into a pickle-free ``.npz`` that
+``invertavatar convert faceverse IN.npy OUT.npz`` turns it once into a pickle-free ``.npz`` that
 the loader prefers (a ``.npz`` next to the ``.npy`` with the same stem is used first).
 
 Keys read (reference 3.2): ``meanshape`` (N*3), ``idBase`` (3N x 150), ``exBase`` (3N x 171),
