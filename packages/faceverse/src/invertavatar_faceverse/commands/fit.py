@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.uv_maps import canonical_vertices, render_expression_uv, unwrap_image, uv_unwrap_grid
     from invertavatar_faceverse.face_crop import crop_box, crop_image, smooth_boxes
     from invertavatar_faceverse.fitting import FitDivergedError, FittingConfig, LandmarkInputError, fit_video
+    from invertavatar_faceverse.landmark_maps import LANDMARK_MAP_RESOLUTION, landmark_contour_map
     from invertavatar_faceverse.mesh_render import render_mesh
 
     for path in args.inputs:
@@ -173,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
                     expression=expr[0],
                     eyes=None if eyes is None else eyes[0],
                     landmarks=landmarks[k],
+                    landmark_map=landmark_contour_map(landmarks[k], args.resolution, LANDMARK_MAP_RESOLUTION),
                     unwrap_rgb=unwrap[0],
                     overlay=overlay[0],
                 ),
