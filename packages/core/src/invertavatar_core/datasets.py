@@ -226,7 +226,15 @@ class FitDatasetWriter:
     work it already did), so an interrupted ``fit`` resumes.
     """
 
-    def __init__(self, root: str | Path, model: Mapping[str, Any], image_resolution: int, uv_resolution: int) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        model: Mapping[str, Any],
+        image_resolution: int,
+        uv_resolution: int,
+        uv_layout: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``uv_layout``: how the UV maps were made when not from the model's own UVs (recorded, must match)."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._meta: dict[str, Any] = {
@@ -237,12 +245,19 @@ class FitDatasetWriter:
             "model": dict(model),
             "sequences": {},
         }
+        if uv_layout is not None:
+            self._meta["uv_layout"] = dict(uv_layout)
         self._labels: dict[str, list[float]] = {}
         if (self.root / "dataset.json").is_file():
             old = FitDataset(self.root)
             if old.meta.get("model") != self._meta["model"]:
                 raise DatasetFormatError(
                     f"{self.root}: already holds frames fitted with model {old.meta.get('model')}; use another --out"
+                )
+            if old.meta.get("uv_layout") != self._meta.get("uv_layout"):
+                raise DatasetFormatError(
+                    f"{self.root}: already holds UV maps of layout {old.meta.get('uv_layout')}, "
+                    f"not {self._meta.get('uv_layout')}; use another --out"
                 )
             self._meta["sequences"] = {k: list(v) for k, v in old.meta["sequences"].items()}
             self._meta["landmark_maps"] = bool(old.meta.get("landmark_maps"))

@@ -43,6 +43,34 @@ def register(subparsers, groups) -> None:
     parser.add_argument(
         "--uv-resolution", type=int, default=256, help="expression UV render / unwrap size (default 256)"
     )
+    parser.add_argument(
+        "--crop",
+        choices=("ffhq", "eg3d"),
+        default="ffhq",
+        help="crop recipe: 'ffhq' (ours, from the landmarks) or 'eg3d' (EG3D's in-the-wild recipe the released "
+        "model's data used; needs --crop-reference; docs/release-preprocessing.md)",
+    )
+    parser.add_argument(
+        "--crop-reference",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the eg3d crop's standard 3D landmarks: Deep3DFaceRecon's similarity_Lm3D_all.mat or a (68|5, 3) .npy",
+    )
+    parser.add_argument(
+        "--uv-layout",
+        choices=("model", "release"),
+        default="model",
+        help="UV layout of the UV maps: the model's own UVs, or 'release': the released model's FaceVerse "
+        "face-island enlargement (x1.4; use with --model faceverse:..., docs/release-preprocessing.md)",
+    )
+    parser.add_argument(
+        "--uv-mask",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="UV-space mask multiplied into the unwrap visibility (the release's dense_uv_expanded_mask_onlyFace.png)",
+    )
     parser.add_argument("--every", type=int, default=1, help="use every k-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     parser.add_argument("--steps", type=int, default=None, help="per-frame optimisation steps (default 100)")
@@ -85,8 +113,21 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.datasets import FitDatasetWriter, FittedFrame
     from invertavatar_core.image_io import to_uint8
     from invertavatar_core.settings import RuntimeSettings
-    from invertavatar_core.uv_maps import canonical_vertices, render_expression_uv, unwrap_image, uv_unwrap_grid
-    from invertavatar_faceverse.face_crop import crop_box, crop_image, smooth_boxes
+    from invertavatar_core.uv_maps import (
+        RELEASE_FACE_ISLAND,
+        canonical_vertices,
+        read_uv_mask,
+        render_expression_uv,
+        unwrap_image,
+        uv_unwrap_grid,
+    )
+    from invertavatar_faceverse.face_crop import (
+        crop_box,
+        crop_image,
+        eg3d_crop_box,
+        read_reference_landmarks,
+        smooth_boxes,
+    )
     from invertavatar_faceverse.fitting import FitDivergedError, FittingConfig, LandmarkInputError, fit_video
     from invertavatar_faceverse.landmark_maps import LANDMARK_MAP_RESOLUTION, landmark_contour_map
     from invertavatar_faceverse.mesh_render import render_mesh
@@ -98,6 +139,14 @@ def run(args: argparse.Namespace) -> int:
     if "mediapipe" not in registry.names("landmark_detector"):
         raise UserError('`fit` needs the MediaPipe landmark detector: pip install "invertavatar-faceverse[mediapipe]"')
     device = torch.device(args.device or RuntimeSettings().device)
+    uv_mask = None if args.uv_mask is None else read_uv_mask(args.uv_mask, args.uv_resolution).to(device)
+    if args.crop == "eg3d" and args.crop_reference is None:
+        raise UserError("--crop eg3d needs --crop-reference (similarity_Lm3D_all.mat or a (68|5, 3) .npy)")
+    reference = None if args.crop != "eg3d" else read_reference_landmarks(args.crop_reference)
+    face_island = RELEASE_FACE_ISLAND if args.uv_layout == "release" else None
+    uv_layout = None
+    if face_island is not None or uv_mask is not None:
+        uv_layout = {"face_island": args.uv_layout, "mask": None if args.uv_mask is None else str(args.uv_mask)}
     model_config = _model_config(args.model, args.mediapipe_canonical, registry)
     model = registry.create("morphable_model", model_config).to(device)
     rasterizer = registry.create("rasterizer", "torch")
@@ -109,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             f"note: model {model_config['name']!r} places {int(valid.sum())} of the 478 landmarks; "
             "pass --mediapipe-canonical face_model_with_iris.obj to use all of them"
         )
-    writer = FitDatasetWriter(args.out, model_config, args.resolution, args.uv_resolution)
+    writer = FitDatasetWriter(args.out, model_config, args.resolution, args.uv_resolution, uv_layout)
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise UserError("inputs must have distinct file names (each becomes a sequence named after it)")
@@ -125,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             found = detector.detect(to_uint8(frame))
             if found is None:
                 raise UserError(f"{path}: no face found in frame {frame_names[k]}")
-            boxes.append(crop_box(found))
+            boxes.append(crop_box(found) if reference is None else eg3d_crop_box(found, reference, frame.shape[-2]))
         boxes = smooth_boxes(boxes) if len(boxes) > 1 else boxes
         crops, landmarks = [], []
         for k, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
@@ -146,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
             ident, expr = result.identity[sl], result.expression[sl]
             eyes = None if result.eyes is None else result.eyes[sl]
             with torch.no_grad():
-                uv = render_expression_uv(model, rasterizer, ident, expr, eyes, resolution=args.uv_resolution)
+                uv = render_expression_uv(
+                    model, rasterizer, ident, expr, eyes, resolution=args.uv_resolution, face_island=face_island
+                )
                 grid, vis = uv_unwrap_grid(
                     model,
                     rasterizer,
@@ -156,7 +207,10 @@ def run(args: argparse.Namespace) -> int:
                     result.camera[sl],
                     uv_resolution=args.uv_resolution,
                     image_resolution=args.resolution,
+                    face_island=face_island,
                 )
+                if uv_mask is not None:
+                    vis = vis * uv_mask
                 unwrap = unwrap_image(images[sl], grid, vis)
                 verts = canonical_vertices(model, ident, expr, eyes)
                 shaded, mask = render_mesh(rasterizer, verts, model.faces, result.camera[sl], args.resolution)
