@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from invertavatar_core.cli import UserError
 from invertavatar_core.config import default_registry
@@ -86,7 +85,7 @@ def _choose(frames: Observation, args: argparse.Namespace) -> Observation:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Invert the sources frame by frame and save the avatar."""
+    """Invert the sources and save the avatar."""
     registry = default_registry()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = Path(args.checkpoint)
@@ -102,14 +101,11 @@ def run(args: argparse.Namespace) -> int:
     frames = _choose(fitted_frames(fit_dir), args)
     size = models.prior.info.image_resolution
     began = time.perf_counter()
-    session = None
-    with tqdm(total=len(frames), desc="reconstruct", unit="frame") as bar:
-        for t in range(len(frames)):
-            frame = frames[t]
-            session = inverter.start(frame) if session is None else session.add(frame)
-            bar.set_postfix_str(f"frame {t + 1}/{len(frames)}")
-            bar.update(1)
-    avatar = session.avatar()
+    # All frames in one call: encoders that fold frames in groups (the released ones) form their groups
+    # from the frames of one call, as the release does with all its frames; for encoders that fold
+    # frame by frame one call and one call per frame give the same avatar.
+    print(f"reconstructing from {len(frames)} frame(s)")
+    avatar = inverter.start(frames).avatar()
     extra = {
         "checkpoint": str(checkpoint.resolve()),
         "prior_checkpoint": str(component_dir(checkpoint, "prior").resolve()),
