@@ -241,7 +241,7 @@ class InversionSession:
             return self
         if self.ws is None:
             self._begin(frames[:1])
-        groups = self._frame_groups(len(frames))
+        groups = models.frame_groups(len(frames))
         if groups is not None:
             # Encoders that fold frames in groups (the released ones): each group rendered and folded together.
             for group in groups:
@@ -258,16 +258,6 @@ class InversionSession:
             self.states[role] = state
         self.frames += len(frames)
         return self
-
-    def _frame_groups(self, count: int) -> list[list[int]] | None:
-        """The frame groups the fine-stage encoders fold ``count`` frames in, or ``None`` (one by one)."""
-        plans = {
-            role: getattr(encoder, "frame_groups", lambda n: None)(count)
-            for role, encoder in self.pipeline.models.feature_encoders().items()
-        }
-        if len({repr(p) for p in plans.values()}) > 1:
-            raise ValueError(f"the fine-stage encoders group frames differently: {plans}")
-        return next(iter(plans.values()), None)
 
     def _begin(self, first: Observation) -> None:
         self.ws = self.pipeline.latent(first.image)

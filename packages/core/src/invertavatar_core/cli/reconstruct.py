@@ -8,7 +8,8 @@ Each source frame needs its camera, expression UV render and UV unwrap: from ``-
 (a folder written by ``invertavatar fit``, its frames in source order), or, without it, the
 sources are fitted first with ``invertavatar fit`` into ``AVATAR.fit/`` (needs the faceverse
 package). Several frames go through the experiment's inverter frame by frame (the incremental
-path), with a progress line per frame.
+path), with a progress line per frame; encoders that fold frames in groups (the released ones) get
+all frames in one call.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from invertavatar_core.cli import UserError
 from invertavatar_core.config import default_registry
@@ -101,11 +103,16 @@ def run(args: argparse.Namespace) -> int:
     frames = _choose(fitted_frames(fit_dir), args)
     size = models.prior.info.image_resolution
     began = time.perf_counter()
-    # All frames in one call: encoders that fold frames in groups (the released ones) form their groups
-    # from the frames of one call, as the release does with all its frames; for encoders that fold
-    # frame by frame one call and one call per frame give the same avatar.
-    print(f"reconstructing from {len(frames)} frame(s)")
-    avatar = inverter.start(frames).avatar()
+    # Encoders that fold frames in groups (the released ones) form their groups from the frames of one
+    # call, so they get all frames at once, as the release sees them; the others stream frame by frame.
+    steps = [frames] if models.frame_groups(len(frames)) is not None else [frames[t] for t in range(len(frames))]
+    session = None
+    with tqdm(total=len(frames), desc="reconstruct", unit="frame") as bar:
+        for step in steps:
+            session = inverter.start(step) if session is None else session.add(step)
+            bar.update(len(step))
+            bar.set_postfix_str(f"frame {bar.n}/{len(frames)}")
+    avatar = session.avatar()
     extra = {
         "checkpoint": str(checkpoint.resolve()),
         "prior_checkpoint": str(component_dir(checkpoint, "prior").resolve()),
