@@ -82,3 +82,28 @@ def test_conv_fusion_windows_then_average():
     torch.testing.assert_close(four, (fuse(a, b) + fuse(c, d)) / 2)
     one = agg(torch.stack([a], 1))
     torch.testing.assert_close(one, fuse(a, a))
+
+
+def test_conv_gru_release_convention_by_hand():
+    """The release's reading of the same weights: r is the first gate half, z weights the candidate."""
+    config = ConvGRUAggregatorConfig(kernel_size=1, gate_order="reset_update", update_weights="candidate")
+    gru = ConvGRUAggregator(config, channels=1)
+    with torch.no_grad():
+        # gates([f, h]) -> (r, z): r = sigmoid(0.5 f - 1.0 h + 0.1), z = sigmoid(-0.3 f + 2.0 h - 0.2)
+        gru.gates.weight.copy_(torch.tensor([[0.5, -1.0], [-0.3, 2.0]]).view(2, 2, 1, 1))
+        gru.gates.bias.copy_(torch.tensor([0.1, -0.2]))
+        gru.candidate.weight.copy_(torch.tensor([[0.7, 1.5]]).view(1, 2, 1, 1))
+        gru.candidate.bias.copy_(torch.tensor([0.05]))
+
+    h = 0.0
+    for f in (0.8, -0.4, 0.3):
+        r = _sigmoid(0.5 * f - 1.0 * h + 0.1)
+        z = _sigmoid(-0.3 * f + 2.0 * h - 0.2)
+        c = math.tanh(0.7 * f + 1.5 * (r * h) + 0.05)
+        h = (1 - z) * h + z * c
+
+    frames = torch.tensor([0.8, -0.4, 0.3]).view(1, 3, 1, 1, 1)
+    assert gru(frames).item() == pytest.approx(h, abs=1e-6)
+    paper = ConvGRUAggregator(ConvGRUAggregatorConfig(kernel_size=1), channels=1)
+    paper.load_state_dict(gru.state_dict())
+    assert abs(paper(frames).item() - h) > 1e-3  # the paper's reading of these weights is another function

@@ -124,7 +124,7 @@ def test_missing_key_is_named(source, tmp_path):
 
 def test_convert_to_pickle_free_npz(source, npy_path, tmp_path, capsys):
     out = tmp_path / "faceverse_v3_1.npz"
-    assert main(["convert-faceverse", str(npy_path), str(out)]) == 0
+    assert main(["convert", "faceverse", str(npy_path), str(out)]) == 0
     with np.load(out, allow_pickle=False) as data:  # readable without unpickling
         assert "point_buf" not in data.files and "meanshape" in data.files
         for key, value in _numeric(source[1]).items():
@@ -139,7 +139,7 @@ def test_convert_to_pickle_free_npz(source, npy_path, tmp_path, capsys):
 
 def test_pickled_npy_is_refused_with_the_convert_command(npy_path, tmp_path):
     # Only the pickle-free .npz is ever loaded; the .npy gets the command that converts it.
-    with pytest.raises(ValueError, match="convert-faceverse") as info:
+    with pytest.raises(ValueError, match="convert faceverse") as info:
         FaceVerseModel(FaceVerseModelConfig(path=npy_path))
     assert str(npy_path) in str(info.value) and "\n" not in str(info.value)
     # A converted .npz beside the .npy (same stem) is what a .npy path reads.
@@ -147,6 +147,23 @@ def test_pickled_npy_is_refused_with_the_convert_command(npy_path, tmp_path):
     beside.write_bytes(npy_path.read_bytes())
     convert_faceverse_file(beside, beside.with_suffix(".npz"))
     assert FaceVerseModel(FaceVerseModelConfig(path=beside)).n_vertices > 0
+
+
+def test_old_convert_spelling_is_a_hidden_deprecated_alias(npy_path, tmp_path, capsys):
+    out = tmp_path / "old.npz"
+    assert main(["convert-faceverse", str(npy_path), str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["invertavatar convert-faceverse is deprecated; use 'invertavatar convert faceverse'"]
+    with np.load(out, allow_pickle=False) as data:
+        assert "meanshape" in data.files
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    assert "convert-faceverse" not in listing and "convert-ict" not in listing
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("faceverse", "ict", "release-prior", "release-encoders"))
 
 
 def test_coefficient_layout_round_trip():

@@ -107,7 +107,7 @@ def test_folder_reading_and_convert_command(ict_dir, tmp_path):
         points = neutral + delta
         (folder / f"{name}.obj").write_text("".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in points))
     out = tmp_path / "ict.npz"
-    assert main(["convert-ict", str(folder), str(out)]) == 0
+    assert main(["convert", "ict", str(folder), str(out)]) == 0
     arrays = load_ict_arrays(out)
     assert arrays["identity_deltas"].shape == (2, 26719, 3) and list(arrays["expression_names"]) == [
         "jawOpen",

@@ -69,6 +69,10 @@ def test_resampling_is_the_1331_filter():
     assert up.shape == (1, 1, 8, 8)
     # Output pixels 2k and 2k+1 weigh their two nearest inputs 1/4 : 3/4 and 3/4 : 1/4.
     torch.testing.assert_close(up[0, 0, 3, 2:6], torch.tensor([0.75, 1.25, 1.75, 2.25]))
+    # Outside the image the signal is zero (StyleGAN2's upfirdn2d), not the border value: the
+    # outermost outputs keep 3/4 of the border input.
+    torch.testing.assert_close(up[0, 0, 3, [0, 7]], torch.tensor([0.0, 0.75 * 3]))
+    torch.testing.assert_close(up[0, 0, [0, 7], 4], torch.tensor([0.75 * 1.75, 0.75 * 1.75]))
     ramp = torch.linspace(0, 1, 16).reshape(1, 1, 1, 16).expand(1, 1, 16, 16)
     down = downsample2d(ramp)
     assert down.shape == (1, 1, 8, 8)

@@ -197,6 +197,28 @@ def test_landmark_conditioned_discriminator(tmp_path):
         GanStage(config, data=RandomGanData(info))
 
 
+@pytest.mark.skipif(importlib.util.find_spec("invertavatar_faceverse") is None, reason="synth-heads is in faceverse")
+def test_written_landmark_maps_feed_the_deformation_aware_discriminator(tmp_path):
+    info = _tiny_info()
+    data = DatasetGanData(_procedural_heads(tmp_path / "data", info), info)
+    assert data.has_landmarks
+    batch = data.sample(3, torch.Generator().manual_seed(0), images=False)
+    maps = batch.landmarks
+    assert maps.shape == (3, 3, 128, 128) and set(maps.unique().tolist()) == {-1.0, 1.0}
+    on = (maps > 0).flatten(2).sum(-1)
+    assert (on[:, :2] > 20).all() and (on[:, 2] >= 2).all()  # lip and lid polylines, two iris dots
+    config = _config(tmp_path / "run", steps=1, landmark_conditioning=True, r1_interval=1)
+    stage = GanStage(config, data=data)
+    last = Trainer(stage, config.trainer_config(), runtime=Runtime(), config=config, progress=False).fit()
+    assert math.isfinite(last["d_loss"]) and math.isfinite(last["r1"])
+
+
+def test_dataset_without_landmark_maps_has_no_landmarks(tmp_path):
+    info = _tiny_info()
+    data = DatasetGanData(_write_dataset(tmp_path / "data", info, frames=2), info)
+    assert not data.has_landmarks and data.sample(2, torch.Generator().manual_seed(0)).landmarks is None
+
+
 def test_dataset_with_other_uv_resolution_is_refused(tmp_path):
     info = _tiny_info()
     writer = FitDatasetWriter(tmp_path / "data", {"name": "x"}, image_resolution=64, uv_resolution=32)

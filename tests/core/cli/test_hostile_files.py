@@ -65,7 +65,7 @@ def test_render_orbit_of_a_hostile_avatar_runs_nothing(hostile, tmp_path, capsys
     assert main(["render", "--avatar", str(hostile["avatar"]), "--orbit", "--frames", "2", "--out", str(out),
                  "--device", "cpu"]) == 2  # fmt: skip
     line = _one_line_naming(capsys.readouterr().err, hostile["evil"])
-    assert "convert-faceverse" in line
+    assert "convert faceverse" in line
     assert not hostile["canary"].exists() and not out.exists()
 
 
@@ -78,7 +78,7 @@ def test_demo_with_a_hostile_checkpoint_runs_nothing(hostile, tmp_path, capsys):
 
 def test_the_converter_refuses_the_payload(hostile, tmp_path, capsys):
     out = tmp_path / "converted.npz"
-    assert main(["convert-faceverse", str(hostile["evil"]), str(out)]) == 2
+    assert main(["convert", "faceverse", str(hostile["evil"]), str(out)]) == 2
     line = _one_line_naming(capsys.readouterr().err, hostile["evil"])
     assert "io.open" in line  # the refused global is named
     assert not hostile["canary"].exists() and not out.exists()

@@ -22,7 +22,12 @@ def test_dispatch_builds_each_components_own_config(registry, experiment_data):
 def test_json_round_trip_keeps_subclass_fields(registry, experiment_data):
     config = ExperimentConfig.model_validate(experiment_data, context={"registry": registry})
     dumped = json.loads(config.model_dump_json())
-    assert dumped["aggregator"] == {"name": "conv_gru", "kernel_size": 5}
+    assert dumped["aggregator"] == {
+        "name": "conv_gru",
+        "kernel_size": 5,
+        "gate_order": "update_reset",
+        "update_weights": "previous",
+    }
     assert dumped["prior"] == {"name": "fake_prior", "width": 8}
     again = ExperimentConfig.model_validate(dumped, context={"registry": registry})
     assert again == config

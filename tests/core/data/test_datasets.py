@@ -129,3 +129,26 @@ def test_official_layout_splits_coefficients_by_the_given_layout(tmp_path):
     assert obs.identity.tolist() == [[3.0, 4.0]] and obs.eyes.tolist() == [[5.0]]
     with pytest.raises(DatasetFormatError, match=r"00000000\.npy: expected 610 FaceVerse coefficients, got 6"):
         InvertAvatarDataset(tmp_path)[0]
+
+
+def test_landmark_maps_round_trip_and_the_index_says_whether_every_frame_has_one(tmp_path):
+    from dataclasses import replace
+
+    maps = [
+        torch.where(torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(i)) > 0.8, 1.0, -1.0) for i in (0, 1)
+    ]
+    writer = FitDatasetWriter(tmp_path / "all", {"name": "x"}, image_resolution=32, uv_resolution=16)
+    writer.add("s", "00000", replace(_frame(0), landmark_map=maps[0]))
+    writer.add("s", "00001", replace(_frame(1), landmark_map=maps[1]))
+    dataset = FitDataset(tmp_path / "all")
+    assert dataset.has_landmark_maps
+    torch.testing.assert_close(dataset.landmark_map(1), maps[1][None], rtol=0, atol=0)
+    FitDatasetWriter(tmp_path / "all", {"name": "x"}, 32, 16).add("t", "00000", _frame(2))  # resumed, no map
+    assert not FitDataset(tmp_path / "all").has_landmark_maps
+    writer = FitDatasetWriter(tmp_path / "none", {"name": "x"}, image_resolution=32, uv_resolution=16)
+    writer.add("s", "00000", _frame(0))
+    writer.add("s", "00001", replace(_frame(1), landmark_map=maps[1]))
+    dataset = FitDataset(tmp_path / "none")
+    assert not dataset.has_landmark_maps
+    with pytest.raises(DatasetFormatError, match=r"00000\.safetensors: missing tensor 'landmark_map'"):
+        dataset.landmark_map(0)

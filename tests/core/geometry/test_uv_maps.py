@@ -328,3 +328,66 @@ def test_mouth_hole_follows_a_winding_path():
     open_hole, sealed_hole = mouth_hole(mask), mouth_hole(sealed)
     assert open_hole.sum() == 0
     assert sealed_hole.sum() == (sealed[0, 0, 1:-1, 1:-1] == 0).sum() > 50
+
+
+# --------------------------------------------------------------------------------------------
+# The release's UV layout: face-island enlargement and the UV mask file
+# --------------------------------------------------------------------------------------------
+
+
+def test_face_island_enlargement_scales_only_the_box():
+    from invertavatar_core.geometry.uv_maps import RELEASE_FACE_ISLAND
+
+    uvs = torch.tensor([[0.5, 0.5], [0.3, 0.4], [0.1, 0.5], [0.5, 0.8], [0.195, 0.5], [0.8, 0.7]])
+    out = RELEASE_FACE_ISLAND.apply(uvs)
+    expected = torch.tensor([[0.5, 0.5], [0.22, 0.36], [0.1, 0.5], [0.5, 0.8], [0.195, 0.5], [0.92, 0.78]])
+    torch.testing.assert_close(out, expected)
+
+
+def test_face_island_setting_reaches_both_uv_maps(head, rasterizer):
+    from invertavatar_core.geometry.uv_maps import RELEASE_FACE_ISLAND
+
+    identity, expression = neutral(head)
+    plain = render_expression_uv(head, rasterizer, identity, expression, resolution=96)
+    island = render_expression_uv(
+        head, rasterizer, identity, expression, resolution=96, face_island=RELEASE_FACE_ISLAND
+    )
+    torch.testing.assert_close(island[:, 2], plain[:, 2])  # same geometry, same mask
+    u, v = (plain[:, 0] + 1) / 2, (plain[:, 1] + 1) / 2
+    covered = plain[:, 2] > 0
+    margin = 0.03  # a triangle around such a pixel has all its vertices on one side of the box edge
+    inside = covered & (u > 0.195 + margin) & (u < 0.805 - margin) & (v > 0.273 + margin) & (v < 0.727 - margin)
+    outside = covered & ((u < 0.195 - margin) | (u > 0.805 + margin) | (v < 0.273 - margin) | (v > 0.727 + margin))
+    assert inside.sum() > 100 and outside.sum() > 100
+    torch.testing.assert_close(
+        island[:, :2].permute(0, 2, 3, 1)[inside], 1.4 * plain[:, :2].permute(0, 2, 3, 1)[inside]
+    )
+    torch.testing.assert_close(island[:, :2].permute(0, 2, 3, 1)[outside], plain[:, :2].permute(0, 2, 3, 1)[outside])
+
+    camera = look_at_camera(torch.tensor([0.0]), torch.tensor([0.0])).float()
+    grid, vis = uv_unwrap_grid(head, rasterizer, identity, expression, None, camera, uv_resolution=64)
+    grid_i, vis_i = uv_unwrap_grid(
+        head, rasterizer, identity, expression, None, camera, uv_resolution=64, face_island=RELEASE_FACE_ISLAND
+    )
+    # Texel (u, v) of the plain layout sees the point that texel 1.4 (u - .5) + .5 sees in the enlarged one.
+    t = (torch.arange(64) + 0.5) / 64
+    v_t, u_t = torch.meshgrid(t, t, indexing="ij")
+    centre = interior(vis)[0, 0] & (u_t > 0.3) & (u_t < 0.7) & (v_t > 0.35) & (v_t < 0.65)
+    moved = torch.stack([2 * (1.4 * (u_t - 0.5) + 0.5) - 1, 2 * (1.4 * (v_t - 0.5) + 0.5) - 1], -1)[None]
+    sampled = F.grid_sample(grid_i.permute(0, 3, 1, 2), moved, align_corners=False)[0].permute(1, 2, 0)
+    assert centre.sum() > 20 and not torch.equal(grid_i, grid)
+    torch.testing.assert_close(sampled[centre], grid[0][centre], atol=0.02, rtol=0)
+
+
+def test_uv_mask_file_is_read_or_named(tmp_path):
+    from PIL import Image
+
+    from invertavatar_core.geometry.uv_maps import read_uv_mask
+
+    with pytest.raises(FileNotFoundError, match="dense_uv_expanded_mask_onlyFace.png"):
+        read_uv_mask(tmp_path / "absent.png", 256)
+    values = (torch.arange(16 * 16) % 256).reshape(16, 16).to(torch.uint8)
+    Image.fromarray(values.numpy(), mode="L").save(tmp_path / "mask.png")
+    torch.testing.assert_close(read_uv_mask(tmp_path / "mask.png", 16), values.float()[None, None] / 255)
+    with pytest.raises(ValueError, match=r"mask\.png: UV mask is \(16, 16\), the UV maps are \(32, 32\)"):
+        read_uv_mask(tmp_path / "mask.png", 32)

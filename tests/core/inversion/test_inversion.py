@@ -126,3 +126,31 @@ def test_saved_encoder_configs_drop_their_init_only_weight_files(full_registry):
         assert cleared.model_dump(exclude={"ir_se50_weights"}) == config.model_dump(exclude={"ir_se50_weights"})
     for entry in full_registry.entries():  # each declared init-only field is a real field of that config
         assert set(entry.config_cls.init_only_fields) <= set(entry.config_cls.model_fields), entry.name
+
+
+def test_release_settings_group_frames_and_flip_the_residual(full_registry, tiny_models, tiny_frames):
+    """Encoders with ``group_size: 4`` and the inverter's ``render_minus_image``: the session renders and
+    folds the released groups (3 frames -> [0, 1, 2, 0]) with the residual ``I_hat - I``."""
+    from invertavatar_core.inversion.inverters.incremental import IncrementalInverter, IncrementalInverterConfig
+    from invertavatar_core.inversion.pipeline import resize_square
+
+    base = tiny_models.experiment
+    encoders = {role: {**getattr(base.encoders, role).model_dump(), "group_size": 4} for role in ("texture", "static")}
+    experiment = preset_experiment(full_registry, "tiny", encoders=encoders)
+    models = InversionModels.build(experiment, full_registry).eval()
+    models.load_state_dict(tiny_models.state_dict())
+    config = IncrementalInverterConfig(residual="render_minus_image")
+    avatar = IncrementalInverter(config, models).invert(tiny_frames[:3])
+
+    pipeline = InversionPipeline(models, residual="render_minus_image")
+    with torch.no_grad():
+        ws = pipeline.latent(tiny_frames.image[:1])
+        inputs = pipeline.encoder_inputs(models.prior.canonical(ws), tiny_frames[torch.tensor([0, 1, 2, 0])])
+        render = resize_square(inputs.coarse.image, tiny_frames.image.shape[-1])
+        torch.testing.assert_close(inputs.residual, render - tiny_frames.image[[0, 1, 2, 0]])
+        edits = pipeline.encode({role: x for role, x in inputs.inputs.items()}, 4)
+        expected = pipeline.fine(ws, edits)
+    for key, value in expected.tensors().items():
+        torch.testing.assert_close(avatar.features.tensors()[key], value, rtol=1e-5, atol=1e-6)
+    paper = IncrementalInverter(IncrementalInverterConfig(), tiny_models).invert(tiny_frames[:3])
+    assert _max_difference(paper, avatar) > 1e-5

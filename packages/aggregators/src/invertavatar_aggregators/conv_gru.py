@@ -4,8 +4,11 @@
     o_t      = tanh(Conv([f_t, r_t * h_{t-1}]))
     h_t      = z_t * h_{t-1} + (1 - z_t) * o_t,      h_0 = 0
 
-The paper's form is followed exactly: z weights the *previous* state (the released code writes
-the complementary convention, which is the same model with z and 1 - z swapped).
+The paper's form is the default: z weights the *previous* state and the gate conv emits z before
+r. Two settings reproduce the released weights as they were trained (docs/release-weights.md):
+``gate_order="reset_update"`` (the gate conv emits r first) and ``update_weights="candidate"``
+(``h_t = (1 - z_t) * h_{t-1} + z_t * o_t``); both describe the same family of functions, only the
+meaning of the stored weights differs.
 """
 
 from typing import Literal
@@ -27,6 +30,10 @@ class ConvGRUAggregatorConfig(AggregatorConfig):
     name: Literal["conv_gru"] = "conv_gru"
     kernel_size: int = Field(3, ge=1)
     """Spatial kernel of both convolutions (odd; 3 in the released model)."""
+    gate_order: Literal["update_reset", "reset_update"] = "update_reset"
+    """Which half of the gate conv's output is z and which is r (paper: z first; release: r first)."""
+    update_weights: Literal["previous", "candidate"] = "previous"
+    """What z_t multiplies: the previous state (Eq. 1) or the candidate (the release's convention)."""
 
 
 class ConvGRUAggregator(AggregatorBase):
@@ -39,7 +46,7 @@ class ConvGRUAggregator(AggregatorBase):
         self.config = config
         padding = config.kernel_size // 2
         self.gates = nn.Conv2d(2 * channels, 2 * channels, config.kernel_size, padding=padding)
-        """Conv([f_t, h_{t-1}]) -> (z_t, r_t) pre-activations."""
+        """Conv([f_t, h_{t-1}]) -> (z_t, r_t) pre-activations (order: ``config.gate_order``)."""
         self.candidate = nn.Conv2d(2 * channels, channels, config.kernel_size, padding=padding)
         """Conv([f_t, r_t * h_{t-1}]) -> o_t pre-activation."""
 
@@ -51,7 +58,11 @@ class ConvGRUAggregator(AggregatorBase):
         """One step of Eq. 1 with ``frame = f_t: (B, C, H, W)``."""
         h = state["h"]
         z, r = torch.sigmoid(self.gates(torch.cat([frame, h], dim=1))).chunk(2, dim=1)
+        if self.config.gate_order == "reset_update":
+            z, r = r, z
         o = torch.tanh(self.candidate(torch.cat([frame, r * h], dim=1)))
+        if self.config.update_weights == "candidate":
+            return {"h": (1 - z) * h + z * o}
         return {"h": z * h + (1 - z) * o}
 
     def read(self, state: AggregatorState) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from invertavatar_core.nn.ir_se import IRSENet, load_ir_se50_weights
 from invertavatar_core.plugin.kinds import EncoderConfig
 from invertavatar_core.plugin.protocols import EncoderRole, PriorFeatureInfo
-from invertavatar_encoders.presets import PRESETS, Preset
+from invertavatar_encoders.presets import Preset, resolve_sizes
 from invertavatar_encoders.style_pyramid import StylePyramid
 
 __all__ = ["E4EEncoder", "E4EEncoderConfig", "build_e4e"]
@@ -33,6 +33,10 @@ class E4EEncoderConfig(EncoderConfig):
     """Styles read from the coarsest map."""
     middle_styles: int = Field(4, ge=0)  # styles 3-6 from the 32x32 map, as released
     """Styles read from the middle map; the remaining ones come from the finest map."""
+    fpn_align_corners: bool = False
+    """FPN resize convention (``True`` reproduces the released e4e; docs/release-weights.md)."""
+    trunk_channels: tuple[int, int, int, int, int] | None = None
+    """Stem and stage widths replacing the preset's (set by converters for other widths)."""
     ir_se50_weights: Path | None = None
     """Optional ``model_ir_se50.pth`` / ``.safetensors`` that initialises the trunk (supplement 6.3).
 
@@ -54,7 +58,7 @@ class E4EEncoder(nn.Module):
 
     def __init__(self, config: E4EEncoderConfig, *, prior_info: PriorFeatureInfo) -> None:
         super().__init__()
-        sizes = PRESETS[config.preset]
+        sizes = resolve_sizes(config.preset, trunk_channels=config.trunk_channels)
         self.config = config
         self.input_channels = 3
         self.input_resolution = config.input_resolution or sizes.input_resolution
@@ -71,6 +75,7 @@ class E4EEncoder(nn.Module):
             w_dim=prior_info.w_dim,
             coarse_styles=config.coarse_styles,
             middle_styles=config.middle_styles,
+            align_corners=config.fpn_align_corners,
         )
 
     def forward(self, image: Float[Tensor, "B 3 R R"]) -> Float[Tensor, "B K D"]:

@@ -7,7 +7,7 @@ from invertavatar_encoders.timm_backbone import TimmBackboneEncoderConfig, build
 from invertavatar_encoders.triplane_offset_unet import TriplaneOffsetUNetConfig, build_triplane_offset_unet
 from invertavatar_encoders.triplane_sft_unet import TriplaneSFTUNetConfig, build_triplane_sft_unet
 
-__all__ = ["invertavatar_register_encoders"]
+__all__ = ["invertavatar_add_commands", "invertavatar_register_encoders"]
 
 
 @hookimpl
@@ -45,3 +45,11 @@ def invertavatar_register_encoders(registrar) -> None:
         description="E_tri ablation: image-space UNet -> tri-plane offsets (Table 3)",
         tiny=tiny,
     )
+
+
+@hookimpl
+def invertavatar_add_commands(subparsers, groups) -> None:
+    """Add ``invertavatar convert release-encoders``."""
+    from invertavatar_encoders.release.command import register
+
+    register(groups)

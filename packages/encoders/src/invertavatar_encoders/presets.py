@@ -4,12 +4,12 @@ Every encoder config has ``preset: Literal["paper", "tiny"]``; the numbers live 
 the section of docs/design/encoders.md they come from.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from invertavatar_core.nn.ir_se import IR_SE_50, IRSEArchitecture
 
-__all__ = ["PRESETS", "Preset", "PresetSizes"]
+__all__ = ["PRESETS", "Preset", "PresetSizes", "resolve_sizes"]
 
 Preset = Literal["paper", "tiny"]
 """Names of the size presets."""
@@ -46,3 +46,30 @@ PRESETS: dict[str, PresetSizes] = {
     ),
 }
 """Preset name -> sizes."""
+
+
+def resolve_sizes(
+    preset: Preset,
+    *,
+    trunk_channels: tuple[int, ...] | None = None,
+    decoder_channels: tuple[int, int, int, int] | None = None,
+    tail_channels: int | None = None,
+) -> PresetSizes:
+    """The preset's sizes with explicit widths replacing its own (checkpoints converted at other widths).
+
+    ``trunk_channels`` = (stem, stage 1, ..., stage 4); depths and SE reduction stay the preset's.
+    """
+    sizes = PRESETS[preset]
+    if trunk_channels is not None:
+        if len(trunk_channels) != 1 + len(sizes.trunk.stage_channels):
+            raise ValueError(
+                f"trunk_channels must give the stem and {len(sizes.trunk.stage_channels)} stage widths, "
+                f"got {tuple(trunk_channels)}"
+            )
+        trunk = replace(sizes.trunk, stem_channels=trunk_channels[0], stage_channels=tuple(trunk_channels[1:]))
+        sizes = replace(sizes, trunk=trunk)
+    if decoder_channels is not None:
+        sizes = replace(sizes, decoder_channels=tuple(decoder_channels))
+    if tail_channels is not None:
+        sizes = replace(sizes, tail_channels=tail_channels)
+    return sizes

@@ -54,6 +54,8 @@ class StylePyramid(nn.Module):
         w_dim: latent width D.
         coarse_styles: styles read from the coarse map (3 as released).
         middle_styles: styles read from the middle map (4); the rest come from the fine map.
+        align_corners: how the FPN resizes the coarser map (``False``: pixel-area centres;
+            the released e4e resizes with ``align_corners=True``).
     """
 
     def __init__(
@@ -64,8 +66,10 @@ class StylePyramid(nn.Module):
         w_dim: int,
         coarse_styles: int = 3,
         middle_styles: int = 4,
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
+        self.align_corners = align_corners
         if num_ws < 1:
             raise ValueError(f"StylePyramid needs num_ws >= 1, got {num_ws}")
         self.num_ws, self.w_dim = num_ws, w_dim
@@ -88,14 +92,14 @@ class StylePyramid(nn.Module):
         """w+ offsets: style 0 broadcast, styles 1..K-1 added to it as deltas."""
         maps: list[Tensor | None] = [None, None, coarse]
         if self.lateral_middle is not None:
-            maps[1] = _upsample_add(coarse, self.lateral_middle(middle))
+            maps[1] = _upsample_add(coarse, self.lateral_middle(middle), self.align_corners)
         if self.lateral_fine is not None:
-            maps[0] = _upsample_add(maps[1], self.lateral_fine(fine))
+            maps[0] = _upsample_add(maps[1], self.lateral_fine(fine), self.align_corners)
         styles = torch.stack([block(maps[s]) for block, s in zip(self.styles, self.sources, strict=True)], dim=1)
         deltas = torch.cat([torch.zeros_like(styles[:, :1]), styles[:, 1:]], dim=1)
         return styles[:, :1] + deltas
 
 
-def _upsample_add(top: Tensor, lateral: Tensor) -> Tensor:
+def _upsample_add(top: Tensor, lateral: Tensor, align_corners: bool) -> Tensor:
     """FPN merge: ``top`` bilinearly resized to ``lateral``'s size, plus ``lateral``."""
-    return F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False) + lateral
+    return F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=align_corners) + lateral

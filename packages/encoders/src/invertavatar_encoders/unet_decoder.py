@@ -8,6 +8,9 @@ Levels at R/16, R/8, R/4, R/2 of the input resolution R (16, 32, 64, 128 at R = 
 After each level's DoubleConv an aggregator folds that frame's map ``f_i`` into the level's state
 and the read-out ``y_i`` continues down the decoder for the same frame, so streaming frame t uses
 the state aggregated over frames 1..t at every level (paper Sec. 3.3: a ConvGRU at each scale).
+A group of frames can also be folded level by level: every frame of the group passes a level's
+DoubleConv, the aggregator steps through them, and the group-final read-out continues down for
+all of them (the released decoder, groups of 4; a group of one is the per-frame fold above).
 With no aggregator (one-shot) the fold keeps the last frame, so one frame gives exactly the
 plain UNet. An optional tail (pixel-shuffle, conv, PReLU, conv, PReLU) reaches R for E_tri's
 256 level. Output heads read the aggregated maps: each output level takes the decoder map of the
@@ -32,16 +35,21 @@ __all__ = ["DoubleConv", "LastFrame", "UNetDecoder"]
 
 
 class DoubleConv(nn.Sequential):
-    """BN -> conv3x3 -> PReLU -> conv3x3 -> PReLU: ``(B, C_in, H, W) -> (B, C_out, H, W)`` (docs/design/encoders.md)."""
+    """BN -> conv3x3 -> PReLU -> conv3x3 -> PReLU: ``(B, C_in, H, W) -> (B, C_out, H, W)`` (docs/design/encoders.md).
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        # The released block ends in two PReLUs in a row; one is the same function class, so one is kept.
+    ``final_prelus=2`` appends a second PReLU with its own slopes, as the released block has (two
+    PReLUs in a row are one piecewise-linear map, so the default keeps one).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, final_prelus: int = 1) -> None:
+        if final_prelus not in (1, 2):
+            raise ValueError(f"DoubleConv: final_prelus must be 1 or 2, got {final_prelus}")
         super().__init__(
             nn.BatchNorm2d(in_channels),
             nn.Conv2d(in_channels, out_channels, 3, 1, 1),
             nn.PReLU(out_channels),
             nn.Conv2d(out_channels, out_channels, 3, 1, 1),
-            nn.PReLU(out_channels),
+            *(nn.PReLU(out_channels) for _ in range(final_prelus)),
         )
 
 
@@ -86,6 +94,9 @@ class UNetDecoder(nn.Module):
         make_head: ``make_head(level, in_channels)`` builds the head of one output.
         aggregator: config of the per-level aggregator, ``None`` for one-shot.
         registry: builds the aggregators (``registry.create("aggregator", config, channels=C)``).
+        skip_first: concatenate ``[skip, upsampled]`` at levels 1-3 (the release) instead of
+            ``[upsampled, skip]``.
+        final_prelus: PReLUs closing each DoubleConv (1, or 2 as released).
 
     Submodules: ``levels`` (DoubleConvs), ``aggregators``, ``tail`` (or None), ``heads``. The
     decoder is only as deep as its outputs need, so every parameter reaches some output.
@@ -102,8 +113,11 @@ class UNetDecoder(nn.Module):
         make_head: Callable[[FeatureLevel, int], nn.Module],
         aggregator: AggregatorConfig | None,
         registry: Registry | None,
+        skip_first: bool = False,
+        final_prelus: int = 1,
     ) -> None:
         super().__init__()
+        self.skip_first = skip_first
         if len(trunk_channels) != 4 or len(channels) != 4:
             raise ValueError(
                 f"UNetDecoder needs a 4-stage trunk and 4 decoder widths, got {trunk_channels}, {channels}"
@@ -125,7 +139,7 @@ class UNetDecoder(nn.Module):
         n_levels = min(depth, 4)
         skips = (trunk_channels[2], trunk_channels[1], trunk_channels[0])
         in_channels = [2 * trunk_channels[3]] + [channels[i - 1] // 4 + skips[i - 1] for i in range(1, n_levels)]
-        self.levels = nn.ModuleList(DoubleConv(c_in, channels[i]) for i, c_in in enumerate(in_channels))
+        self.levels = nn.ModuleList(DoubleConv(c_in, channels[i], final_prelus) for i, c_in in enumerate(in_channels))
         self.aggregators = nn.ModuleList(_build_aggregator(aggregator, registry, channels[i]) for i in range(n_levels))
         self.tail: nn.Module | None = None
         if depth == 5:
@@ -152,20 +166,32 @@ class UNetDecoder(nn.Module):
             state.update(_prefixed(i, aggregator.init_state(like)))
         return state
 
-    def update(self, state: EncoderState, features: IRSEFeatures) -> EncoderState:
-        """Fold one frame's trunk features into every level; returns the new state."""
+    def update(self, state: EncoderState, features: IRSEFeatures, group_size: int = 1) -> EncoderState:
+        """Fold a group of frames into every level; returns the new state.
+
+        ``features`` holds ``B * group_size`` frames, sequence-major (frame t of sequence b at
+        ``b * group_size + t``). Each level runs its DoubleConv on all of them, steps its
+        aggregator through the group in order, and passes the group-final read-out to the next
+        level for every frame of the group. ``group_size=1`` is the per-frame fold.
+        """
         skips = (features.stages[2], features.stages[1], features.stages[0])
         new: EncoderState = {}
         y = features.stages[3]
         for i, (level, aggregator) in enumerate(zip(self.levels, self.aggregators, strict=True)):
-            x = (
-                torch.cat([features.first_units[3], y], 1)
-                if i == 0
-                else torch.cat([F.pixel_shuffle(y, 2), skips[i - 1]], 1)
-            )
-            level_state = aggregator.update(_level_state(state, i), level(x))
+            if i == 0:
+                x = torch.cat([features.first_units[3], y], 1)
+            else:
+                pair = [F.pixel_shuffle(y, 2), skips[i - 1]]
+                x = torch.cat(pair[::-1] if self.skip_first else pair, 1)
+            f = level(x)
+            f = f.reshape(-1, group_size, *f.shape[1:])
+            level_state = _level_state(state, i)
+            for t in range(group_size):
+                level_state = aggregator.update(level_state, f[:, t])
             new.update(_prefixed(i, level_state))
             y = aggregator.read(level_state)
+            if group_size > 1:
+                y = y.repeat_interleave(group_size, dim=0)
         return new
 
     def maps(self, state: EncoderState) -> list[Tensor]:

@@ -63,6 +63,10 @@ def fit_dataset(
     mediapipe_canonical: str | Path | None = None,
     resolution: int = 512,
     uv_resolution: int = 256,
+    crop: str = "ffhq",
+    crop_reference: str | Path | None = None,
+    uv_layout: str = "model",
+    uv_mask: str | Path | None = None,
     every: int = 1,
     max_frames: int | None = None,
     steps: int | None = None,
@@ -80,6 +84,14 @@ def fit_dataset(
         mediapipe_canonical: MediaPipe's ``face_model_with_iris.obj`` (all 478 landmark correspondences).
         resolution: crop size.
         uv_resolution: expression UV render / unwrap size.
+        crop: crop recipe, ``"ffhq"`` (ours, from the landmarks) or ``"eg3d"`` (EG3D's in-the-wild
+            recipe the released model's data used; needs ``crop_reference``; docs/release-preprocessing.md).
+        crop_reference: the eg3d crop's standard 3D landmarks (Deep3DFaceRecon's
+            ``similarity_Lm3D_all.mat`` or a ``(68|5, 3)`` ``.npy``).
+        uv_layout: ``"model"`` (the model's own UVs) or ``"release"`` (the released model's FaceVerse
+            face-island enlargement, docs/release-preprocessing.md).
+        uv_mask: UV-space mask image multiplied into the unwrap visibility (the release's
+            ``dense_uv_expanded_mask_onlyFace.png``).
         every: use every k-th video frame.
         max_frames: at most this many frames per video.
         steps: per-frame optimisation steps (default: :class:`~invertavatar_faceverse.fitting.FittingConfig`'s).
@@ -96,15 +108,25 @@ def fit_dataset(
     from invertavatar_core.config.settings import RuntimeSettings
     from invertavatar_core.data.datasets import FIT_KIND, FitDatasetWriter, FittedFrame, input_key
     from invertavatar_core.geometry.uv_maps import (
+        RELEASE_FACE_ISLAND,
         canonical_vertices,
+        read_uv_mask,
         render_expression_uv,
         unwrap_image,
         uv_unwrap_grid,
     )
     from invertavatar_core.io.atomic import check_output_dir
     from invertavatar_core.io.media import to_uint8
-    from invertavatar_faceverse.face_crop import crop_box, crop_image, nearest_face, smooth_boxes
+    from invertavatar_faceverse.face_crop import (
+        crop_box,
+        crop_image,
+        eg3d_crop_box,
+        nearest_face,
+        read_reference_landmarks,
+        smooth_boxes,
+    )
     from invertavatar_faceverse.fitting import FitDivergedError, FittingConfig, LandmarkInputError, fit_video
+    from invertavatar_faceverse.landmark_maps import LANDMARK_MAP_RESOLUTION, landmark_contour_map
     from invertavatar_faceverse.mesh_render import render_mesh
 
     inputs = [Path(p) for p in inputs]
@@ -114,10 +136,26 @@ def fit_dataset(
             raise UserError(f"input not found: {path}")
     if face_index is not None and face_index < 0:
         raise UserError(f"--face-index: expected 0 (the largest face) or more, got {face_index}")
+    if crop not in ("ffhq", "eg3d"):
+        raise UserError(f"--crop: expected 'ffhq' or 'eg3d', got {crop!r}")
+    if uv_layout not in ("model", "release"):
+        raise UserError(f"--uv-layout: expected 'model' or 'release', got {uv_layout!r}")
+    if crop == "eg3d" and crop_reference is None:
+        raise UserError("--crop eg3d needs --crop-reference (similarity_Lm3D_all.mat or a (68|5, 3) .npy)")
     check_output_dir(out, FIT_KIND, reuse=True, signature=("dataset.json",))
     if "mediapipe" not in registry.names("landmark_detector"):
         raise UserError('`fit` needs the MediaPipe landmark detector: pip install "invertavatar-faceverse[mediapipe]"')
     device = torch.device(device or RuntimeSettings().device)
+    try:
+        mask = None if uv_mask is None else read_uv_mask(uv_mask, uv_resolution).to(device)
+        reference = None if crop != "eg3d" else read_reference_landmarks(crop_reference)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise UserError(exc.args[0] if exc.args else str(exc)) from None
+    face_island = RELEASE_FACE_ISLAND if uv_layout == "release" else None
+    # Recorded in dataset.json: UV maps of another layout must not be mixed into the same folder.
+    layout = None
+    if face_island is not None or mask is not None:
+        layout = {"face_island": uv_layout, "mask": None if uv_mask is None else str(uv_mask)}
     model_config = _model_config(model, canonical, registry)
     face_model = registry.create("morphable_model", model_config).to(device)
     rasterizer = registry.create("rasterizer", "torch")
@@ -129,12 +167,16 @@ def fit_dataset(
             f"note: model {model_config['name']!r} places {int(valid.sum())} of the 478 landmarks; "
             "pass --mediapipe-canonical face_model_with_iris.obj to use all of them"
         )
-    writer = FitDatasetWriter(out, model_config, resolution, uv_resolution)
+    writer = FitDatasetWriter(out, model_config, resolution, uv_resolution, layout)
     settings = _settings(
         model_config,
         fitting,
         resolution=resolution,
         uv_resolution=uv_resolution,
+        crop=crop,
+        crop_reference=None if crop_reference is None else str(crop_reference),
+        uv_layout=uv_layout,
+        uv_mask=None if uv_mask is None else str(uv_mask),
         every=every,
         max_frames=max_frames,
         steps=steps,
@@ -172,7 +214,8 @@ def fit_dataset(
                     "--face-index K picks another"
                 )
                 told = True
-            boxes.append(crop_box(faces[index]))
+            face = faces[index]
+            boxes.append(crop_box(face) if reference is None else eg3d_crop_box(face, reference, frame.shape[-2]))
         boxes = smooth_boxes(boxes) if len(boxes) > 1 else boxes
         crops, landmarks = [], []
         for k, (frame, box) in enumerate(zip(frames, boxes, strict=True)):
@@ -194,7 +237,9 @@ def fit_dataset(
             ident, expr = result.identity[sl], result.expression[sl]
             eyes = None if result.eyes is None else result.eyes[sl]
             with torch.no_grad():
-                uv = render_expression_uv(face_model, rasterizer, ident, expr, eyes, resolution=uv_resolution)
+                uv = render_expression_uv(
+                    face_model, rasterizer, ident, expr, eyes, resolution=uv_resolution, face_island=face_island
+                )
                 grid, vis = uv_unwrap_grid(
                     face_model,
                     rasterizer,
@@ -204,7 +249,10 @@ def fit_dataset(
                     result.camera[sl],
                     uv_resolution=uv_resolution,
                     image_resolution=resolution,
+                    face_island=face_island,
                 )
+                if mask is not None:
+                    vis = vis * mask
                 unwrap = unwrap_image(images[sl], grid, vis)
                 verts = canonical_vertices(face_model, ident, expr, eyes)
                 shaded, mask = render_mesh(rasterizer, verts, face_model.faces, result.camera[sl], resolution)
@@ -222,6 +270,7 @@ def fit_dataset(
                     expression=expr[0],
                     eyes=None if eyes is None else eyes[0],
                     landmarks=landmarks[k],
+                    landmark_map=landmark_contour_map(landmarks[k], resolution, LANDMARK_MAP_RESOLUTION),
                     unwrap_rgb=unwrap[0],
                     overlay=overlay[0],
                 ),

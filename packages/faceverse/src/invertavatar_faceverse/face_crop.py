@@ -1,21 +1,47 @@
-"""Square face crops from MediaPipe landmarks (axis-aligned, FFHQ-like framing, no rotation).
+"""Square face crops from MediaPipe landmarks (axis-aligned, no rotation); two recipes.
 
-The box is centred a tenth of the way from the eyes' midpoint towards the mouth and its side is
-``max(4 x eye distance, 3.6 x eye-to-mouth distance)``, the framing of FFHQ's alignment without
-its rotation. The head's roll therefore stays in the image, where the fitted camera absorbs it.
-(EG3D's "in the wild" recipe, with a 3D landmark fit before cropping, is not reproduced.)
+- ``ffhq`` (:func:`crop_box`, the default): centred a tenth of the way from the eyes' midpoint
+  towards the mouth, side ``max(4 x eye distance, 3.6 x eye-to-mouth distance)``, the framing of
+  FFHQ's alignment without its rotation.
+- ``eg3d`` (:func:`eg3d_crop_box`): EG3D's "in the wild" recipe, which the released model's data
+  went through (docs/release-preprocessing.md): a weak-perspective fit of five image points to five
+  standard 3D landmarks gives a scale ``s`` and a translation ``t``; the box is centred on ``t``
+  with side ``700 s / 300`` (the recipe rescales the image by 300 / s and keeps the central 700 px).
+  The standard 3D landmarks are a file the user supplies (:func:`read_reference_landmarks`).
+
+The head's roll stays in the image with both, where the fitted camera absorbs it.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from invertavatar_faceverse.mediapipe_landmarks import CONTOURS
 
-__all__ = ["CropBox", "by_size", "crop_box", "crop_image", "nearest_face", "smooth_boxes"]
+__all__ = [
+    "CropBox",
+    "by_size",
+    "crop_box",
+    "crop_image",
+    "eg3d_crop_box",
+    "five_points",
+    "nearest_face",
+    "read_reference_landmarks",
+    "smooth_boxes",
+]
+
+EG3D_RESCALE = 300.0
+"""The in-the-wild recipe rescales the image so that the fitted scale becomes this many pixels."""
+EG3D_KEEP = 700.0
+"""... then keeps this central square (of its 1024 crop) before resizing to 512."""
+IBUG68_FIVE = ((36, 39), (42, 45), (30,), (48,), (54,))
+"""The five points in the 68-point iBUG layout: subject's right / left eye centres (mean of the
+corners), nose tip, right / left mouth corners (the order of :func:`five_points`)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +98,60 @@ def nearest_face(faces: Sequence[Tensor], centre: tuple[float, float]) -> Tensor
         return (box.x0 + box.side / 2 - centre[0]) ** 2 + (box.y0 + box.side / 2 - centre[1]) ** 2
 
     return min(faces, key=distance)
+
+
+def five_points(landmarks: Tensor) -> Tensor:
+    """``(478, 2)`` MediaPipe landmarks -> ``(5, 2)``: right / left eye centres, nose tip, right / left mouth."""
+    right = landmarks[[33, 133]].mean(0)  # the eye corners, as in the iBUG definition of the eye centre
+    left = landmarks[[263, 362]].mean(0)
+    return torch.stack([right, left, landmarks[1], landmarks[61], landmarks[291]])
+
+
+def read_reference_landmarks(path: str | Path) -> Tensor:
+    """The five standard 3D landmarks ``(5, 3)`` of the EG3D crop, from the user's file.
+
+    Accepts Deep3DFaceRecon's ``similarity_Lm3D_all.mat`` (field ``lm``, 68 iBUG points; its
+    BFM folder) or an ``.npy`` of 68 iBUG or 5 points (float, no pickle).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: 3D reference landmarks not found; the eg3d crop needs Deep3DFaceRecon's "
+            "similarity_Lm3D_all.mat (BFM folder; not shipped with invertavatar) or a (68|5, 3) .npy"
+        )
+    if path.suffix.lower() == ".mat":
+        from scipy.io import loadmat
+
+        content = loadmat(str(path))
+        if "lm" not in content:
+            raise KeyError(f"{path}: no field 'lm' (expected the 68 x 3 standard landmarks)")
+        points = np.asarray(content["lm"], dtype=np.float64)
+    else:
+        points = np.load(path, allow_pickle=False).astype(np.float64)
+    if points.shape == (68, 3):
+        points = np.stack([points[list(i)].mean(0) for i in IBUG68_FIVE])
+    if points.shape != (5, 3):
+        raise ValueError(f"{path}: 3D landmarks are {points.shape}, expected (68, 3) iBUG or (5, 3) points")
+    return torch.from_numpy(points)
+
+
+def eg3d_crop_box(landmarks: Tensor, reference: Tensor, image_height: int) -> CropBox:
+    """EG3D's in-the-wild box from ``(478, 2)`` image landmarks and the ``(5, 3)`` standard 3D landmarks."""
+    points = five_points(landmarks).double()
+    x = points[:, 0]
+    y = (image_height - 1) - points[:, 1]  # the fit works with y up
+    reference = reference.double()
+    ones, zeros = torch.ones(5, 1, dtype=torch.float64), torch.zeros(5, 4, dtype=torch.float64)
+    rows_x = torch.cat([reference, ones, zeros], 1)
+    rows_y = torch.cat([zeros, reference, ones], 1)
+    system = torch.cat([rows_x, rows_y])
+    k = torch.linalg.lstsq(system, torch.cat([x, y])[:, None]).solution[:, 0]
+    scale = 0.5 * float(k[0:3].norm() + k[4:7].norm())
+    if not scale > 0:
+        raise ValueError("eg3d crop: the five landmarks do not fit the 3D reference (zero scale)")
+    side = EG3D_KEEP * scale / EG3D_RESCALE
+    cx, cy = float(k[3]), (image_height - 1) - float(k[7])
+    return CropBox(cx - side / 2, cy - side / 2, side)
 
 
 def smooth_boxes(boxes: list[CropBox], sigma: float = 3.0) -> list[CropBox]:

@@ -3,7 +3,7 @@
 The official ``faceverse_v3_1.npy`` is a NumPy-pickled dict (non-commercial licence; the user
 downloads it). A pickle can run code, and a model path can come from someone else's checkpoint
 or avatar folder, so the loader reads only pickle-free ``.npz`` files: run
-``invertavatar convert-faceverse IN.npy OUT.npz`` once, which reads the pickle through
+``invertavatar convert faceverse IN.npy OUT.npz`` once, which reads the pickle through
 :mod:`invertavatar_core.io.restricted_unpickle` (NumPy arrays only) and writes the ``.npz`` (a
 ``.npz`` next to a configured ``.npy`` with the same stem is used). See docs/security.md.
 
@@ -109,7 +109,7 @@ def load_faceverse_dict(path: str | Path) -> dict[str, np.ndarray]:
     if path.suffix == ".npy":
         raise ValueError(
             f"{path}: FaceVerse .npy files are pickles and are not loaded (they can run code); "
-            f"convert it once: invertavatar convert-faceverse {path} {path.with_suffix('.npz')}"
+            f"convert it once: invertavatar convert faceverse {path} {path.with_suffix('.npz')}"
         )
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -165,7 +165,7 @@ class FaceVerseModelConfig(MorphableModelConfig):
 
     name: Literal["faceverse"] = "faceverse"
     path: Path | None = None
-    """``faceverse_v3_1.npz`` (from ``convert-faceverse``; a ``.npy`` is read as the ``.npz`` beside
+    """``faceverse_v3_1.npz`` (from ``invertavatar convert faceverse``; a ``.npy`` is read as the ``.npz`` beside
     it); ``None`` looks for ``faceverse_v3_1.npz`` in ``INVERTAVATAR_WEIGHTS_DIR``."""
     face_mask_path: Path | None = None
     """Per-vertex face mask ``.npy`` (float, N values) when the dict has no ``face_mask``."""

@@ -5,7 +5,7 @@ The user points ``path`` at either
 - ICT-FaceKit's ``FaceXModel/`` folder (``generic_neutral_mesh.obj``, ``identity000.obj`` ...,
   one OBJ per expression named as in ``vertex_indices.json``), what the ICT-FaceKit repository
   ships; or
-- the compact ``.npz`` that ``invertavatar convert-ict FOLDER OUT.npz`` writes (keys:
+- the compact ``.npz`` that ``invertavatar convert ict FOLDER OUT.npz`` writes (keys:
   ``neutral_vertices``, ``uv``, ``triangles``, ``triangle_uvs``, ``triangle_material``,
   ``material_names``, ``identity_deltas``, ``identity_names``, ``expression_deltas``,
   ``expression_names``; plus ``landmarks_ibug68`` from ``vertex_indices.json``). An npz without
@@ -86,7 +86,7 @@ def _check_keys(arrays, path: Path) -> None:
     missing = [k for k in NPZ_KEYS if k not in arrays]
     if missing:
         raise ValueError(
-            f"{path}: not an ICT Face Model npz, missing key(s) {missing}; write one with `invertavatar convert-ict`"
+            f"{path}: not an ICT Face Model npz, missing key(s) {missing}; write one with `invertavatar convert ict`"
         )
 
 

@@ -60,6 +60,6 @@ def invertavatar_register_landmark_detectors(registrar) -> None:
 
 @hookimpl
 def invertavatar_add_commands(subparsers, groups) -> None:
-    """``fit``, ``synth-heads``, ``convert-ict`` and ``convert-faceverse``."""
+    """``fit``, ``synth-heads``, ``convert ict`` and ``convert faceverse`` (with their old hidden spellings)."""
     for module in COMMANDS:
         importlib.import_module(module).register(subparsers, groups)

@@ -19,6 +19,7 @@ from torch import Tensor
 from invertavatar_core.data.datasets import FitDatasetWriter, FittedFrame
 from invertavatar_core.geometry.cameras import look_at_camera, project_points
 from invertavatar_core.geometry.uv_maps import canonical_vertices, render_expression_uv, unwrap_image, uv_unwrap_grid
+from invertavatar_faceverse.landmark_maps import LANDMARK_MAP_RESOLUTION, landmark_contour_map
 from invertavatar_faceverse.mediapipe_landmarks import CONTOURS
 from invertavatar_faceverse.mesh_render import render_mesh
 
@@ -200,6 +201,7 @@ def synthesize_heads(
                     expression=expression[i],
                     eyes=None if eyes is None else eyes[i],
                     landmarks=landmarks[i],
+                    landmark_map=landmark_contour_map(landmarks[i], r, LANDMARK_MAP_RESOLUTION),
                     unwrap_rgb=unwrap[i],
                 ),
             )

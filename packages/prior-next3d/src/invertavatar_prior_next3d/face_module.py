@@ -8,10 +8,12 @@ face window of plane 0 at twice the plane resolution (:mod:`invertavatar_core.ge
    = face + the part of the hole at or below ``mouth_condition_row`` (87/256 of the height in
    the released model);
 2. for each conditioning level (``rgb32``, ``x32``, ``x64``, ``x128``): grid-sample the texture
-   level with (u, v) at ``supersampling`` times the level's resolution, shrink it to the level
-   (antialiased), lay it over the matching crop of the static plane 0 through the face mask;
+   level with (u, v) at ``supersampling`` times the level's resolution (``None``: at the full
+   UV-render resolution, as the release does), shrink it to the level (antialiased), lay it over
+   the matching crop of the static plane 0 through the face mask;
 3. run G_face driven by w+; at block 32 its features and skip image, at 64 and 128 its features,
-   are alpha-replaced by those maps (condition alpha). Where no texture exists (the mouth
+   are alpha-replaced by those maps (condition alpha), before the block's ToRGB reads them or,
+   with ``condition_after_torgb`` (the release), after it. Where no texture exists (the mouth
    interior) G_face keeps its own features: it inpaints the mouth from the global context;
 4. the 32-channel output is shrunk to the face window and composited into plane 0 with the full
    alpha; planes 1 and 2 stay static.
@@ -57,10 +59,11 @@ class FaceModule(nn.Module):
         w_dim: int,
         plane_channels: int,
         plane_resolution: int,
-        supersampling: int = 2,
+        supersampling: int | None = 2,
         mouth_condition_row: float | None = 87 / 256,
         use_noise: bool = True,
         conv_clamp: float | None = 256.0,
+        condition_after_torgb: bool = False,
     ) -> None:
         super().__init__()
         if specs[-1].resolution != plane_resolution:
@@ -68,7 +71,12 @@ class FaceModule(nn.Module):
                 f"G_face must end at the plane resolution {plane_resolution}, ends at {specs[-1].resolution}"
             )
         self.synthesis = SynthesisNetwork(
-            specs, w_dim=w_dim, img_channels=plane_channels, use_noise=use_noise, conv_clamp=conv_clamp
+            specs,
+            w_dim=w_dim,
+            img_channels=plane_channels,
+            use_noise=use_noise,
+            conv_clamp=conv_clamp,
+            condition_after_torgb=condition_after_torgb,
         )
         self.plane_channels, self.plane_resolution = plane_channels, plane_resolution
         self.window = face_window(plane_resolution)
@@ -123,7 +131,7 @@ class FaceModule(nn.Module):
         alphas: dict[str, Tensor] = {}
         for level in CONDITION_LEVELS:
             r = self.level_resolution[level]
-            s = min(hu, self.supersampling * r)
+            s = hu if self.supersampling is None else min(hu, self.supersampling * r)
             uv = expression_uv[:, :2]
             if s != hu:
                 uv = F.interpolate(uv, size=(s, s), mode="bilinear", align_corners=False)

@@ -3,7 +3,8 @@
 A *drive* is what a fake is generated with: a camera (rendering pose, and conditioning pose
 unless swapped) and an expression UV render, both taken from the data as EG3D takes its
 conditioning labels from the dataset; a landmark-contour image comes along when the data has
-one (the deformation-aware discriminator). Two sources:
+one (the deformation-aware discriminator; ``fit`` and ``synth-heads`` write them, see
+docs/dataset-layout.md). Two sources:
 
 - :class:`DatasetGanData`: frames of a dataset in the layout ``invertavatar fit`` writes (or the
   official layout, docs/dataset-layout.md), read through :func:`invertavatar_core.data.datasets.open_dataset`;
@@ -104,8 +105,6 @@ def _elliptic_expression(resolution: int, opening: Tensor) -> Tensor:
 class DatasetGanData:
     """Frames of a fitted dataset, read on demand: every frame is both a real sample and a drive."""
 
-    has_landmarks = False  # contour images are not rendered from stored landmarks (yet)
-
     def __init__(self, root: str | Path, info: PriorFeatureInfo, *, device: torch.device | str = "cpu") -> None:
         from invertavatar_core.data.datasets import open_dataset
 
@@ -113,6 +112,8 @@ class DatasetGanData:
         self.dataset = open_dataset(self.root, image_resolution=info.image_resolution)
         if len(self.dataset) == 0:
             raise ValueError(f"{self.root}: the dataset holds no frames")
+        self.has_landmarks = self.dataset.has_landmark_maps
+        """Whether every frame stores a landmark-contour image (``fit`` / ``synth-heads`` write them)."""
         hu = info.uv_resolution
         shape = tuple(self.dataset[0].expression_uv.shape[1:])
         if shape != (3, hu, hu):
@@ -129,8 +130,12 @@ class DatasetGanData:
         index = torch.randint(len(self.dataset), (count,), generator=generator).tolist()
         frames = [self.dataset[i] for i in index]
         image = torch.cat([f.image for f in frames]).to(self.device) if images else None
+        landmarks = None
+        if self.has_landmarks:
+            landmarks = torch.cat([self.dataset.landmark_map(i) for i in index]).to(self.device)
         return GanBatch(
             image=image,
             camera=torch.cat([f.camera for f in frames]).to(self.device),
             expression_uv=torch.cat([f.expression_uv for f in frames]).to(self.device),
+            landmarks=landmarks,
         )

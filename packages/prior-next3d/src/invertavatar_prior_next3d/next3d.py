@@ -105,6 +105,26 @@ class Next3DPriorConfig(PriorConfig):
     """Mouth-hole rows at or below this fraction of the UV render are conditioned on static features; ``null``: none."""
     truncation_cutoff: int | None = Field(None, ge=0)
     """How many of the w+ copies truncation applies to (``null``: all 14, as the released sampler)."""
+    superresolution_conv_clamp: float | None = 256.0  # StyleGAN2
+    """Activation clamp of the super-resolution convs (the release clamps them even when the rest is not)."""
+
+    # Where the authors' released model computes something other than the paper's text, these
+    # reproduce the release; `invertavatar convert release-prior` sets them (docs/release-weights.md).
+    face_condition_order: Literal["before_torgb", "after_torgb"] = "before_torgb"
+    """G_face blends the rasterised texture into a block's features before its ToRGB reads them
+    (``before_torgb``: the ToRGB sees the texture, as the paper's conditioning reads) or after the
+    whole block (``after_torgb``: the release)."""
+    texture_sampling: Literal["supersampled", "full_uv"] = "supersampled"
+    """Texture levels are grid-sampled at ``texture_supersampling`` times their resolution
+    (``supersampled``) or at the full expression-UV resolution (``full_uv``: the release), then shrunk."""
+    ray_pixel_offset: float = 0.5
+    """Rays pass through pixel ``(col, row) + offset``: 0.5 = centres (our projection, rasteriser), 0 = the release."""
+    ray_range: Literal["per_camera", "batch_mean"] = "per_camera"
+    """Depth range around each camera's own distance, or around the batch's mean distance (the release)."""
+    importance_pdf: Literal["intervals", "midpoints"] = "intervals"
+    """Importance sampling inverts the CDF over the coarse intervals between samples (``intervals``),
+    or over the coarse midpoints without the end weights, with quantiles ``linspace(0, 1, n)``
+    (``midpoints``: EG3D and the release)."""
 
     def sizes(self) -> PriorSizes:
         """The preset's sizes with this config's overrides applied."""
@@ -142,9 +162,10 @@ class Next3DPrior(nn.Module):
             w_dim=s.w_dim,
             plane_channels=c,
             plane_resolution=r,
-            supersampling=config.texture_supersampling,
+            supersampling=None if config.texture_sampling == "full_uv" else config.texture_supersampling,
             mouth_condition_row=config.mouth_condition_row,
             conv_clamp=clamp,
+            condition_after_torgb=config.face_condition_order == "after_torgb",
         )
         num_ws = max(self.static_generator.num_ws, self.face_module.synthesis.num_ws, self.texture_generator.num_ws)
         self.mapping_network = MappingNetwork(
@@ -158,6 +179,9 @@ class Next3DPrior(nn.Module):
             box_size=config.box_size,
             near_offset=config.near_offset,
             far_offset=config.far_offset,
+            pixel_offset=config.ray_pixel_offset,
+            batch_range=config.ray_range == "batch_mean",
+            midpoint_pdf=config.importance_pdf == "midpoints",
         )
         self.superresolution = SuperResolution(
             c,
@@ -165,7 +189,7 @@ class Next3DPrior(nn.Module):
             input_resolution=s.neural_resolution,
             output_resolution=s.image_resolution,
             channels=s.superresolution_channels,
-            conv_clamp=clamp,
+            conv_clamp=config.superresolution_conv_clamp,
         )
         tex = {b.spec.name: b.spec for b in self.texture_generator.blocks}
         texture_levels = tuple(

@@ -1,8 +1,11 @@
 """Low-pass resampling by 2 with the separable [1, 3, 3, 1] filter of StyleGAN2.
 
-Upsampling an image by 2 with this filter is exactly bilinear interpolation at half-pixel
-centres (``align_corners=False``), so :func:`upsample2d` uses ``F.interpolate``. Downsampling
-and the blur after a transposed convolution are depthwise convolutions with the 4x4 kernel.
+Upsampling by 2 inserts zeros between the pixels and filters with the kernel (gain 4), the
+signal outside the image being zero as in StyleGAN2's definition: inside the image this equals
+bilinear interpolation at half-pixel centres, but the outermost output pixels keep only 3/4 of
+the border input (bilinear ``F.interpolate`` would clamp and keep all of it, which shifts every
+skip image near its borders). Downsampling and the blur after a transposed convolution are
+depthwise convolutions with the same kernel.
 """
 
 import functools
@@ -37,8 +40,10 @@ def blur2d(
 
 
 def upsample2d(x: Float[Tensor, "B C H W"]) -> Float[Tensor, "B C 2H 2W"]:
-    """Double the resolution with the [1, 3, 3, 1] filter (bilinear, half-pixel centres)."""
-    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    """Double the resolution with the [1, 3, 3, 1] filter, zero outside the image (StyleGAN2)."""
+    # A stride-2 transposed conv with the 4x4 kernel is zero insertion followed by the filter;
+    # padding 1 trims it to exactly 2H (the kernel is symmetric, so no flip is needed).
+    return F.conv_transpose2d(x, _kernel(x.shape[1], 4.0, x), stride=2, padding=1, groups=x.shape[1])
 
 
 def downsample2d(x: Float[Tensor, "B C H W"]) -> Float[Tensor, "B C H/2 W/2"]:

@@ -11,7 +11,8 @@ Two hooks let the rest of the prior steer a network without subclassing it:
   the channels are split in half and the second half becomes ``x * scale + shift`` (docs/design/prior.md;
   multiplicative as given, not ``1 + scale``);
 - conditions (G_face): ``conditions[name]`` alpha-replaces the block's features and/or its skip
-  image with given maps: ``x <- x + alpha * (features - x)``.
+  image with given maps: ``x <- x + alpha * (features - x)``. The features are replaced before
+  the block's ToRGB reads them, or after it with ``condition_after_torgb`` (the released model).
 """
 
 from collections.abc import Collection, Mapping
@@ -108,11 +109,13 @@ class SynthesisBlock(nn.Module):
         img_channels: int,
         use_noise: bool = True,
         conv_clamp: float | None = 256.0,
+        condition_after_torgb: bool = False,
     ) -> None:
         """``in_channels = 0`` makes the first block, which starts from a learned constant."""
         super().__init__()
         self.spec = spec
         self.in_channels = in_channels
+        self.condition_after_torgb = condition_after_torgb
         r, c = spec.resolution, spec.channels
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(c, r, r))
@@ -155,13 +158,16 @@ class SynthesisBlock(nn.Module):
             x = self._apply_sft(x, sft)
         x = self.conv1(x, ws[:, i], noise_mode=noise_mode, fused=fused)
         i += 1
-        if condition is not None and condition.features is not None:
+        replace_features = condition is not None and condition.features is not None
+        if replace_features and not self.condition_after_torgb:
             x = x + condition.alpha.to(x.dtype) * (condition.features.to(x.dtype) - x)
         if img is not None:
             img = upsample2d(img)
         if self.torgb is not None:
             y = self.torgb(x, ws[:, i], fused=fused)
             img = y if img is None else img + y.to(img.dtype)
+        if replace_features and self.condition_after_torgb:
+            x = x + condition.alpha.to(x.dtype) * (condition.features.to(x.dtype) - x)
         if condition is not None and condition.image is not None:
             if img is None:
                 raise ValueError(f"block {self.spec.name} has no skip image to condition")
@@ -195,6 +201,7 @@ class SynthesisNetwork(nn.Module):
         img_channels: int,
         use_noise: bool = True,
         conv_clamp: float | None = 256.0,
+        condition_after_torgb: bool = False,
     ) -> None:
         super().__init__()
         self.specs = specs
@@ -210,6 +217,7 @@ class SynthesisNetwork(nn.Module):
                     img_channels=img_channels,
                     use_noise=use_noise,
                     conv_clamp=conv_clamp,
+                    condition_after_torgb=condition_after_torgb,
                 )
             )
             in_channels = spec.channels

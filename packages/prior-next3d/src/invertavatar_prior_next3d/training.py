@@ -33,7 +33,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from invertavatar_core.config.experiment import ComponentField, Section, TrainingConfig, default_registry
-from invertavatar_core.io.checkpoints import save_component
+from invertavatar_core.io.checkpoints import WEIGHTS_FILE, load_module_weights, save_component
 from invertavatar_core.plugin.registry import Registry
 from invertavatar_core.training.distributed import Runtime
 from invertavatar_core.training.losses import discriminator_loss, generator_loss, r1_penalty
@@ -63,6 +63,10 @@ class PriorTrainingConfig(Section):
     """Seed of the initial weights and of every step's randomness."""
     prior: ComponentField("prior") = Field(default_factory=lambda: {"name": "next3d"}, validate_default=True)
     """The prior to train (``next3d``; ``preset: tiny`` for CPU runs)."""
+    init_prior: Path | None = None
+    """Prior component folder whose weights start G and G_ema (e.g. EG3D's, through ``invertavatar convert
+    release-prior EG3D.pkl``, as the paper trains from EG3D); ``prior`` must build the same shapes. ``null``:
+    random initialisation. A run that resumes from its own checkpoint ignores it."""
     data_root: Path | None = None
     """Dataset in the ``invertavatar fit`` (or official) layout; ``null`` = random images (smoke tests only).
 
@@ -188,6 +192,11 @@ class GanStage:
                 f"invertavatar train prior trains Next3DPrior priors (it needs animate() and density()); "
                 f"prior {config.prior.name!r} built a {type(prior).__name__}"
             )
+        if config.init_prior is not None:
+            weights = Path(config.init_prior) / WEIGHTS_FILE
+            if not weights.is_file():
+                raise FileNotFoundError(f"init_prior {config.init_prior}: no {WEIGHTS_FILE} (expected a prior folder)")
+            load_module_weights(prior, weights)
         self.G = prior.to(device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.D = self.G.build_discriminator(landmark_channels=LANDMARK_CHANNELS if config.landmark_conditioning else 0)

@@ -1,10 +1,11 @@
 """Tri-plane volume rendering (docs/design/prior.md): rays -> stratified + importance samples -> composite.
 
-Rays come from :func:`invertavatar_core.geometry.cameras.rays` (through pixel centres, the toolkit's
-convention shared with projection and rasterisation). Depths span an
-adaptive range around each camera's distance to the origin, ``[d - 0.45, d + 0.6]`` (2.25-3.3
-at the FFHQ radius 2.7); the released renderer uses the batch's mean distance, we use each
-camera's own so that the frames of a batch stay independent. ``S`` stratified depths (jittered
+Rays come from :func:`invertavatar_core.geometry.cameras.rays` (through pixel centres by default, the
+toolkit's convention shared with projection and rasterisation; ``pixel_offset=0`` gives the
+release's rays through pixel corners). Depths span an adaptive range around each camera's
+distance to the origin, ``[d - 0.45, d + 0.6]`` (2.25-3.3 at the FFHQ radius 2.7); the released
+renderer uses the batch's mean distance (``batch_range=True``), we default to each camera's own
+so that the frames of a batch stay independent. ``S`` stratified depths (jittered
 within their interval in training, fixed in evaluation) are decoded and composited; ``S_i``
 importance depths drawn from those weights are decoded too, merged and sorted, and the whole set
 is composited again into the feature image and depth.
@@ -47,9 +48,13 @@ class VolumeRenderer(nn.Module):
         near_offset: float = 0.45,
         far_offset: float = 0.6,
         decoder_lr_multiplier: float = 1.0,
+        pixel_offset: float = 0.5,
+        batch_range: bool = False,
+        midpoint_pdf: bool = False,
     ) -> None:
         super().__init__()
         self.samples, self.importance_samples = samples, importance_samples
+        self.pixel_offset, self.batch_range, self.midpoint_pdf = pixel_offset, batch_range, midpoint_pdf
         self.box_size, self.near_offset, self.far_offset = box_size, near_offset, far_offset
         self.decoder = TriplaneDecoder(
             plane_channels, hidden=hidden, out_channels=plane_channels, lr_multiplier=decoder_lr_multiplier
@@ -72,9 +77,11 @@ class VolumeRenderer(nn.Module):
         b = camera.shape[0]
         if planes.shape[0] != b:
             raise ValueError(f"renderer: {planes.shape[0]} tri-planes for {b} cameras")
-        origins, directions = rays(camera, resolution)  # (B, n*n, 3) each
+        origins, directions = rays(camera, resolution, self.pixel_offset)  # (B, n*n, 3) each
         origins, directions = origins.to(planes.dtype), directions.to(planes.dtype)
         distance = origins[:, :1].norm(dim=-1, keepdim=True).unsqueeze(-1)  # (B, 1, 1, 1)
+        if self.batch_range:
+            distance = distance.mean().expand_as(distance)
         near, far = distance - self.near_offset, distance + self.far_offset
         steps = torch.linspace(0.0, 1.0, self.samples, device=camera.device, dtype=planes.dtype)
         depths = (near + (far - near) * steps.reshape(1, 1, -1, 1)).expand(b, origins.shape[1], -1, 1)
@@ -88,7 +95,9 @@ class VolumeRenderer(nn.Module):
             depth = finish_depth(per_sample, depths)
         else:
             coarse = interval_weights(density.detach(), depths)
-            fine_depths = importance_depths(depths, coarse, self.importance_samples, deterministic=not self.training)
+            fine_depths = importance_depths(
+                depths, coarse, self.importance_samples, deterministic=not self.training, midpoints=self.midpoint_pdf
+            )
             fine_density, fine_color = self._decode(planes, origins, directions, fine_depths)
             # Weights need the merged samples in depth order; colours do not (the composite is a
             # weighted sum), so only depths and densities are sorted and the weights scattered back.

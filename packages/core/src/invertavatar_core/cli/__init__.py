@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = subparsers.add_parser("train", help="train a model (stage given as subcommand)")
-    groups = {"train": train.add_subparsers(dest="stage", metavar="STAGE", required=True)}
+    convert = subparsers.add_parser("convert", help="convert released weights to our checkpoints")
+    groups = {
+        "train": train.add_subparsers(dest="stage", metavar="STAGE", required=True),
+        "convert": convert.add_subparsers(dest="source", metavar="SOURCE", required=True),
+    }
     for module_name in COMMANDS:
         importlib.import_module(module_name).register(subparsers, groups)
     pm = get_plugin_manager()

@@ -9,7 +9,8 @@ Each source frame needs its camera, expression UV render and UV unwrap: from ``-
 sources are fitted first, as ``invertavatar fit`` does, into ``AVATAR.fit/`` (needs the faceverse
 package; a sequence there is reused only when its input file and fit settings hash the same).
 Several frames go through the experiment's inverter frame by frame (the incremental path), with
-a progress line per frame.
+a progress line per frame; encoders that fold frames in groups (the released ones) get all frames
+in one call.
 
 ``--out`` must be a new or empty folder, or, with ``--overwrite``, an avatar written earlier
 by invertavatar; any other folder is refused before any work and left as it is.
@@ -112,7 +113,7 @@ def _choose(frames: Observation, args: argparse.Namespace) -> Observation:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Invert the sources frame by frame and save the avatar."""
+    """Invert the sources and save the avatar."""
     # Where the output goes is settled before anything is loaded or computed.
     out = check_output_dir(args.out, AVATAR_KIND, overwrite=args.overwrite, signature=AVATAR_FILES)
     inputs = _inputs(args) if not args.fit else None
@@ -136,13 +137,15 @@ def run(args: argparse.Namespace) -> int:
     frames = _choose(fitted_frames(fit_dir, None if inputs is None else [p.stem for p in inputs]), args)
     size = models.prior.info.image_resolution
     began = time.perf_counter()
+    # Encoders that fold frames in groups (the released ones) form their groups from the frames of one
+    # call, so they get all frames at once, as the release sees them; the others stream frame by frame.
+    steps = [frames] if models.frame_groups(len(frames)) is not None else [frames[t] for t in range(len(frames))]
     session = None
     with tqdm(total=len(frames), desc="reconstruct", unit="frame") as bar:
-        for t in range(len(frames)):
-            frame = frames[t]
-            session = inverter.start(frame) if session is None else session.add(frame)
-            bar.set_postfix_str(f"frame {t + 1}/{len(frames)}")
-            bar.update(1)
+        for step in steps:
+            session = inverter.start(step) if session is None else session.add(step)
+            bar.update(len(step))
+            bar.set_postfix_str(f"frame {bar.n}/{len(frames)}")
     avatar = session.avatar()
     extra = {
         "checkpoint": str(checkpoint.resolve()),

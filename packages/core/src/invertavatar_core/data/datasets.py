@@ -15,7 +15,8 @@ The ``fit`` layout (``docs/dataset-layout.md``)::
     images/<seq>/<frame>.png          aligned square RGB crop
     frames/<seq>/<frame>.safetensors  expression_uv (3, Hu, Hu), unwrap_grid (Ht, Ht, 2),
                                       visibility (1, Ht, Ht), identity, expression, eyes,
-                                      optional landmarks (478, 2) in crop pixels
+                                      optional landmarks (478, 2) in crop pixels and
+                                      landmark_map (3, h, h), the landmark-contour image
     unwraps/<seq>/<frame>.png         preview: the photo in UV space, white where unseen
     overlays/<seq>/<frame>.png        preview: the fitted mesh over the crop
 
@@ -125,6 +126,8 @@ class _FrameFolder:
 
     root: Path
     _frames: list[tuple[str, str]]
+    has_landmark_maps: bool = False
+    """Whether every frame has a landmark-contour image (:meth:`FitDataset.landmark_map`)."""
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -205,6 +208,20 @@ class FitDataset(_FrameFolder):
         tensors = load_file(self.root / "frames" / sequence / f"{frame}.safetensors")
         return tensors.get("landmarks")
 
+    @property
+    def has_landmark_maps(self) -> bool:
+        """Whether every frame stores a landmark-contour image (``dataset.json`` ``landmark_maps``)."""
+        return bool(self.meta.get("landmark_maps")) and len(self) > 0
+
+    def landmark_map(self, index: int) -> Tensor:
+        """``(1, 3, h, h)`` landmark-contour image of frame ``index`` in [-1, 1]."""
+        sequence, frame = self._frames[self._check_index(index)]
+        path = self.root / "frames" / sequence / f"{frame}.safetensors"
+        tensors = load_file(path)
+        if "landmark_map" not in tensors:
+            raise DatasetFormatError(f"{path}: missing tensor 'landmark_map' (re-run fit to write landmark maps)")
+        return tensors["landmark_map"].float()[None]
+
 
 @dataclass(frozen=True)
 class FittedFrame:
@@ -212,7 +229,8 @@ class FittedFrame:
 
     ``image (3, R, R)`` in [-1, 1]; ``camera (25,)``; ``expression_uv (3, Hu, Hu)``;
     ``unwrap_grid (Ht, Ht, 2)``; ``visibility (1, Ht, Ht)``; coefficients flat; optional
-    ``landmarks (478, 2)`` in crop pixels, ``unwrap_rgb (3, Ht, Ht)`` and ``overlay (3, R, R)``.
+    ``landmarks (478, 2)`` in crop pixels, ``landmark_map (3, h, h)`` the landmark-contour image in
+    [-1, 1] (the deformation-aware discriminator's input), ``unwrap_rgb (3, Ht, Ht)`` and ``overlay (3, R, R)``.
     """
 
     image: Tensor
@@ -224,6 +242,7 @@ class FittedFrame:
     expression: Tensor
     eyes: Tensor | None = None
     landmarks: Tensor | None = None
+    landmark_map: Tensor | None = None
     unwrap_rgb: Tensor | None = None
     overlay: Tensor | None = None
 
@@ -235,7 +254,15 @@ class FitDatasetWriter:
     work it already did), so an interrupted ``fit`` resumes.
     """
 
-    def __init__(self, root: str | Path, model: Mapping[str, Any], image_resolution: int, uv_resolution: int) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        model: Mapping[str, Any],
+        image_resolution: int,
+        uv_resolution: int,
+        uv_layout: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``uv_layout``: how the UV maps were made when not from the model's own UVs (recorded, must match)."""
         # Refuses a folder holding files we did not write (nothing in it is touched).
         self.root = check_output_dir(root, FIT_KIND, reuse=True, signature=("dataset.json",), what="dataset folder")
         if read_marker(self.root) is None:
@@ -249,6 +276,8 @@ class FitDatasetWriter:
             "sequences": {},
             "inputs": {},
         }
+        if uv_layout is not None:
+            self._meta["uv_layout"] = dict(uv_layout)
         self._labels: dict[str, list[float]] = {}
         if (self.root / "dataset.json").is_file():
             old = FitDataset(self.root)
@@ -256,8 +285,14 @@ class FitDatasetWriter:
                 raise DatasetFormatError(
                     f"{self.root}: already holds frames fitted with model {old.meta.get('model')}; use another --out"
                 )
+            if old.meta.get("uv_layout") != self._meta.get("uv_layout"):
+                raise DatasetFormatError(
+                    f"{self.root}: already holds UV maps of layout {old.meta.get('uv_layout')}, "
+                    f"not {self._meta.get('uv_layout')}; use another --out"
+                )
             self._meta["sequences"] = {k: list(v) for k, v in old.meta["sequences"].items()}
             self._meta["inputs"] = {k: str(v) for k, v in (old.meta.get("inputs") or {}).items()}
+            self._meta["landmark_maps"] = bool(old.meta.get("landmark_maps"))
             self._labels = {k: v.tolist() for k, v in old._cameras.items()}
 
     def has(self, sequence: str, frame: str) -> bool:
@@ -295,6 +330,12 @@ class FitDatasetWriter:
             tensors["eyes"] = data.eyes.detach().float().reshape(-1).contiguous().cpu()
         if data.landmarks is not None:
             tensors["landmarks"] = data.landmarks.detach().float().contiguous().cpu()
+        if data.landmark_map is not None:
+            tensors["landmark_map"] = data.landmark_map.detach().to(torch.float16).contiguous().cpu()
+        # The index says whether *every* frame carries a landmark-contour image, so readers need not open them all.
+        first = not any(self._meta["sequences"].values())
+        has_map = data.landmark_map is not None
+        self._meta["landmark_maps"] = has_map if first else bool(self._meta.get("landmark_maps")) and has_map
         path = self.root / "frames" / sequence / f"{frame}.safetensors"
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
         if data.unwrap_rgb is not None:

@@ -16,6 +16,10 @@ Conventions:
   with which the prior samples its UV-space texture.
 """
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -28,8 +32,11 @@ from invertavatar_core.tensor_types import Camera, Float, Tensor
 __all__ = [
     "FRONT_FACING_COSINE",
     "OCCLUSION_TOLERANCE",
+    "RELEASE_FACE_ISLAND",
+    "FaceIslandEnlargement",
     "canonical_vertices",
     "mouth_hole",
+    "read_uv_mask",
     "render_expression_uv",
     "unwrap_image",
     "uv_unwrap_grid",
@@ -54,11 +61,59 @@ def canonical_vertices(
     return vertices @ m[:3, :3].T + m[:3, 3]
 
 
-def _vertex_uvs(model: MorphableModel, like: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class FaceIslandEnlargement:
+    """A UV layout change: vertices whose UV lies strictly inside the box are scaled about the centre.
+
+    With FaceVerse's UVs the released model scales the face island (u in (0.195, 0.805), v in
+    (0.273, 0.727)) by 1.4 about (0.5, 0.5), so the face takes a larger share of the UV texture
+    (docs/release-preprocessing.md). Both UV maps (the expression UV render and the unwrap) must use
+    the same layout; the box is symmetric about 0.5, so it does not depend on the v direction.
+    """
+
+    u_range: tuple[float, float] = (0.195, 0.805)
+    v_range: tuple[float, float] = (0.273, 0.727)
+    scale: float = 1.4
+    centre: tuple[float, float] = (0.5, 0.5)
+
+    def apply(self, uvs: Float[Tensor, "N 2"]) -> Float[Tensor, "N 2"]:
+        """Per-vertex UVs ``(N, 2)`` in the enlarged layout."""
+        (u0, u1), (v0, v1) = self.u_range, self.v_range
+        inside = (uvs[:, 0] > u0) & (uvs[:, 0] < u1) & (uvs[:, 1] > v0) & (uvs[:, 1] < v1)
+        centre = torch.tensor(self.centre, dtype=uvs.dtype, device=uvs.device)
+        return torch.where(inside[:, None], (uvs - centre) * self.scale + centre, uvs)
+
+
+RELEASE_FACE_ISLAND = FaceIslandEnlargement()
+"""The released model's UV face-island enlargement (for FaceVerse v3.1 UVs)."""
+
+
+def read_uv_mask(path: str | Path, resolution: int) -> Float[Tensor, "1 1 R R"]:
+    """A UV-space mask image (grayscale / 255) ``(1, 1, R, R)`` that multiplies the unwrap's visibility.
+
+    The released model was trained with the visibility multiplied by its repository's
+    ``dense_uv_expanded_mask_onlyFace.png`` (enlarged FaceVerse layout, 256^2); we cannot ship it.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: UV mask not found; pass the release's dense_uv_expanded_mask_onlyFace.png "
+            "(data_preprocess/FaceVerse/v3/ in the authors' repository, not shipped with invertavatar)"
+        )
+    with Image.open(path) as image:
+        gray = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32).copy()) / 255
+    if gray.shape != (resolution, resolution):
+        raise ValueError(f"{path}: UV mask is {tuple(gray.shape)}, the UV maps are ({resolution}, {resolution})")
+    return gray[None, None]
+
+
+def _vertex_uvs(model: MorphableModel, like: Tensor, face_island: FaceIslandEnlargement | None = None) -> Tensor:
     uvs = model.uvs.to(like)
     if uvs.ndim != 2 or uvs.shape[1] != 2:
         raise ValueError(f"model.uvs: expected (N, 2) per-vertex UVs, got shape {tuple(uvs.shape)}")
-    return uvs
+    return uvs if face_island is None else face_island.apply(uvs)
 
 
 def render_expression_uv(
@@ -68,6 +123,8 @@ def render_expression_uv(
     expression: Float[Tensor, "B E"],
     eyes: Float[Tensor, "B Y"] | None = None,
     resolution: int = 256,
+    *,
+    face_island: FaceIslandEnlargement | None = None,
 ) -> Float[Tensor, "B 3 R R"]:
     """Orthographic expression UV render ``(B, 3, R, R)``: channels ``2u - 1``, ``2v - 1``, face mask.
 
@@ -87,7 +144,7 @@ def render_expression_uv(
     clip = torch.cat([xy, -vertices[..., 2:], torch.ones_like(vertices[..., :1])], -1)
     faces = model.faces.to(vertices.device)
     fragments = rasterizer.rasterize(clip, faces, resolution, resolution)
-    uvs = _vertex_uvs(model, vertices)
+    uvs = _vertex_uvs(model, vertices, face_island)
     attributes = torch.cat([2 * uvs - 1, model.face_mask.to(vertices)[:, None]], -1)[None]
     out = rasterizer.interpolate(attributes, fragments, faces).permute(0, 3, 1, 2)
     mask = ((out[:, 2:] > 0.5) & fragments.mask[:, None]).to(out.dtype)
@@ -144,6 +201,7 @@ def uv_unwrap_grid(
     uv_resolution: int = 256,
     image_resolution: int = 512,
     occlusion_tolerance: float = OCCLUSION_TOLERANCE,
+    face_island: FaceIslandEnlargement | None = None,
 ) -> tuple[Float[Tensor, "B Ht Wt 2"], Float[Tensor, "B 1 Ht Wt"]]:
     """Texel -> image position ``grid (B, Ht, Wt, 2)`` in [-1, 1] and ``visibility (B, 1, Ht, Wt)``.
 
@@ -163,7 +221,7 @@ def uv_unwrap_grid(
         raise ValueError(f"camera: expected ({b}, 25) EG3D labels to match the batch, got shape {tuple(camera.shape)}")
     camera = camera.to(vertices)
     faces = model.faces.to(vertices.device)
-    uvs = _vertex_uvs(model, vertices)
+    uvs = _vertex_uvs(model, vertices, face_island)
     normals = vertex_normals(vertices, faces)
     # Orient normals outwards whatever the model's winding: the volume they enclose around the
     # mesh centroid must be positive (true for closed heads and for open face shells alike).

@@ -97,6 +97,16 @@ class InversionModels(nn.Module):
         """The fine-stage encoders present, by role (``texture``, ``static``)."""
         return {role: getattr(self, role) for role in FEATURE_ROLES if getattr(self, role) is not None}
 
+    def frame_groups(self, count: int) -> list[list[int]] | None:
+        """The frame groups the fine-stage encoders fold ``count`` frames in, or ``None`` (one by one)."""
+        plans = {
+            role: getattr(encoder, "frame_groups", lambda n: None)(count)
+            for role, encoder in self.feature_encoders().items()
+        }
+        if len({repr(p) for p in plans.values()}) > 1:
+            raise ValueError(f"the fine-stage encoders group frames differently: {plans}")
+        return next(iter(plans.values()), None)
+
     def parts(self) -> Iterator[tuple[str, nn.Module, ComponentConfig]]:
         """``(part, module, config)`` for the prior and every encoder present."""
         e = self.experiment

@@ -132,12 +132,24 @@ class InversionPipeline:
         image_fill: value of the image's UV unwrap where a texel is unseen (white, as the
             released ``*_uvgttex.png`` unwraps, docs/design/preprocessing.md).
         residual_fill: value of the residual's UV unwrap where unseen (-1, docs/design/encoders.md).
+        residual: ``"image_minus_render"`` (``I - I_hat``, the paper) or ``"render_minus_image"``
+            (``I_hat - I``, what the released encoders were trained on; docs/release-weights.md).
     """
 
-    def __init__(self, models: InversionModels, *, image_fill: float = 1.0, residual_fill: float = -1.0) -> None:
+    def __init__(
+        self,
+        models: InversionModels,
+        *,
+        image_fill: float = 1.0,
+        residual_fill: float = -1.0,
+        residual: str = "image_minus_render",
+    ) -> None:
+        if residual not in ("image_minus_render", "render_minus_image"):
+            raise ValueError(f"residual must be 'image_minus_render' or 'render_minus_image', got {residual!r}")
         self.models = models
         self.image_fill = image_fill
         self.residual_fill = residual_fill
+        self.residual_sign = 1.0 if residual == "image_minus_render" else -1.0
 
     @property
     def prior(self):
@@ -164,7 +176,7 @@ class InversionPipeline:
         features = coarse if b == 1 else repeat_features(coarse, n // b)
         render = self.prior.render(features, frames.expression_uv, frames.camera)
         image = frames.image
-        residual = image - resize_square(render.image, image.shape[-1]).to(image.dtype)
+        residual = self.residual_sign * (image - resize_square(render.image, image.shape[-1]).to(image.dtype))
         inputs: dict[str, Tensor] = {}
         for role, encoder in self.models.feature_encoders().items():
             r = encoder.input_resolution
@@ -229,6 +241,15 @@ class InversionSession:
             return self
         if self.ws is None:
             self._begin(frames[:1])
+        groups = models.frame_groups(len(frames))
+        if groups is not None:
+            # Encoders that fold frames in groups (the released ones): each group rendered and folded together.
+            for group in groups:
+                inputs = self.pipeline.encoder_inputs(self.coarse, frames[torch.tensor(group)]).inputs
+                for role, encoder in models.feature_encoders().items():
+                    self.states[role] = encoder.update_group(self.states[role], inputs[role][None])
+            self.frames += len(frames)
+            return self
         inputs = self.pipeline.encoder_inputs(self.coarse, frames).inputs
         for role, encoder in models.feature_encoders().items():
             state = self.states[role]

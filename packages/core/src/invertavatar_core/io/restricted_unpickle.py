@@ -2,7 +2,7 @@
 
 Some upstream files are pickles (the official FaceVerse ``.npy`` is a pickled dict of NumPy
 arrays). A plain ``pickle.load`` / ``np.load(allow_pickle=True)`` runs whatever callable the
-file names, so the library never calls one. Converters (``invertavatar convert-faceverse``,
+file names, so the library never calls one. Converters (``invertavatar convert faceverse``,
 run on a file the user names on the command line) read such files through
 :class:`RestrictedUnpickler`, whose ``find_class`` resolves only the globals in its allow
 list, NumPy array reconstruction and a few builtin containers, and refuses anything else

@@ -1,23 +1,41 @@
-"""``invertavatar convert-faceverse IN.npy OUT.npz``: the pickled FaceVerse dict -> a pickle-free npz."""
+"""``invertavatar convert faceverse IN.npy OUT.npz``: the pickled FaceVerse dict -> a pickle-free npz.
+
+``invertavatar convert-faceverse`` is kept as a hidden, deprecated alias.
+"""
 
 import argparse
+import sys
 from pathlib import Path
 
 __all__ = ["register", "run"]
 
+_DESCRIPTION = (
+    "Reads IN.npy through a restricted unpickler (NumPy arrays and plain containers only; any "
+    "other object in the file is refused, nothing in it runs) and writes its numeric arrays to OUT.npz, "
+    "which the 'faceverse' model loads without unpickling."
+)
 
-def register(subparsers, groups) -> None:
-    """Add the ``convert-faceverse`` parser."""
-    parser = subparsers.add_parser(
-        "convert-faceverse",
-        help="convert the official (pickled) FaceVerse .npy once into a pickle-free .npz",
-        description="Reads IN.npy through a restricted unpickler (NumPy arrays and plain containers only; any "
-        "other object in the file is refused, nothing in it runs) and writes its numeric arrays to OUT.npz, "
-        "which the 'faceverse' model loads without unpickling.",
-    )
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="faceverse_v3_1.npy")
     parser.add_argument("out", type=Path, help="output .npz")
+
+
+def register(subparsers, groups) -> None:
+    """Add ``convert faceverse`` and the hidden ``convert-faceverse`` alias."""
+    parser = groups["convert"].add_parser(
+        "faceverse",
+        help="the official (pickled) FaceVerse v3.1 .npy -> a pickle-free .npz",
+        description=_DESCRIPTION,
+    )
+    _add_arguments(parser)
     parser.set_defaults(func=run)
+    # No help= keeps the alias out of the command listing.
+    alias = subparsers.add_parser(
+        "convert-faceverse", description=f"Deprecated: use 'invertavatar convert faceverse'. {_DESCRIPTION}"
+    )
+    _add_arguments(alias)
+    alias.set_defaults(func=run_deprecated)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,3 +45,9 @@ def run(args: argparse.Namespace) -> int:
     out = convert_faceverse_file(args.source, args.out)
     print(f"wrote {out}")
     return 0
+
+
+def run_deprecated(args: argparse.Namespace) -> int:
+    """The old spelling: a one-line note, then the same conversion."""
+    print("invertavatar convert-faceverse is deprecated; use 'invertavatar convert faceverse'", file=sys.stderr)
+    return run(args)

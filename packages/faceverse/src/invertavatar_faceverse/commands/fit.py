@@ -39,6 +39,34 @@ def register(subparsers, groups) -> None:
     parser.add_argument(
         "--uv-resolution", type=int, default=256, help="expression UV render / unwrap size (default 256)"
     )
+    parser.add_argument(
+        "--crop",
+        choices=("ffhq", "eg3d"),
+        default="ffhq",
+        help="crop recipe: 'ffhq' (ours, from the landmarks) or 'eg3d' (EG3D's in-the-wild recipe the released "
+        "model's data used; needs --crop-reference; docs/release-preprocessing.md)",
+    )
+    parser.add_argument(
+        "--crop-reference",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the eg3d crop's standard 3D landmarks: Deep3DFaceRecon's similarity_Lm3D_all.mat or a (68|5, 3) .npy",
+    )
+    parser.add_argument(
+        "--uv-layout",
+        choices=("model", "release"),
+        default="model",
+        help="UV layout of the UV maps: the model's own UVs, or 'release': the released model's FaceVerse "
+        "face-island enlargement (x1.4; use with --model faceverse:..., docs/release-preprocessing.md)",
+    )
+    parser.add_argument(
+        "--uv-mask",
+        type=Path,
+        default=None,
+        metavar="PNG",
+        help="UV-space mask multiplied into the unwrap visibility (the release's dense_uv_expanded_mask_onlyFace.png)",
+    )
     parser.add_argument("--every", type=int, default=1, help="use every k-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     parser.add_argument("--steps", type=int, default=None, help="per-frame optimisation steps (default 100)")
@@ -66,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
         mediapipe_canonical=args.mediapipe_canonical,
         resolution=args.resolution,
         uv_resolution=args.uv_resolution,
+        crop=args.crop,
+        crop_reference=args.crop_reference,
+        uv_layout=args.uv_layout,
+        uv_mask=args.uv_mask,
         every=args.every,
         max_frames=args.max_frames,
         steps=args.steps,

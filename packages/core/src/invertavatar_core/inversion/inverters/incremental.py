@@ -26,6 +26,8 @@ class IncrementalInverterConfig(InverterConfig):
     """Value of the image's UV unwrap where a texel is not visible."""
     residual_fill: float = -1.0  # as released, docs/design/encoders.md
     """Value of the residual's UV unwrap where a texel is not visible."""
+    residual: Literal["image_minus_render", "render_minus_image"] = "image_minus_render"
+    """The residual the encoders see: ``I - I_hat`` (paper) or ``I_hat - I`` (the released encoders)."""
 
 
 class IncrementalInverter:
@@ -34,7 +36,9 @@ class IncrementalInverter:
     def __init__(self, config: IncrementalInverterConfig, models: InversionModels) -> None:
         self.config = config
         self.models = models.eval()
-        self.pipeline = InversionPipeline(models, image_fill=config.image_fill, residual_fill=config.residual_fill)
+        self.pipeline = InversionPipeline(
+            models, image_fill=config.image_fill, residual_fill=config.residual_fill, residual=config.residual
+        )
 
     def start(self, first: Observation) -> InversionSession:
         """A session whose w+ comes from ``first[0]``; every frame of ``first`` is folded in."""

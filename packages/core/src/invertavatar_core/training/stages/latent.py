@@ -2,9 +2,9 @@
 
 ``L = L1 + lambda_lpips L_lpips + lambda_id L_ID + L_adv^{E}`` (+ e4e's w-delta regulariser) on
 the coarse render of each training image at its own camera and expression, with the
-latent-code discriminator D_W of e4e telling mapping-network codes (truncation 0.8) from
-encoder codes. The prior is frozen (``training.prior_weights``). Training images are synthetic
-samples of the prior, and real fitted frames every other step when ``data.root`` is set.
+latent-code discriminator D_W of e4e telling mapping-network codes (truncation 0.8, at the
+batch's data cameras) from encoder codes. The prior is frozen (``training.prior_weights``).
+Training images are synthetic samples of the prior, and real fitted frames every other step when ``data.root`` is set.
 """
 
 from collections.abc import Mapping
@@ -80,16 +80,18 @@ class LatentStage(EncoderStage):
         ctx.optimize("latent", terms.total)
         scalars = terms.scalars()
         if weights.latent_adv:
-            scalars.update(self._discriminator_step(ctx, ws.detach()))
+            scalars.update(self._discriminator_step(ctx, ws.detach(), frames.camera))
         return scalars
 
-    def _discriminator_step(self, ctx: StepContext, fake_ws: Tensor) -> dict[str, float]:
+    def _discriminator_step(self, ctx: StepContext, fake_ws: Tensor, camera: Tensor) -> dict[str, float]:
+        """One D_W update; ``fake_ws (B, K, D)`` from E_latent, ``camera (B, 25)`` the batch's data cameras."""
         info = self.models.prior.info
         training = self.experiment.training
         with torch.no_grad():
             z = torch.randn(fake_ws.shape[0], info.z_dim, generator=ctx.generator).to(ctx.device)
-            camera = torch.zeros(fake_ws.shape[0], info.c_dim, device=ctx.device)
-            real = self.models.prior.mapping(z, camera, truncation_psi=training.real_w_truncation)[:, 0]
+            # The real codes are what the mapping gives at the cameras of the training data, the condition
+            # the prior was trained with, so D_W does not learn to tell codes apart by their camera.
+            real = self.models.prior.mapping(z, camera.detach(), truncation_psi=training.real_w_truncation)[:, 0]
         real = real.requires_grad_(training.r1_gamma > 0)
         real_logits = self.latent_discriminator(real)
         fake_logits = self.latent_discriminator(fake_ws.flatten(0, 1))

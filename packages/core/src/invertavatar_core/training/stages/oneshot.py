@@ -2,8 +2,8 @@
 
 E_latent and the prior are frozen (initialised from stage 1's model checkpoint,
 ``training.init_from``). Synthetic identities from the prior give ground truth for every
-intermediate: ``L_tex`` on ``F_tex``, ``L_tri`` on the tri-plane, ``L_raw`` on the raw neural
-render, plus L1 and the perceptual term on the final images at the source frame and at
+intermediate: ``L_tex`` on ``F_tex``, ``L_tri`` on the tri-plane, ``L_raw`` on the neural
+rendering feature image (all channels), plus L1 and the perceptual term on the final images at the source frame and at
 ``data.novel_views`` other views. With ``data.root`` set, every other step uses real fitted frames
 (image losses only, at the source camera). With ``training.adversarial`` the prior's dual
 discriminator (camera zeroed) judges prior renders against encoder renders.
@@ -80,7 +80,9 @@ class FeatureEncoderStage(EncoderStage):
             l1.append(image_l1(prediction_image, image))
             perceptual.append(self.perceptual_term(prediction_image, image))
             if not isinstance(target, Tensor):
-                raw.append(image_l1(prediction.raw, target.raw))
+                # L_raw compares the neural rendering feature maps I_raw (supplement 6.2.2, Eq. 3): every
+                # channel of the volume-rendered feature image, not only its first three (RGB).
+                raw.append(image_l1(prediction.feature_image, target.feature_image))
         parts = {"l1": torch.stack(l1).mean(), "lpips": torch.stack(perceptual).mean()}
         if raw:
             parts["raw"] = torch.stack(raw).mean()
