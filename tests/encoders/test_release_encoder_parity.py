@@ -62,8 +62,7 @@ def _require_fixture() -> None:
 def release():
     """The pickle read once: ``(G record, state dict)`` with the canary path pointed at a scratch file."""
     _require_fixture()
-    pytest.importorskip("invertavatar_prior_next3d.release.unpickle")
-    from invertavatar_prior_next3d.release.unpickle import load_release_pickle, record_state_dict
+    from invertavatar_core.io.release_pickle import load_release_pickle, record_state_dict
 
     data = load_release_pickle(ENCODERS / "fsinvertavatar_small.pkl")
     return data["G"], record_state_dict(data["G"])
@@ -110,8 +109,8 @@ def _frame(name: str) -> torch.Tensor:
 
 def test_conversion_executes_nothing_and_loads_strictly(release, registry, tmp_path, monkeypatch):
     """Reading and converting the pickle never runs its embedded sources (the canary stays absent)."""
+    from invertavatar_core.io.release_pickle import load_release_pickle, record_state_dict
     from invertavatar_encoders.release import convert_encoders
-    from invertavatar_prior_next3d.release.unpickle import load_release_pickle, record_state_dict
 
     canary = tmp_path / "CANARY"
     monkeypatch.setenv("IA_FIXTURE_CANARY", str(canary))

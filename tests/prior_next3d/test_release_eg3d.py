@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from invertavatar_core.io.checkpoints import save_component
+from invertavatar_core.io.release_pickle import record_state_dict
 from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
-from invertavatar_prior_next3d.release.unpickle import record_state_dict
 from invertavatar_prior_next3d.training import GanStage, PriorTrainingConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ def eg3d_like():
     """The fixture's G_ema without G_tex and G_face: the layout of an EG3D TriPlaneGenerator."""
     if not PICKLE.is_file():
         pytest.skip(f"release fixtures not found at {FIXTURE} (set INVERTAVATAR_RELEASE_FIXTURES)")
-    from invertavatar_prior_next3d.release.unpickle import load_release_pickle
+    from invertavatar_core.io.release_pickle import load_release_pickle
 
     record = copy.copy(load_release_pickle(PICKLE)["G_ema"])
     record.children = {k: v for k, v in record.children.items() if k not in ("texture_backbone", "face_backbone")}

@@ -98,7 +98,12 @@ def outputs(converted, io):
 def test_conversion_executes_nothing_and_loads_strictly(converted):
     out, canary = converted
     assert not canary.exists(), canary.read_text()
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "conversion.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".invertavatar",
+        "config.json",
+        "conversion.json",
+        "model.safetensors",
+    ]
     prior, config = load_component(out, default_registry(), "prior")  # strict: raises on any mismatch
     assert (config.z_dim, config.w_dim, config.channel_base, config.channel_max) == (64, 512, 2048, 16)
     assert config.conv_clamp is None and config.superresolution_conv_clamp == 256.0
@@ -119,7 +124,7 @@ def test_every_official_tensor_is_used_or_explained(converted):
 
 def test_reads_g_ema_not_g(converted):
     # G and G_ema share every tensor object except the decoder and w_avg (fixture README, section 1).
-    from invertavatar_prior_next3d.release.unpickle import load_release_pickle, record_state_dict
+    from invertavatar_core.io.release_pickle import load_release_pickle, record_state_dict
 
     data = load_release_pickle(PICKLE)
     ours = load_component(converted[0], default_registry(), "prior")[0].state_dict()
@@ -230,10 +235,16 @@ def test_command_line_converts_and_never_overwrites(tmp_path, monkeypatch, capsy
     assert main(["convert", "release-prior", str(PICKLE), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "used 332 official tensors; 112 not used" in printed and "conversion.json" in printed
+    assert main(["convert", "release-prior", str(PICKLE), "--out", str(out)]) == 2
+    assert "holds earlier output (component); pass --overwrite" in capsys.readouterr().err
+    assert main(["convert", "release-prior", str(PICKLE), "--out", str(out), "--overwrite"]) == 0
+    assert (out / "conversion.json").is_file() and (out / ".invertavatar").is_file()
+    capsys.readouterr()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    assert main(["convert", "release-prior", str(PICKLE), "--out", str(tmp_path / "mine")]) == 2
+    assert main(["convert", "release-prior", str(PICKLE), "--out", str(tmp_path / "mine"), "--overwrite"]) == 2
     assert "holds files invertavatar did not write" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     assert main(["convert", "release-prior", str(PICKLE), "--out", str(tmp_path / "x"), "--key", "G_ema.nope"]) == 2
     assert "no submodule 'nope'" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from invertavatar_core.inversion.avatar import Avatar
 FIXTURE = Path(
     os.environ.get(
         "INVERTAVATAR_RELEASE_FIXTURES",
-        Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "official-release",
+        Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "official-release",
     )
 )
 PICKLE = FIXTURE / "encoders" / "fsinvertavatar_small.pkl"
@@ -28,7 +28,7 @@ def converted(tmp_path_factory) -> Path:
     """convert release-prior (the snapshot's generator) + convert release-encoders -> a model checkpoint."""
     if not PICKLE.is_file():
         pytest.skip(f"release fixtures not found at {FIXTURE} (set INVERTAVATAR_RELEASE_FIXTURES)")
-    pytest.importorskip("invertavatar_prior_next3d.release.unpickle")
+    pytest.importorskip("invertavatar_prior_next3d.release.prior")
     pytest.importorskip("mediapipe")
     root = tmp_path_factory.mktemp("release")
     canary = root / "canary"

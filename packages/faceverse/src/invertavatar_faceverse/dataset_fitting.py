@@ -147,14 +147,14 @@ def fit_dataset(
         raise UserError('`fit` needs the MediaPipe landmark detector: pip install "invertavatar-faceverse[mediapipe]"')
     device = torch.device(device or RuntimeSettings().device)
     try:
-        mask = None if uv_mask is None else read_uv_mask(uv_mask, uv_resolution).to(device)
+        uv_visible = None if uv_mask is None else read_uv_mask(uv_mask, uv_resolution).to(device)
         reference = None if crop != "eg3d" else read_reference_landmarks(crop_reference)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise UserError(exc.args[0] if exc.args else str(exc)) from None
     face_island = RELEASE_FACE_ISLAND if uv_layout == "release" else None
     # Recorded in dataset.json: UV maps of another layout must not be mixed into the same folder.
     layout = None
-    if face_island is not None or mask is not None:
+    if face_island is not None or uv_visible is not None:
         layout = {"face_island": uv_layout, "mask": None if uv_mask is None else str(uv_mask)}
     model_config = _model_config(model, canonical, registry)
     face_model = registry.create("morphable_model", model_config).to(device)
@@ -251,8 +251,8 @@ def fit_dataset(
                     image_resolution=resolution,
                     face_island=face_island,
                 )
-                if mask is not None:
-                    vis = vis * mask
+                if uv_visible is not None:
+                    vis = vis * uv_visible
                 unwrap = unwrap_image(images[sl], grid, vis)
                 verts = canonical_vertices(face_model, ident, expr, eyes)
                 shaded, mask = render_mesh(rasterizer, verts, face_model.faces, result.camera[sl], resolution)

@@ -6,9 +6,11 @@ file names, so the library never calls one. Converters (``invertavatar convert f
 run on a file the user names on the command line) read such files through
 :class:`RestrictedUnpickler`, whose ``find_class`` resolves only the globals in its allow
 list, NumPy array reconstruction and a few builtin containers, and refuses anything else
-with :class:`UnpicklingRefused` naming the global. A later converter that needs more (e.g.
-tensor rebuilds of a release checkpoint) subclasses it and extends ``allowed`` with the
-exact callables it trusts. See docs/security.md.
+with :class:`UnpicklingRefused` naming the global. A converter that needs more subclasses it:
+it sets ``allowed`` to the exact callables it trusts and, for names it turns into inert
+stand-ins, overrides :meth:`RestrictedUnpickler.find_unlisted`
+(:mod:`invertavatar_core.io.release_pickle` does both for the authors' released snapshots).
+See docs/security.md.
 """
 
 import builtins
@@ -60,7 +62,7 @@ _CONTAINER_GLOBALS: Mapping[tuple[str, str], Any] = {
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """A :class:`pickle.Unpickler` that resolves only the globals in ``allowed``.
+    """A :class:`pickle.Unpickler` that resolves only the globals in ``allowed`` (and :meth:`find_unlisted`).
 
     Example:
         >>> import pickle, numpy as np
@@ -70,23 +72,31 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     allowed: ClassVar[Mapping[tuple[str, str], Any]] = {**NUMPY_GLOBALS, **_CONTAINER_GLOBALS}
     """``(module, name)`` -> the object returned for it; extend in a subclass, never loosen to modules."""
+    refusal_hint: ClassVar[str] = "only NumPy arrays and plain containers are read"
+    """What the reader accepts, said after a refused global's name."""
 
     def __init__(self, file: BinaryIO, *, source: str = "pickle") -> None:
         # latin1: arrays pickled by Python 2 store their bytes as str (NumPy's own advice).
         super().__init__(file, encoding="latin1")
         self.source = source
+        self.requested: set[str] = set()
+        """Every global the pickle asked for and got (``module.name``)."""
 
     def find_class(self, module: str, name: str) -> Any:
         """The allowed object for ``module.name``; anything else raises :class:`UnpicklingRefused`."""
         if module == "__builtin__":  # protocol <= 2 pickles name builtins the Python 2 way
             module = "builtins"
-        try:
-            return self.allowed[(module, name)]
-        except KeyError:
-            raise UnpicklingRefused(
-                f"{self.source}: refused to unpickle global {module}.{name} "
-                f"(only NumPy arrays and plain containers are read)"
-            ) from None
+        found = self.allowed.get((module, name))
+        if found is None:
+            found = self.find_unlisted(module, name)
+        if found is None:
+            raise UnpicklingRefused(f"{self.source}: refuses global {module}.{name}; {self.refusal_hint}")
+        self.requested.add(f"{module}.{name}")
+        return found
+
+    def find_unlisted(self, module: str, name: str) -> Any | None:
+        """A stand-in for a global outside ``allowed``, or ``None`` to refuse it (the default)."""
+        return None
 
     def persistent_load(self, pid: Any) -> Any:
         """Persistent ids would reach outside the file; refused."""

@@ -1,6 +1,6 @@
 """``invertavatar convert release-encoders PKL --prior DIR --out DIR`` (docs/release-weights.md).
 
-Reads the released few-shot snapshot (``FSInvertAvatar.pkl``) with the prior package's restricted
+Reads the released few-shot snapshot (``FSInvertAvatar.pkl``) with the restricted release
 unpickler (nothing embedded in it runs), converts ``G``'s encoders with the release settings and
 writes a model checkpoint: ``config.json`` (the experiment), ``prior/`` (the converted prior given
 by ``--prior``), ``encoders/{latent,texture,static}/`` and ``conversion.json`` (what was left out
@@ -17,6 +17,7 @@ from invertavatar_core.config.experiment import ExperimentConfig, default_regist
 from invertavatar_core.inversion.models import EXPERIMENT_FILE, InversionModels, component_dir
 from invertavatar_core.io.atomic import atomic_directory, check_output_dir
 from invertavatar_core.io.checkpoints import RUN_KIND, load_component
+from invertavatar_core.io.release_pickle import load_release_pickle, record_state_dict
 
 __all__ = ["CONVERSION_REPORT", "register", "run"]
 
@@ -56,7 +57,6 @@ def _prior_folder(path: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.pkl`` with the prior ``args.prior`` into ``args.out``; prints the report."""
     from invertavatar_encoders.release.mapping import RELEASE_INVERTER, convert_encoders
-    from invertavatar_prior_next3d.release.unpickle import load_release_pickle, record_state_dict
 
     pkl, out = Path(args.pkl), Path(args.out)
     if not pkl.is_file():

@@ -19,8 +19,8 @@ import torch
 
 from invertavatar_core.io.atomic import atomic_directory, check_output_dir
 from invertavatar_core.io.checkpoints import COMPONENT_KIND, CONFIG_FILE, WEIGHTS_FILE, save_component
+from invertavatar_core.io.release_pickle import ModuleRecord, load_release_pickle, record_state_dict
 from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
-from invertavatar_prior_next3d.release.unpickle import ModuleRecord, load_release_pickle, record_state_dict
 
 __all__ = [
     "CONVERSION_REPORT",

@@ -1,11 +1,15 @@
 """Read the authors' persistence pickles without executing anything they embed (docs/release-weights.md).
 
+Both release converters read them (``convert release-prior`` in invertavatar-prior-next3d,
+``convert release-encoders`` in invertavatar-encoders), so the reader lives here, beside the
+allow-list mechanism it extends (:mod:`invertavatar_core.io.restricted_unpickle`).
+
 The released snapshots are StyleGAN-style *persistence* pickles: each persistent module is stored
 as a call ``_reconstruct_persistent_obj(meta)`` whose ``meta`` carries the module's Python source,
 its class name and its ``__dict__`` (parameters, buffers, children, ``_init_args`` /
 ``_init_kwargs``). The official loader ``exec()``s that source. Here nothing is executed:
 
-- :class:`RestrictedUnpickler` resolves only the globals of its allow-list: the tensor / storage
+- :class:`ReleaseUnpickler` resolves only the globals of its allow-list: the tensor / storage
   rebuilders, plain containers and numeric numpy scalars. Storages are read back by
   ``torch.load(weights_only=True)``.
 - The persistence reconstructor and every module class of the release (``torch.nn``, the
@@ -19,20 +23,21 @@ import hashlib
 import io
 import pickle
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch._utils
 
+from invertavatar_core.io.restricted_unpickle import RestrictedUnpickler, UnpicklingRefused
+
 __all__ = [
     "RELEASE_MODULE_PREFIXES",
     "ModuleRecord",
-    "RefusedGlobal",
-    "RestrictedUnpickler",
+    "ReleaseUnpickler",
     "load_release_pickle",
     "named_records",
     "record_state_dict",
@@ -46,10 +51,6 @@ RELEASE_MODULE_PREFIXES = (
     "torch_utils",
 )
 """Modules whose classes become inert records instead of being imported."""
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """The pickle asked for a global outside the allow-list."""
 
 
 @dataclass
@@ -132,13 +133,13 @@ def _load_storage(data: bytes) -> Any:
 def _numpy_dtype(*args: object) -> np.dtype:
     dtype = np.dtype(*args)
     if dtype.hasobject:
-        raise RefusedGlobal(f"numpy dtype {dtype} holds Python objects; only numeric dtypes are allowed")
+        raise UnpicklingRefused(f"numpy dtype {dtype} holds Python objects; only numeric dtypes are allowed")
     return dtype
 
 
 def _numpy_scalar(dtype: np.dtype, data: bytes = b"") -> np.generic:
     if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise RefusedGlobal("numpy scalar of a non-numeric dtype")
+        raise UnpicklingRefused("numpy scalar of a non-numeric dtype")
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
@@ -146,69 +147,46 @@ class _PlainDict(dict):
     """``dnnlib.util.EasyDict`` read as a plain dict (it only adds attribute access)."""
 
 
-_ALLOWED: dict[str, Callable[..., Any]] = {
-    "collections.OrderedDict": OrderedDict,
-    "torch._utils._rebuild_tensor_v2": torch._utils._rebuild_tensor_v2,
-    "torch._utils._rebuild_parameter": torch._utils._rebuild_parameter,
-    "torch.storage._load_from_bytes": _load_storage,
-    "torch.Size": torch.Size,
-    "numpy.dtype": _numpy_dtype,
-    "numpy.core.multiarray.scalar": _numpy_scalar,
-    "numpy._core.multiarray.scalar": _numpy_scalar,
-    "dnnlib.util.EasyDict": _PlainDict,
-    "torch_utils.persistence._reconstruct_persistent_obj": _reconstruct_persistent,
-}
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only ``allowed`` globals and turns ``record_prefixes`` classes into records.
+class ReleaseUnpickler(RestrictedUnpickler):
+    """The restricted unpickler with the release's allow-list; classes under ``record_prefixes`` become records.
 
     Example:
-        >>> RestrictedUnpickler(io.BytesIO(pickle.dumps(print))).load()  # doctest: +SKIP
-        RefusedGlobal: ... refuses global builtins.print ...
+        >>> ReleaseUnpickler(io.BytesIO(pickle.dumps(print))).load()  # doctest: +SKIP
+        UnpicklingRefused: ... refuses global builtins.print ...
     """
 
-    def __init__(
-        self,
-        file: BinaryIO,
-        *,
-        source: str = "<pickle>",
-        allowed: Mapping[str, Callable[..., Any]] = _ALLOWED,
-        record_prefixes: tuple[str, ...] = RELEASE_MODULE_PREFIXES,
-    ) -> None:
-        super().__init__(file)
-        self.source, self.allowed, self.record_prefixes = source, dict(allowed), record_prefixes
-        self.requested: set[str] = set()
-        """Every global the pickle asked for (the allowed and recorded ones)."""
+    allowed: ClassVar[Mapping[tuple[str, str], Any]] = {
+        ("collections", "OrderedDict"): OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+        ("torch.storage", "_load_from_bytes"): _load_storage,
+        ("torch", "Size"): torch.Size,
+        ("numpy", "dtype"): _numpy_dtype,
+        ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        ("dnnlib.util", "EasyDict"): _PlainDict,
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent,
+    }
+    refusal_hint: ClassVar[str] = "a release checkpoint needs only tensors, plain containers and module records"
+    record_prefixes: ClassVar[tuple[str, ...]] = RELEASE_MODULE_PREFIXES
+    """Modules whose classes are read as inert :class:`ModuleRecord` s."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        """Resolve a global from the allow-list, as a record class, or refuse it by name."""
-        full = f"{module}.{name}"
-        if full in self.allowed:
-            self.requested.add(full)
-            return self.allowed[full]
-        if any(module == p or module.startswith(p + ".") for p in self.record_prefixes):
-            if "." in name or name.startswith("_"):
-                raise RefusedGlobal(f"{self.source}: refuses global {full} (not a class name)")
-            self.requested.add(full)
-            return _record_class(module, name)
-        raise RefusedGlobal(
-            f"{self.source}: refuses global {full}; a release checkpoint needs only tensors, plain containers "
-            "and module records"
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        """Plain pickles carry no persistent ids; one here means a format this reader does not know."""
-        raise pickle.UnpicklingError(f"{self.source}: unexpected persistent id {pid!r}")
+    def find_unlisted(self, module: str, name: str) -> Any | None:
+        """A record class for a class under ``record_prefixes``; ``None`` (refused) for anything else."""
+        if not any(module == p or module.startswith(p + ".") for p in self.record_prefixes):
+            return None
+        if "." in name or name.startswith("_"):
+            raise UnpicklingRefused(f"{self.source}: refuses global {module}.{name} (not a class name)")
+        return _record_class(module, name)
 
 
 def load_release_pickle(path: str | Path) -> Any:
-    """Unpickle a release snapshot with :class:`RestrictedUnpickler` (its embedded code is never run)."""
+    """Unpickle a release snapshot with :class:`ReleaseUnpickler` (its embedded code is never run)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     with path.open("rb") as handle:
-        return RestrictedUnpickler(handle, source=str(path)).load()
+        return ReleaseUnpickler(handle, source=str(path)).load()
 
 
 def named_records(record: ModuleRecord, prefix: str = "") -> Iterator[tuple[str, ModuleRecord]]:

@@ -10,17 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from invertavatar_prior_next3d.release.unpickle import (
-    ModuleRecord,
-    RefusedGlobal,
-    RestrictedUnpickler,
-    load_release_pickle,
-    record_state_dict,
-)
+from invertavatar_core.io.release_pickle import ModuleRecord, ReleaseUnpickler, load_release_pickle, record_state_dict
+from invertavatar_core.io.restricted_unpickle import RestrictedUnpickler, UnpicklingRefused
 
 
 def _load(data: bytes):
-    return RestrictedUnpickler(io.BytesIO(data), source="crafted.pkl").load()
+    return ReleaseUnpickler(io.BytesIO(data), source="crafted.pkl").load()
 
 
 class _Call:
@@ -36,7 +31,7 @@ class _Call:
 def test_os_system_is_refused_by_name_and_never_called(tmp_path):
     marker = tmp_path / "ran"
     data = pickle.dumps({"G_ema": _Call(os.system, f"touch {marker}")})
-    with pytest.raises(RefusedGlobal, match=r"crafted\.pkl: refuses global (os|posix)\.system"):
+    with pytest.raises(UnpicklingRefused, match=r"crafted\.pkl: refuses global (os|posix)\.system"):
         _load(data)
     assert not marker.exists()
 
@@ -44,7 +39,7 @@ def test_os_system_is_refused_by_name_and_never_called(tmp_path):
 def test_builtins_eval_is_refused_by_name(tmp_path):
     marker = tmp_path / "ran"
     data = pickle.dumps([_Call(eval, f"open({str(marker)!r}, 'w')")])
-    with pytest.raises(RefusedGlobal, match=r"refuses global builtins\.eval"):
+    with pytest.raises(UnpicklingRefused, match=r"refuses global builtins\.eval"):
         _load(data)
     assert not marker.exists()
 
@@ -52,7 +47,7 @@ def test_builtins_eval_is_refused_by_name(tmp_path):
 def test_private_names_under_record_prefixes_are_refused():
     # A record prefix turns classes into records; it must not expose functions such as torch.nn's helpers.
     data = pickle.dumps(_Call(torch.nn.modules.module._addindent, "x", 2))
-    with pytest.raises(RefusedGlobal, match=r"torch\.nn\.modules\.module\._addindent"):
+    with pytest.raises(UnpicklingRefused, match=r"torch\.nn\.modules\.module\._addindent"):
         _load(data)
 
 
@@ -121,3 +116,20 @@ def test_records_copy_like_dataclasses():
     assert shallow.children["0"] is record.children["0"]
     assert deep.children["0"] is not record.children["0"]
     assert torch.equal(record_state_dict(deep)["0.weight"], record_state_dict(record)["0.weight"])
+
+
+def test_release_reader_shares_the_mechanism_not_the_allow_list():
+    import numpy as np
+
+    tensor = pickle.dumps(torch.arange(3.0), protocol=4)
+    with pytest.raises(
+        UnpicklingRefused, match=r"x\.pkl: refuses global torch\._utils\._rebuild_tensor_v2; only NumPy"
+    ):
+        RestrictedUnpickler(io.BytesIO(tensor), source="x.pkl").load()
+    reader = ReleaseUnpickler(io.BytesIO(tensor), source="x.pkl")
+    assert reader.load().tolist() == [0.0, 1.0, 2.0]
+    assert "torch._utils._rebuild_tensor_v2" in reader.requested
+    array = pickle.dumps(np.arange(3), protocol=2)
+    assert RestrictedUnpickler(io.BytesIO(array)).load().tolist() == [0, 1, 2]
+    with pytest.raises(UnpicklingRefused, match=r"_reconstruct; a release checkpoint needs only tensors"):
+        _load(array)
