@@ -3,14 +3,19 @@
 import argparse
 import json
 
-from invertavatar_core.config import default_registry, load_experiment
-
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add the ``config`` command group."""
-    parser = subparsers.add_parser("config", help="show resolved experiment configs and component schemas")
+    parser = subparsers.add_parser(
+        "config",
+        help="show resolved experiment configs and component schemas",
+        description="Experiment configs: print one fully resolved (every default filled in), or the JSON "
+        "schema of one component's settings.",
+        epilog="examples:\n  invertavatar config show experiment.yaml\n  invertavatar config schema aggregator conv_gru",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     show = sub.add_parser("show", help="print the fully resolved config of an experiment file")
     show.add_argument("file", help="YAML or JSON experiment config")
@@ -23,12 +28,16 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
 
 def run_show(args: argparse.Namespace) -> int:
     """Print the resolved experiment config as JSON."""
+    from invertavatar_core.config import load_experiment
+
     print(load_experiment(args.file).model_dump_json(indent=2))
     return 0
 
 
 def run_schema(args: argparse.Namespace) -> int:
     """Print a component config's JSON schema."""
+    from invertavatar_core.config import default_registry
+
     config_cls = default_registry().config_cls(args.kind, args.name)
     print(json.dumps(config_cls.model_json_schema(), indent=2))
     return 0
