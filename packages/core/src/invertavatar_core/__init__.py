@@ -3,29 +3,35 @@
 The public API is re-exported here; everything else is importable from its own module.
 """
 
-from invertavatar_core.checkpoint import CheckpointError, load_component, save_component
-from invertavatar_core.components import (
-    KINDS,
-    AggregatorConfig,
-    ComponentConfig,
-    EncoderConfig,
-    InverterConfig,
-    LandmarkDetectorConfig,
-    MetricConfig,
-    MorphableModelConfig,
-    PriorConfig,
-    RasterizerConfig,
-)
-from invertavatar_core.config import ExperimentConfig, load_experiment
-from invertavatar_core.plugins import PROJECT_NAME, get_plugin_manager, hookimpl
-from invertavatar_core.registry import (
-    DuplicateComponentError,
-    RegistrationError,
-    Registry,
-    UnknownComponentError,
-    build_registry,
-)
+from invertavatar_core.lazy_exports import lazy_exports
 from invertavatar_core.version import __version__
+
+_EXPORTS = {
+    "CheckpointError": "invertavatar_core.checkpoint",
+    "load_component": "invertavatar_core.checkpoint",
+    "save_component": "invertavatar_core.checkpoint",
+    "KINDS": "invertavatar_core.components",
+    "AggregatorConfig": "invertavatar_core.components",
+    "ComponentConfig": "invertavatar_core.components",
+    "EncoderConfig": "invertavatar_core.components",
+    "InverterConfig": "invertavatar_core.components",
+    "LandmarkDetectorConfig": "invertavatar_core.components",
+    "MetricConfig": "invertavatar_core.components",
+    "MorphableModelConfig": "invertavatar_core.components",
+    "PriorConfig": "invertavatar_core.components",
+    "RasterizerConfig": "invertavatar_core.components",
+    "ExperimentConfig": "invertavatar_core.config",
+    "load_experiment": "invertavatar_core.config",
+    "PROJECT_NAME": "invertavatar_core.plugins",
+    "get_plugin_manager": "invertavatar_core.plugins",
+    "hookimpl": "invertavatar_core.plugins",
+    "DuplicateComponentError": "invertavatar_core.registry",
+    "RegistrationError": "invertavatar_core.registry",
+    "Registry": "invertavatar_core.registry",
+    "UnknownComponentError": "invertavatar_core.registry",
+    "build_registry": "invertavatar_core.registry",
+}
+"""Public name -> the module defining it (imported on first use)."""
 
 __all__ = [
     "KINDS",
@@ -53,3 +59,5 @@ __all__ = [
     "load_experiment",
     "save_component",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -2,24 +2,25 @@
 
 import argparse
 
-from invertavatar_core.config import default_registry, load_config_data
-from invertavatar_core.sweep import Sweep
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument, add_set_argument
 
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add the ``sweep`` command."""
-    parser = subparsers.add_parser("sweep", help="run an ablation sweep over registry names and settings")
-    parser.add_argument("--config", required=True, help="base experiment config (YAML or JSON)")
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=V1,V2",
-        help="dotted override with one or more values (repeatable; the product is swept)",
+    parser = subparsers.add_parser(
+        "sweep",
+        help="run an ablation sweep over registry names and settings",
+        description="Expand --set values into the product of sweep points, validate every point first, then "
+        "train and/or evaluate each into its own folder; finished points are skipped, so a sweep resumes.",
+        epilog="examples:\n"
+        "  invertavatar sweep --config experiment.yaml --set aggregator.name=conv_gru,conv_fusion,mean --dry-run\n"
+        "  invertavatar sweep --config experiment.yaml --set aggregator.name=conv_gru,mean --train incremental",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--config", required=True, help="base experiment config (YAML or JSON)")
+    add_set_argument(parser, "aggregator.name=conv_gru,mean", sweep=True)
     parser.add_argument("--dry-run", action="store_true", help="validate and list the points, run nothing")
     parser.add_argument("--out", default="runs/sweep", help="output folder (finished points are skipped)")
     parser.add_argument(
@@ -31,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
         help="train this stage at every point first (latent / oneshot / incremental; repeatable, in order)",
     )
     parser.add_argument("--no-evaluate", action="store_true", help="only train; do not evaluate the points")
-    parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -40,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     import functools
 
     from invertavatar_core.cli import UserError
+    from invertavatar_core.compute import resolve_device
+    from invertavatar_core.config import default_registry, load_config_data
+    from invertavatar_core.sweep import Sweep
     from invertavatar_core.sweep_runner import check_point, run_point
 
     sweep = Sweep(load_config_data(args.config), args.sets, default_registry())
@@ -56,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{len(sweep.points)} valid points")
         return 0
-    runner = functools.partial(run_point, stages=tuple(args.stages), evaluate=evaluate, device=args.device)
+    device = str(resolve_device(args.device))
+    runner = functools.partial(
+        run_point, stages=tuple(args.stages), evaluate=evaluate, device=device, progress=not args.no_progress
+    )
     rows = sweep.run(runner, args.out, progress=print)
     print(f"{len(rows)} points; results in {args.out}/results.md")
     return 0

@@ -9,8 +9,12 @@ holding the model checkpoint that ``invertavatar reconstruct --checkpoint`` and 
 import argparse
 import importlib
 
-from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
-from invertavatar_core.config import default_registry
+from invertavatar_core.cli.experiment_args import (
+    add_device_argument,
+    add_experiment_arguments,
+    add_progress_argument,
+    experiment_from_args,
+)
 
 __all__ = ["STAGES", "register"]
 
@@ -25,28 +29,53 @@ STAGES: dict[str, tuple[str, str, str]] = {
 }
 """Stage name -> (module, function, help)."""
 
+_DESCRIPTIONS = {
+    "latent": "Stage 1: train E_latent (image -> w+ codes of the frozen prior) on renders of the prior, "
+    "and on real frames when data.root is set. The prior is training.prior_weights (from 'invertavatar "
+    "train prior'); without it the prior has random weights.",
+    "oneshot": "Stage 2: train the one-shot texture (E_tex) and tri-plane (E_tri) encoders on top of stage 1 "
+    "(training.init_from: the latent run folder).",
+    "incremental": "Stage 3: train the recurrent decoders and the aggregator for frame-by-frame inversion, "
+    "starting from stage 2 (training.init_from: the oneshot run folder).",
+}
+_PREVIOUS = {"latent": None, "oneshot": "latent", "incremental": "oneshot"}
+
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add ``train latent``, ``train oneshot`` and ``train incremental``."""
     for stage, (_, _, help_text) in STAGES.items():
-        parser = groups["train"].add_parser(stage, help=help_text)
+        example = f"invertavatar train {stage} --config experiment.yaml --steps 2000 --out runs/{stage}"
+        if _PREVIOUS[stage]:
+            example += f" \\\n      --set training.init_from=runs/{_PREVIOUS[stage]}"
+        parser = groups["train"].add_parser(
+            stage,
+            help=help_text,
+            description=_DESCRIPTIONS[stage],
+            epilog=f"example:\n  {example}\n\nstart a config with 'invertavatar config init'.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         add_experiment_arguments(
-            parser, config_help="experiment config (YAML or JSON)", set_example="training.steps=2000"
+            parser,
+            config_help="experiment config (YAML or JSON)",
+            set_example="training.batch_size=4",
+            steps_key="training.steps",
         )
         parser.add_argument("--out", help="run folder (overrides training.out_dir)")
-        parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
-        parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        add_device_argument(parser)
+        add_progress_argument(parser)
         parser.set_defaults(func=run, train_stage=stage)
 
 
 def run(args: argparse.Namespace) -> int:
     """Train one stage; prints where the model checkpoint is."""
+    from invertavatar_core.compute import resolve_device
+    from invertavatar_core.config import default_registry
     from invertavatar_core.distributed import Runtime
 
     experiment = experiment_from_args(args, "training.out_dir")
     module, function, _ = STAGES[args.train_stage]
     train = getattr(importlib.import_module(module), function)
-    runtime = Runtime.from_env(args.device)
+    runtime = Runtime.from_env(resolve_device(args.device))
     try:
         scalars = train(experiment, default_registry(), runtime, progress=not args.no_progress)
     finally:

@@ -13,6 +13,9 @@ def register(subparsers, groups) -> None:
         help="convert the official (pickled) FaceVerse .npy once into a pickle-free .npz",
         description="Unpickles IN.npy (only do this with the file you downloaded yourself) and writes its "
         "numeric arrays to OUT.npz, which the 'faceverse' model loads without unpickling.",
+        epilog="example:\n  invertavatar convert-faceverse faceverse_v3_1.npy faceverse_v3_1.npz\n\n"
+        "put the .npz in INVERTAVATAR_WEIGHTS_DIR to use it without a path",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", type=Path, help="faceverse_v3_1.npy")
     parser.add_argument("out", type=Path, help="output .npz")

@@ -12,6 +12,8 @@ overlay of the fitted mesh, in the layout of ``docs/dataset-layout.md``. A seque
 import argparse
 from pathlib import Path
 
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
+
 __all__ = ["register", "run"]
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -23,7 +25,12 @@ def register(subparsers, groups) -> None:
         "fit",
         help="fit a morphable model to photos or a video and write the dataset the encoders read",
         description="Detect landmarks, crop, fit identity/expression/eyes/camera, and write crops, EG3D cameras, "
-        "expression UV renders, UV unwraps, coefficients and overlays (docs/dataset-layout.md).",
+        "expression UV renders, UV unwraps, coefficients and overlays (docs/dataset-layout.md). A sequence "
+        "already in --out is skipped, so an interrupted run resumes.",
+        epilog="examples:\n"
+        "  invertavatar fit portrait.png --out fitted/\n"
+        "  invertavatar fit clip.mp4 --every 5 --max-frames 40 --model ict:FaceXModel/ --out fitted/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_VIDEO", help="images and/or videos")
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
@@ -46,7 +53,8 @@ def register(subparsers, groups) -> None:
     parser.add_argument("--every", type=int, default=1, help="use every k-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
     parser.add_argument("--steps", type=int, default=None, help="per-frame optimisation steps (default 100)")
-    parser.add_argument("--device", default=None, help="torch device (default: INVERTAVATAR_DEVICE or cpu)")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -80,11 +88,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from invertavatar_core.cli import UserError
+    from invertavatar_core.cli import UserError, count_noun
+    from invertavatar_core.compute import resolve_device
     from invertavatar_core.config import default_registry
     from invertavatar_core.datasets import FitDatasetWriter, FittedFrame
     from invertavatar_core.image_io import to_uint8
-    from invertavatar_core.settings import RuntimeSettings
     from invertavatar_core.uv_maps import canonical_vertices, render_expression_uv, unwrap_image, uv_unwrap_grid
     from invertavatar_faceverse.face_crop import crop_box, crop_image, smooth_boxes
     from invertavatar_faceverse.fitting import FitDivergedError, FittingConfig, LandmarkInputError, fit_video
@@ -96,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     registry = default_registry()
     if "mediapipe" not in registry.names("landmark_detector"):
         raise UserError('`fit` needs the MediaPipe landmark detector: pip install "invertavatar-faceverse[mediapipe]"')
-    device = torch.device(args.device or RuntimeSettings().device)
+    device = resolve_device(args.device)
     model_config = _model_config(args.model, args.mediapipe_canonical, registry)
     model = registry.create("morphable_model", model_config).to(device)
     rasterizer = registry.create("rasterizer", "torch")
@@ -120,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{sequence}: already fitted, skipped")
             continue
         boxes = []
-        for k, frame in enumerate(tqdm(frames, desc=f"{sequence}: landmarks", unit="frame")):
+        for k, frame in enumerate(tqdm(frames, desc=f"{sequence}: landmarks", unit="frame", disable=args.no_progress)):
             found = detector.detect(to_uint8(frame))
             if found is None:
                 raise UserError(f"{path}: no face found in frame {frame_names[k]}")
@@ -140,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         except (LandmarkInputError, FitDivergedError) as exc:
             raise UserError(f"{path}: {exc}") from None
         images = torch.stack(crops).to(device)
-        for k in tqdm(range(len(frames)), desc=f"{sequence}: writing", unit="frame"):
+        for k in tqdm(range(len(frames)), desc=f"{sequence}: writing", unit="frame", disable=args.no_progress):
             sl = slice(k, k + 1)
             ident, expr = result.identity[sl], result.expression[sl]
             eyes = None if result.eyes is None else result.eyes[sl]
@@ -179,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
             )
         error = result.relative_error
         mean, worst = float(error.mean()), float(error.max())
-        print(f"{sequence}: {len(frames)} frame(s), landmark error {mean:.2%} of the face size (max {worst:.2%})")
+        print(
+            f"{sequence}: {count_noun(len(frames), 'frame')}, landmark error {mean:.2%} of the face size "
+            f"(max {worst:.2%})"
+        )
     print(f"wrote {args.out}")
     return 0
