@@ -13,6 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from invertavatar_core.plugins import get_plugin_manager
+
 __all__ = ["COMMANDS", "HELP_ORDER", "UserError", "build_parser", "count_noun", "main"]
 
 COMMANDS: tuple[str, ...] = (
@@ -89,8 +91,6 @@ def _order_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (imports no torch model)."""
-    from invertavatar_core.plugins import get_plugin_manager
-
     parser = argparse.ArgumentParser(
         prog="invertavatar",
         description="Animatable 3D head avatars from one portrait or a few frames (InvertAvatar).",
