@@ -25,7 +25,13 @@ from invertavatar_core.config import ExperimentConfig, default_registry
 from invertavatar_core.distributed import Runtime
 from invertavatar_core.inversion import InversionPipeline, conform_to_prior, resize_square
 from invertavatar_core.inversion_models import InversionModels, component_dir
-from invertavatar_core.losses import build_identity_loss, build_perceptual_loss, discriminator_loss, r1_penalty
+from invertavatar_core.losses import (
+    LossTerms,
+    build_identity_loss,
+    build_perceptual_loss,
+    discriminator_loss,
+    r1_penalty,
+)
 from invertavatar_core.observation import Observation
 from invertavatar_core.protocols import PriorRender
 from invertavatar_core.registry import Registry
@@ -87,6 +93,12 @@ class EncoderStage:
 
     def _load_prior(self, path: Path | None) -> None:
         if path is None:
+            if self.experiment.training.init_from is None or "prior" not in self.init_parts:
+                log.warning(
+                    "training.prior_weights is not set: the prior has RANDOM weights, so the encoders learn to "
+                    "invert an untrained generator; train one with 'invertavatar train prior' and set "
+                    "training.prior_weights to its run folder's prior/"
+                )
             return
         config = read_component_config(path, self.registry, "prior")
         if config != self.experiment.prior:
@@ -156,6 +168,22 @@ class EncoderStage:
         return replace(obs, image=resize_square(obs.image, size)) if obs.image.shape[-1] != size else obs
 
     # ------------------------------------------------------------------ losses
+
+    def loss_scalars(self, terms: LossTerms) -> dict[str, float]:
+        """``terms.scalars()`` with the perceptual term logged under the metric that computed it.
+
+        The loss weight is lambda_lpips (Eq. 2, 3) whichever metric runs; a stand-in such as MS-SSIM
+        is logged as ``perceptual_ms_ssim`` so a curve is never mistaken for LPIPS, and a dropped term
+        is not logged.
+        """
+        name = self.perceptual.name if self.perceptual is not None else None
+        scalars = {}
+        for key, value in terms.scalars().items():
+            if key != "lpips" or name == "lpips":
+                scalars[key] = value
+            elif name is not None:
+                scalars[f"perceptual_{name}"] = value
+        return scalars
 
     def perceptual_term(self, prediction: Tensor, target: Tensor) -> Tensor:
         """Perceptual distance (zero when the term is dropped)."""

@@ -78,7 +78,7 @@ class LatentStage(EncoderStage):
             parts["w_delta"] = (ws[:, 1:] - ws[:, :1]).norm(dim=2).sum(1).mean()
             terms = weighted(parts, weights)
         ctx.optimize("latent", terms.total)
-        scalars = terms.scalars()
+        scalars = self.loss_scalars(terms)
         if weights.latent_adv:
             scalars.update(self._discriminator_step(ctx, ws.detach()))
         return scalars

@@ -90,7 +90,7 @@ class FeatureEncoderStage(EncoderStage):
             prediction = renders[0][0]
             parts["adv"] = generator_loss(self.discriminator(prediction.image, prediction.raw, None))
         terms = weighted(parts, weights)
-        return terms.total, terms.scalars()
+        return terms.total, self.loss_scalars(terms)
 
     def render_views(self, features: CanonicalFeatures, frames, per_avatar: int) -> PriorRender:
         """Render B avatars at their ``per_avatar`` frames each (avatar-major)."""
