@@ -1,6 +1,7 @@
 """The command line a new user meets: help, descriptions, options, device errors, threads, doctor."""
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -151,3 +152,11 @@ def test_version_names_torch_cuda_and_plugins(capsys):
 
 def test_count_noun():
     assert [count_noun(n, "frame") for n in (0, 1, 2)] == ["0 frames", "1 frame", "2 frames"]
+
+
+def test_component_schemas_cite_no_outside_documents(full_registry):
+    """``invertavatar config schema`` shows config docstrings: they cite the paper, not notes outside the repo."""
+    for entry in full_registry.entries():
+        schema = json.dumps(full_registry.config_cls(entry.kind, entry.name).model_json_schema())
+        assert not re.search(r"reference \d", schema), f"{entry.kind} {entry.name}"
+        assert not re.search(r"reference \d", entry.description or ""), f"{entry.kind} {entry.name}"

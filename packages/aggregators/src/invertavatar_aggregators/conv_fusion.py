@@ -24,7 +24,7 @@ class ConvFusionAggregatorConfig(AggregatorConfig):
 
     name: Literal["conv_fusion"] = "conv_fusion"
     window: int = Field(4, ge=1)
-    """Frames fused at once (4 in the released baseline, reference 2.11)."""
+    """Frames fused at once (4 in the released baseline)."""
     kernel_size: int = Field(3, ge=1)
     """Kernel of the fusion convolution (odd)."""
     negative_slope: float = 0.2

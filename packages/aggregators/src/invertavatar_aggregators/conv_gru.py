@@ -22,7 +22,7 @@ __all__ = ["ConvGRUAggregator", "ConvGRUAggregatorConfig"]
 
 
 class ConvGRUAggregatorConfig(AggregatorConfig):
-    """Eq. 1 with a configurable kernel; hidden size = feature size (reference 2.11)."""
+    """Eq. 1 with a configurable kernel; hidden size = feature size, as in the released model."""
 
     name: Literal["conv_gru"] = "conv_gru"
     kernel_size: int = Field(3, ge=1)

@@ -47,7 +47,7 @@ def crop_box(landmarks: Tensor) -> CropBox:
 
 
 def smooth_boxes(boxes: list[CropBox], sigma: float = 3.0) -> list[CropBox]:
-    """Gaussian-smooth a video's boxes over time (sigma in frames, reference 1.4: 3.0)."""
+    """Gaussian-smooth a video's boxes over time (sigma in frames; the authors' preprocessing uses 3.0)."""
     if len(boxes) < 2 or sigma <= 0:
         return boxes
     values = torch.tensor([[b.x0 + b.side / 2, b.y0 + b.side / 2, b.side] for b in boxes], dtype=torch.float64)

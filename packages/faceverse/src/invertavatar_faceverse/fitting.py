@@ -5,7 +5,7 @@ camera, an EG3D label with the FFHQ intrinsics, so the fit yields each frame's l
 the expression UV render of the fitted coefficients needs no pose at all. Projection goes through
 :func:`invertavatar_core.cameras.project_points`.
 
-Loss (reference 3.4): ``1e3 x`` the region-weighted mean squared landmark error in units of the
+Loss (as in the authors' released fitter): ``1e3 x`` the region-weighted mean squared landmark error in units of the
 image size (lips 5, eyes 50, brows 5, irises 5, others 1) ``+ 3e-3 |id|^2 + 1e-3 |exp|^2``; for
 videos ``+ 0.1 |d rot|^2 + 0.1 |d trans|^2`` between consecutive frames. Expression weights are
 clamped to be non-negative after every step. Adam with lr 5e-2 for the first frame(s), 1e-2
@@ -38,47 +38,47 @@ __all__ = [
 
 
 class FittingConfig(BaseModel):
-    """Weights and schedule of the landmark fit (numbers from reference 3.4 unless noted)."""
+    """Weights and schedule of the landmark fit (numbers from the authors' released fitter unless noted)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    landmark_weight: float = 1e3  # reference 3.4
+    landmark_weight: float = 1e3  # the authors' released fitter
     """Weight of the region-weighted mean squared landmark error (in image-size units)."""
-    identity_weight: float = 3e-3  # reference 3.4
+    identity_weight: float = 3e-3  # the authors' released fitter
     """Weight of ``|id|^2``."""
-    expression_weight: float = 1e-3  # reference 3.4
+    expression_weight: float = 1e-3  # the authors' released fitter
     """Weight of ``|exp|^2``."""
     eye_weight: float = 1e-3
     """Weight of ``|eyes|^2`` (ours: keeps the gaze at rest when the irises say nothing)."""
-    rotation_smoothness: float = 0.1  # reference 3.4
+    rotation_smoothness: float = 0.1  # the authors' released fitter
     """Weight of ``|rot_t - rot_(t-1)|^2`` (axis-angle) in videos."""
-    translation_smoothness: float = 0.1  # reference 3.4
+    translation_smoothness: float = 0.1  # the authors' released fitter
     """Weight of ``|trans_t - trans_(t-1)|^2`` (canonical units) in videos."""
     regions: RegionWeights = RegionWeights()
     """Per-region landmark weights (lips 5, eyes 50, brows 5, irises 5, others 1)."""
-    first_lr: float = 5e-2  # reference 3.4
+    first_lr: float = 5e-2  # the authors' released fitter
     """Adam learning rate while identity is fitted."""
-    lr: float = 1e-2  # reference 3.4
+    lr: float = 1e-2  # the authors' released fitter
     """Adam learning rate once identity is frozen."""
-    betas: tuple[float, float] = (0.8, 0.95)  # reference 3.4
+    betas: tuple[float, float] = (0.8, 0.95)  # the authors' released fitter
     """Adam betas before the switch."""
-    late_lr: float = 1e-3  # reference 3.4
+    late_lr: float = 1e-3  # the authors' released fitter
     """Learning rate after ``switch_fraction`` of the steps."""
-    late_betas: tuple[float, float] = (0.5, 0.9)  # reference 3.4
+    late_betas: tuple[float, float] = (0.5, 0.9)  # the authors' released fitter
     """Adam betas after the switch."""
-    switch_fraction: float = 0.6  # reference 3.4
+    switch_fraction: float = 0.6  # the authors' released fitter
     """Fraction of the steps after which the late settings apply."""
     steps: int = 200
     """Steps of the per-frame stage. The reference tracker (3.4) spends 100 per frame, each frame
     warm-started from its predecessor; here a batch of frames starts from one solution, so it
     gets more (still far fewer in total: the batch shares them)."""
-    identity_steps: int = 500  # reference 3.4: the first frame gets 5x more
+    identity_steps: int = 500  # the authors' fitter: the first frame gets 5x more
     """Steps of the identity stage (and of single images)."""
     identity_frames: int = 4
     """Frames of a video whose landmarks determine the identity."""
     batch_frames: int = 64
     """Frames optimised together in the per-frame stage (bounds memory)."""
-    early_stop: float = 5e-5  # reference 3.4
+    early_stop: float = 5e-5  # the authors' released fitter
     """Stop a stage once the landmark loss is below this (after the switch)."""
     max_error: float = 0.1
     """Mean reprojection error, as a fraction of the face size, above which the fit has diverged."""
@@ -279,7 +279,7 @@ def _stage(
 
     def clamp():
         with torch.no_grad():
-            expression.clamp_(min=0.0)  # blendshape weights are non-negative (reference 3.4)
+            expression.clamp_(min=0.0)  # blendshape weights are non-negative (as in the authors' fitter)
 
     _optimise(params, closure, steps, lr, config, clamp)
     return (

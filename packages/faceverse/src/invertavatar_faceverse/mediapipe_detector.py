@@ -5,6 +5,11 @@ the last wheel that bundles its face models). Points are returned in continuous 
 coordinates: x = 0 at the left edge of the image, a pixel's centre at ``j + 0.5``.
 """
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -19,11 +24,35 @@ __all__ = ["MediaPipeLandmarkDetector", "MediaPipeLandmarkDetectorConfig"]
 
 
 class MediaPipeLandmarkDetectorConfig(LandmarkDetectorConfig):
-    """Settings of MediaPipe FaceMesh (static-image mode, refined landmarks: reference 3.4)."""
+    """Settings of MediaPipe FaceMesh (static-image mode, refined landmarks, as the authors' fitter runs it)."""
 
     name: Literal["mediapipe"] = "mediapipe"
     min_detection_confidence: float = Field(0.5, ge=0.0, le=1.0)
     """Face detector threshold; below it the image counts as having no face."""
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hold back what MediaPipe's C++ side (TFLite, absl) writes to the process's stderr.
+
+    Building the graph and running it print INFO/WARNING lines ("Created TensorFlow Lite XNNPACK
+    delegate", "Feedback manager requires ...") straight to file descriptor 2, between our own
+    output and progress bars. They are kept in a temporary file and shown only if the call fails.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 class MediaPipeLandmarkDetector:
@@ -40,12 +69,13 @@ class MediaPipeLandmarkDetector:
                 "landmark detector 'mediapipe' needs the mediapipe package: "
                 'pip install "invertavatar-faceverse[mediapipe]"'
             ) from exc
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=self.config.min_detection_confidence,
-        )
+        with _quiet_native_stderr():
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=self.config.min_detection_confidence,
+            )
 
     def detect(self, image) -> Tensor | None:
         """Landmarks of the most prominent face, ``(478, 2)`` float32 pixels, or None."""
@@ -54,7 +84,8 @@ class MediaPipeLandmarkDetector:
             raise ValueError(
                 f"mediapipe detector: expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}"
             )
-        result = self._mesh.process(np.ascontiguousarray(array))
+        with _quiet_native_stderr():
+            result = self._mesh.process(np.ascontiguousarray(array))
         if not result.multi_face_landmarks:
             return None
         points = result.multi_face_landmarks[0].landmark

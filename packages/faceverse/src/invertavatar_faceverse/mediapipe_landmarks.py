@@ -133,13 +133,13 @@ def named_landmarks() -> Tensor:
 
 @dataclass(frozen=True)
 class RegionWeights:
-    """Per-region landmark weights of the fitting loss (reference 3.4)."""
+    """Per-region landmark weights of the fitting loss (as in the authors' fitter)."""
 
-    lips: float = 5.0  # reference 3.4
-    eyes: float = 50.0  # reference 3.4
-    brows: float = 5.0  # reference 3.4
-    irises: float = 5.0  # reference 3.4
-    other: float = 1.0  # reference 3.4
+    lips: float = 5.0  # the authors' fitter
+    eyes: float = 50.0  # the authors' fitter
+    brows: float = 5.0  # the authors' fitter
+    irises: float = 5.0  # the authors' fitter
+    other: float = 1.0  # the authors' fitter
 
 
 def landmark_region_weights(weights: RegionWeights = RegionWeights()) -> Tensor:

@@ -98,7 +98,7 @@ class Next3DPriorConfig(PriorConfig):
     mouth_condition_row: float | None = Field(87 / 256, ge=0, le=1)  # reference 2.4: rows >= 87 of 256
     """Mouth-hole rows at or below this fraction of the UV render are conditioned on static features; ``null``: none."""
     truncation_cutoff: int | None = Field(None, ge=0)
-    """How many of the w+ copies truncation applies to (``null``: all 14, reference 2.2)."""
+    """How many of the w+ copies truncation applies to (``null``: all 14 as released)."""
 
     def sizes(self) -> PriorSizes:
         """The preset's sizes with this config's overrides applied."""

@@ -56,7 +56,7 @@ HEADS_WHAT = "LPIPS linear-head weights (e.g. LPIPS v0.1 alex.pth, keys lin0.mod
 
 
 class LPIPSConfig(MetricConfig):
-    """Config of :class:`LPIPS` (AlexNet variant, as the released losses use: reference 2.13)."""
+    """Config of :class:`LPIPS` (AlexNet variant, as the released losses use)."""
 
     name: Literal["lpips"] = "lpips"
     backbone_weights: Path | None = None
