@@ -160,3 +160,17 @@ def test_component_schemas_cite_no_outside_documents(full_registry):
         schema = json.dumps(full_registry.config_cls(entry.kind, entry.name).model_json_schema())
         assert not re.search(r"reference \d", schema), f"{entry.kind} {entry.name}"
         assert not re.search(r"reference \d", entry.description or ""), f"{entry.kind} {entry.name}"
+
+
+def test_train_steps_and_set_override_the_config(tmp_path):
+    from invertavatar_core.cli.experiment_args import experiment_from_args
+
+    path = tmp_path / "exp.yaml"
+    path.write_text("training:\n  steps: 100\n")
+    argv = ["train", "latent", "--config", str(path), "--steps", "7", "--set", "training.batch_size=3"]
+    args = build_parser().parse_args([*argv, "--out", str(tmp_path / "run")])
+    experiment = experiment_from_args(args, "training.out_dir")
+    assert (experiment.training.steps, experiment.training.batch_size) == (7, 3)
+    assert experiment.training.out_dir == tmp_path / "run"
+    with pytest.raises(ValueError, match="one value expected"):
+        experiment_from_args(build_parser().parse_args([*argv[:4], "--set", "training.steps=1,2"]), "training.out_dir")
