@@ -32,6 +32,7 @@ from invertavatar_core.losses import (
     discriminator_loss,
     r1_penalty,
 )
+from invertavatar_core.memory_estimate import MemoryEstimate, build_on_meta, count_parameters, ensure_fits
 from invertavatar_core.observation import Observation
 from invertavatar_core.protocols import PriorRender
 from invertavatar_core.registry import Registry
@@ -87,6 +88,30 @@ class EncoderStage:
         )
 
     # ------------------------------------------------------------------ setup
+
+    @classmethod
+    def images_per_step(cls, experiment: ExperimentConfig) -> int:
+        """Images rendered per optimiser step (what the memory estimate scales activations by)."""
+        return experiment.training.batch_size
+
+    @classmethod
+    def memory_estimate(cls, experiment: ExperimentConfig, registry: Registry) -> MemoryEstimate:
+        """The stage's memory estimate from its config (the networks are built on the meta device only)."""
+        models = build_on_meta(lambda: InversionModels.build(experiment, registry, device="meta"))
+        parts = {name: module for name, module, _ in models.parts()}
+        trained = count_parameters(parts[p] for p in cls.trainable if p in parts)
+        frozen = count_parameters(m for p, m in parts.items() if p not in cls.trainable)
+        info = models.prior.info
+        # Encoders may run above the prior's resolution (paper: 256 px encoders on a 512 px prior, or a tiny prior).
+        inputs = [getattr(m, "input_resolution", 0) for p, m in parts.items() if p != "prior"]
+        return MemoryEstimate(
+            what=f"training {cls.__name__} of experiment {experiment.name!r}",
+            trained_parameters=trained,
+            frozen_parameters=frozen,
+            images=cls.images_per_step(experiment),
+            image_resolution=max([info.image_resolution, *inputs]),
+            neural_resolution=info.neural_resolution,
+        )
 
     def _uses_identity(self) -> bool:
         return False
@@ -223,6 +248,7 @@ def run_stage(
     """Train ``stage_class`` into ``experiment.training.out_dir``, resuming from its checkpoint; the last scalars."""
     registry = registry or default_registry()
     runtime = runtime or Runtime.from_env()
+    ensure_fits(stage_class.memory_estimate(experiment, registry), runtime.device)
     stage = stage_class(experiment, registry, runtime)
     trainer = Trainer(
         stage, experiment.training, runtime=runtime, config=experiment, seed=experiment.seed, progress=progress

@@ -34,6 +34,15 @@ class IncrementalStage(FeatureEncoderStage):
 
     init_parts = ("prior", "latent", "texture", "static")
 
+    @classmethod
+    def images_per_step(cls, experiment: ExperimentConfig) -> int:
+        """Each item's supervised frames and novel views, plus one frame of the unsupervised prefix at a time.
+
+        The frames before the supervised ones run without gradients, so only one of them is alive at a time.
+        """
+        data = experiment.data
+        return experiment.training.batch_size * (1 + data.frames_per_sequence + data.novel_views)
+
     def __init__(self, experiment: ExperimentConfig, registry: Registry, runtime: Runtime | None = None) -> None:
         if experiment.aggregator is None:
             raise ValueError("stage 3 (train incremental) needs an aggregator; the experiment sets aggregator: null")

@@ -121,6 +121,11 @@ class OneShotStage(FeatureEncoderStage):
 
     init_parts = ("prior", "latent")
 
+    @classmethod
+    def images_per_step(cls, experiment: ExperimentConfig) -> int:
+        """Each item's source frame and its novel views."""
+        return experiment.training.batch_size * (1 + experiment.data.novel_views)
+
     def step(self, ctx: StepContext) -> Mapping[str, float]:
         """One synthetic (or, every other step with ``data.root``, real) batch."""
         training, data = self.experiment.training, self.experiment.data
