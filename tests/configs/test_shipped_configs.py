@@ -131,3 +131,12 @@ def test_paper_configs_are_refused_up_front_with_the_figures(full_registry, tmp_
         assert "Traceback" not in stderr
         assert not out.exists()
         assert peak < 2 << 30  # refused before any paper-size network was allocated
+
+
+def test_readme_experiment_example_is_an_excerpt_of_a_shipped_config():
+    readme = (ROOT / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(# (configs/\S+) \(excerpt\)\n.*?)```", readme, flags=re.S)
+    text, source = block
+    shipped = (ROOT / source).read_text().splitlines()
+    lines = [line for line in text.splitlines()[1:] if line.strip()]
+    assert lines and all(line in shipped for line in lines), lines

@@ -85,7 +85,7 @@ _SIZES: dict[str, dict[str, Any]] = {
 """Data and training sections of each preset (``paper``: the defaults, which are the paper's)."""
 
 _DESCRIPTIONS: dict[str, str] = {
-    "tiny": "every component at its test size (64 px); a training step takes seconds on one CPU core",
+    "tiny": "every component at its test size (64 px): a smoke run of 2 steps, each taking seconds on one CPU core",
     "small": "the tiny widths at 128 px; trains on a CPU in hours, on a GPU in minutes",
     "paper": "the published sizes (512 px); needs a large GPU (the memory estimate refuses it elsewhere)",
 }
