@@ -12,7 +12,7 @@ import torch
 
 from invertavatar_core.cli import HELP_ORDER, build_parser, count_noun, main
 from invertavatar_core.cli.experiment_args import DEVICE_HELP
-from invertavatar_core.compute import DEFAULT_THREADS, ENV_THREADS, prepare_threads, resolve_device
+from invertavatar_core.compute import ENV_THREADS, MAX_DEFAULT_THREADS, default_threads, prepare_threads, resolve_device
 
 
 @pytest.fixture
@@ -113,7 +113,9 @@ def test_resolve_device():
 
 
 def test_thread_policy_precedence(monkeypatch, restore_threads):
-    assert prepare_threads().threads == DEFAULT_THREADS and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_threads() == min(usable, MAX_DEFAULT_THREADS)
+    assert prepare_threads().threads == default_threads() and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv(ENV_THREADS, "3")
     assert (prepare_threads().threads, prepare_threads().source) == (3, ENV_THREADS)
     assert (prepare_threads(2).threads, prepare_threads(2).source) == (2, "--threads")
@@ -136,7 +138,7 @@ def test_doctor_reports_versions_device_threads_and_extras(capsys, restore_threa
     out = capsys.readouterr().out
     assert f"torch {torch.__version__}" in out
     assert "invertavatar-aggregators" in out and "invertavatar-faceverse" in out
-    assert f"torch threads    {DEFAULT_THREADS} (policy: {DEFAULT_THREADS} from default)" in out
+    assert f"torch threads    {default_threads()} (policy: {default_threads()} from default)" in out
     assert "OMP_WAIT_POLICY  PASSIVE" in out
     assert "mediapipe" in out and "INVERTAVATAR_WEIGHTS_DIR" in out
 

@@ -1,13 +1,16 @@
 """Where the work runs: the torch device and the CPU thread policy.
 
 Threads: torch's default (one OpenMP worker per core, spin-waiting between parallel regions)
-is the slowest choice whenever anything else uses the cores, and the models here are small
-enough that extra workers buy little even on an idle machine (``benchmarks/threads.py``,
-``benchmarks/RESULTS.md``). The policy is therefore: ``INVERTAVATAR_THREADS`` (or ``--threads``)
-when given, else :data:`DEFAULT_THREADS`; OpenMP workers sleep instead of spinning
-(``OMP_WAIT_POLICY=PASSIVE``) unless the user set a policy. The OpenMP variables only count
-when set before torch is imported, which is why :func:`prepare_threads` imports nothing heavy
-and ``invertavatar``'s entry point calls it before any command module imports torch.
+is the slowest choice whenever anything else uses the cores: the spinning workers take the CPU
+the others need (``benchmarks/threads.py``: 5-35x slower on 2 shared cores). The policy is
+therefore: ``INVERTAVATAR_THREADS`` (or ``--threads``) when given, else :func:`default_threads`
+(the usable cores, at most :data:`MAX_DEFAULT_THREADS`); OpenMP workers sleep instead of
+spinning (``OMP_WAIT_POLICY=PASSIVE``) unless the user set a policy. Measured on 2 shared
+cores with passive waits, the second thread won 5 of 6 figures (up to 2.4x on a busy machine)
+and lost one, the tiny training step on a lightly loaded machine, by up to 1.7x
+(``benchmarks/RESULTS.md``). The OpenMP variables only count when set before torch is imported,
+which is why :func:`prepare_threads` imports nothing heavy and ``invertavatar``'s entry point
+calls it before any command module imports torch.
 
 Nothing here imports torch at module level.
 """
@@ -16,10 +19,11 @@ import os
 from dataclasses import dataclass
 
 __all__ = [
-    "DEFAULT_THREADS",
     "ENV_THREADS",
+    "MAX_DEFAULT_THREADS",
     "ThreadSettings",
     "apply_threads",
+    "default_threads",
     "prepare_threads",
     "resolve_device",
     "thread_settings",
@@ -28,8 +32,8 @@ __all__ = [
 ENV_THREADS = "INVERTAVATAR_THREADS"
 """Environment variable: torch intra-op threads for invertavatar commands."""
 
-DEFAULT_THREADS = 1
-"""Intra-op threads when nothing is asked for: ties or wins on an idle and a busy machine (RESULTS.md)."""
+MAX_DEFAULT_THREADS = 4
+"""Cap of the default: the models run small kernels, where more workers mostly add synchronisation."""
 
 _WAIT_POLICY = "OMP_WAIT_POLICY"
 
@@ -56,19 +60,25 @@ def _parse_threads(value: str | int, origin: str) -> int:
     return threads
 
 
+def default_threads() -> int:
+    """Intra-op threads when nothing is asked for: the usable cores, at most :data:`MAX_DEFAULT_THREADS`."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(usable, MAX_DEFAULT_THREADS))
+
+
 def _choose(requested: int | None) -> tuple[int, str]:
     if requested is not None:
         return _parse_threads(requested, "--threads"), "--threads"
     if os.environ.get(ENV_THREADS):
         return _parse_threads(os.environ[ENV_THREADS], ENV_THREADS), ENV_THREADS
-    return DEFAULT_THREADS, "default"
+    return default_threads(), "default"
 
 
 def prepare_threads(requested: int | None = None) -> ThreadSettings:
     """Choose the thread count and set the OpenMP environment; call before importing torch for full effect.
 
     ``requested`` (``--threads``) wins over ``INVERTAVATAR_THREADS``, which wins over
-    :data:`DEFAULT_THREADS`. ``OMP_NUM_THREADS`` is set to the choice (a user's own value is left
+    :func:`default_threads`. ``OMP_NUM_THREADS`` is set to the choice (a user's own value is left
     alone) and ``OMP_WAIT_POLICY`` defaults to ``PASSIVE``. Raises ``ValueError`` for a bad count.
     """
     threads, source = _choose(requested)

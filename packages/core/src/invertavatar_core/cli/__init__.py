@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         metavar="N",
-        help="torch CPU threads (default: INVERTAVATAR_THREADS, else 1; see 'invertavatar doctor')",
+        help="torch CPU threads (default: INVERTAVATAR_THREADS, else the usable cores, at most 4; OpenMP "
+        "workers sleep while waiting; see 'invertavatar doctor')",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = subparsers.add_parser(
