@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from invertavatar_core.cli import build_parser
+from invertavatar_core.cli import build_parser, main
 from invertavatar_core.config import load_config_data, load_experiment
 from invertavatar_core.experiment_presets import PRESETS, preset_experiment_yaml
 from invertavatar_core.memory_estimate import BUDGET_ENV
@@ -118,25 +118,23 @@ def test_paper_configs_are_refused_up_front_with_the_figures(full_registry, tmp_
     )
     assert prior_memory_estimate(prior_config, full_registry).total_bytes > BUDGET
     # Through the command line, as a user meets it: one line with both figures, nothing written.
-    for args in (
-        ["train", "latent", "--config", str(experiment_file), "--set", "training.steps=1"],
-        ["train", "prior", "--config", str(CONFIGS / "paper" / "prior.yaml"), "--steps", "1"],
-    ):
-        out = tmp_path / args[1]
-        code, peak, stderr = _invertavatar(*args, "--out", str(out), tmp_path=tmp_path)
-        assert code != 0
-        message = stderr.strip().splitlines()[-1]
-        assert re.search(r"needs about \d+\.\d GiB", message), stderr
-        assert "only 8.0 GiB is available" in message, stderr
-        assert "Traceback" not in stderr
-        assert not out.exists()
-        assert peak < 2 << 30  # refused before any paper-size network was allocated
+    args = ["train", "latent", "--config", str(experiment_file), "--set", "training.steps=1"]
+    out = tmp_path / "latent"
+    code, peak, stderr = _invertavatar(*args, "--out", str(out), tmp_path=tmp_path)
+    assert code != 0
+    message = stderr.strip().splitlines()[-1]
+    assert re.search(r"train latent \(experiment 'paper'\) needs about \d+\.\d GiB", message), stderr
+    assert "only 8.0 GiB is available" in message, stderr
+    assert "Traceback" not in stderr
+    assert not out.exists()
+    assert peak < 2 << 30  # refused before any paper-size network was allocated
 
 
-def test_readme_experiment_example_is_an_excerpt_of_a_shipped_config():
-    readme = (ROOT / "README.md").read_text()
-    (block,) = re.findall(r"```yaml\n(# (configs/\S+) \(excerpt\)\n.*?)```", readme, flags=re.S)
-    text, source = block
-    shipped = (ROOT / source).read_text().splitlines()
-    lines = [line for line in text.splitlines()[1:] if line.strip()]
-    assert lines and all(line in shipped for line in lines), lines
+def test_paper_prior_config_is_refused_by_train_prior(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(BUDGET_ENV, "8G")
+    out = tmp_path / "prior"
+    assert main(["train", "prior", "--config", str(CONFIGS / "paper" / "prior.yaml"), "--out", str(out)]) != 0
+    message = capsys.readouterr().err.strip()
+    expected = r"invertavatar train: error: train prior needs about \d+\.\d GiB .*8\.0 GiB is available.*"
+    assert re.fullmatch(expected, message), message
+    assert not out.exists()

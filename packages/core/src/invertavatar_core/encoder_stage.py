@@ -53,6 +53,8 @@ class EncoderStage:
     """Parts initialised from ``training.init_from`` when it is set."""
     required_parts: tuple[str, ...] = ()
     """Parts the experiment must configure for this stage."""
+    label: str = "encoder training"
+    """What messages call the stage (``train latent``)."""
 
     def __init__(self, experiment: ExperimentConfig, registry: Registry, runtime: Runtime | None = None) -> None:
         self.experiment = experiment
@@ -105,7 +107,7 @@ class EncoderStage:
         # Encoders may run above the prior's resolution (paper: 256 px encoders on a 512 px prior, or a tiny prior).
         inputs = [getattr(m, "input_resolution", 0) for p, m in parts.items() if p != "prior"]
         return MemoryEstimate(
-            what=f"training {cls.__name__} of experiment {experiment.name!r}",
+            what=f"{cls.label} (experiment {experiment.name!r})",
             trained_parameters=trained,
             frozen_parameters=frozen,
             images=cls.images_per_step(experiment),

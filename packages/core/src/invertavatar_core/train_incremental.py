@@ -32,6 +32,8 @@ __all__ = ["IncrementalStage", "train_incremental"]
 class IncrementalStage(FeatureEncoderStage):
     """Stage 3: recurrent decoders (the experiment's ``aggregator`` must be set)."""
 
+    label = "train incremental"
+
     init_parts = ("prior", "latent", "texture", "static")
 
     @classmethod

@@ -33,6 +33,8 @@ __all__ = ["LatentStage", "train_latent"]
 class LatentStage(EncoderStage):
     """Stage 1: E_latent against its coarse renders, with D_W."""
 
+    label = "train latent"
+
     trainable = ("latent",)
     init_parts = ("prior",)
     sample_columns = 4

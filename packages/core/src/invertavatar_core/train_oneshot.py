@@ -119,6 +119,8 @@ class FeatureEncoderStage(EncoderStage):
 class OneShotStage(FeatureEncoderStage):
     """Stage 2: one-shot E_tex / E_tri; the experiment's ``aggregator`` should be null."""
 
+    label = "train oneshot"
+
     init_parts = ("prior", "latent")
 
     @classmethod

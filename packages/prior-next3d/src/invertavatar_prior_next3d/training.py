@@ -360,7 +360,7 @@ def prior_memory_estimate(config: PriorTrainingConfig, registry: Registry) -> Me
     generator, discriminator = build_on_meta(build)
     info = generator.info
     return MemoryEstimate(
-        what="training the prior",
+        what="train prior",
         trained_parameters=count_parameters([generator, discriminator]),
         frozen_parameters=count_parameters([generator]),  # G_ema
         # The G phase's fakes, the D phase's reals and fresh fakes.
