@@ -20,7 +20,7 @@ EXTRAS: dict[str, str] = {
     "pytorch3d": "rasterizer 'pytorch3d'",
     "timm": "E_latent on a timm backbone ('timm_backbone')",
     "torchvision": "needed by 'timm_backbone'",
-    "tensorboard": "training curves in TensorBoard (training.tensorboard)",
+    "tensorboard": "training curves in TensorBoard (written whenever it is installed)",
 }
 """Optional import name -> what it enables."""
 
