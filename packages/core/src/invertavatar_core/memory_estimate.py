@@ -13,8 +13,10 @@ that cannot fit fails in a second with the figure instead of being killed minute
 - ``images``: images rendered per optimiser step (the stage's batch times the frames of each item);
 - ``R_image``: the largest of the prior's output and the encoders' input resolutions (encoders and
   super-resolution); ``R_neural``: the prior's volume-rendering resolution (rays x depth samples);
-- the per-pixel constants bound what the built-in components keep for the backward pass, measured
-  with ``resource.getrusage`` over one training step of every file in ``configs/``, then doubled.
+- the per-pixel constants bound what the built-in components keep for the backward pass: every
+  stage of every runnable file in ``configs/`` peaks below its estimate (``tests/configs``
+  measures one step of each with ``resource.getrusage``; estimate over peak: 1.3 to 10), and
+  paper-width encoders on the tiny prior peaked at 2.3 GiB against an estimate of 5.3 GiB (batch 2).
 
 The budget is the memory available now (``MemAvailable`` of ``/proc/meminfo``, else the free
 physical pages; free device memory on CUDA), or ``INVERTAVATAR_MEMORY_BUDGET`` (bytes, or with a
