@@ -14,6 +14,9 @@ def register(subparsers, groups) -> None:
         description="Reads IN.npy through a restricted unpickler (NumPy arrays and plain containers only; any "
         "other object in the file is refused, nothing in it runs) and writes its numeric arrays to OUT.npz, "
         "which the 'faceverse' model loads without unpickling.",
+        epilog="example:\n  invertavatar convert-faceverse faceverse_v3_1.npy faceverse_v3_1.npz\n\n"
+        "put the .npz in INVERTAVATAR_WEIGHTS_DIR to use it without a path",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", type=Path, help="faceverse_v3_1.npy")
     parser.add_argument("out", type=Path, help="output .npz")

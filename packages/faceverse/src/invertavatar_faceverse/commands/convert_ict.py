@@ -13,6 +13,9 @@ def register(subparsers, groups) -> None:
         help="convert ICT-FaceKit's FaceXModel folder to the compact .npz the 'ict' model loads fastest",
         description="Read generic_neutral_mesh.obj, identityNNN.obj, the expression OBJs and vertex_indices.json "
         "once and store them as deltas in one .npz.",
+        epilog="example:\n  invertavatar convert-ict ICT-FaceKit/FaceXModel ict_face_model_light.npz\n\n"
+        "put the .npz in INVERTAVATAR_WEIGHTS_DIR to use it without a path",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("folder", type=Path, help="ICT-FaceKit FaceXModel folder")
     parser.add_argument("out", type=Path, help="output .npz")
