@@ -4,6 +4,8 @@ The public API is re-exported here: what a user needs to build, run and save an 
 (``default_registry``, ``preset_experiment``, ``InversionModels``, ``Observation``, ``Avatar``)
 and what a plugin author implements (the protocols, ``AggregatorBase``, the component configs,
 ``hookimpl``). Everything else is importable from its room (``invertavatar_core.geometry``, ...).
+The names resolve on first use (:mod:`invertavatar_core.plugin.lazy_exports`): every plugin's
+entry point imports this package, and building ``invertavatar --help`` must not import torch.
 """
 
 from invertavatar_core.plugin.lazy_exports import lazy_exports
