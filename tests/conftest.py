@@ -18,6 +18,12 @@ ASSETS_DIR = Path(os.environ.get("INVERTAVATAR_ASSETS", REPO_ROOT.parent / "shar
 # they win (5-400x slower measured), and pytest-xdist already runs one worker per core.
 torch.set_num_threads(1)
 
+# Training refuses what its memory estimate says will not fit; tests judge that against the 8 GiB the
+# configs are sized for (tests/configs), not against whatever other processes left free at that moment.
+os.environ.setdefault("INVERTAVATAR_MEMORY_BUDGET", "8G")
+# Commands run in-process (main([...])) apply the CLI's thread policy to this process: keep it at one.
+os.environ.setdefault("INVERTAVATAR_THREADS", "1")
+
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:

@@ -60,7 +60,9 @@ def _train_and_measure(registry, name: str) -> dict[int, float]:
 
 @pytest.mark.slow
 def test_conv_gru_improves_with_frames_and_beats_mean(full_registry):
-    errors = {name: _train_and_measure(full_registry, name) for name in ("conv_gru", "conv_fusion", "mean")}
+    # conv_fusion is left out: nothing here asserts on it (its figures are in the module doc), and a third
+    # training run was a third of this test's time.
+    errors = {name: _train_and_measure(full_registry, name) for name in ("conv_gru", "mean")}
     report = "\n".join(
         f"{name:12s} " + "  ".join(f"T={t}: {e:.4f}" for t, e in errs.items()) for name, errs in errors.items()
     )

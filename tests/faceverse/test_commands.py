@@ -99,6 +99,16 @@ def test_fit_command_reports_missing_faces(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "absent.jpg"), "--out", str(tmp_path / "out")]) == 2
 
 
+@pytest.mark.skipif(not HAS_MEDIAPIPE, reason="fit needs the mediapipe extra")
+def test_fit_refuses_an_unusable_device_in_one_line_before_any_work(tmp_path, capsys):
+    blank = save_image(torch.zeros(3, 96, 96), tmp_path / "blank.png")
+    out = tmp_path / "out"
+    assert main(["fit", str(blank), "--out", str(out), "--device", "cuda:7", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("invertavatar fit: error: --device cuda:7"), err
+    assert not (out / "dataset.json").exists()
+
+
 def _fake_face(centre: tuple[float, float], size: float) -> torch.Tensor:
     """478 landmarks spread over a ``size`` square around ``centre`` (an eye-mouth layout is not needed)."""
     return torch.rand(478, 2) * size + torch.tensor(centre) - size / 2

@@ -36,7 +36,11 @@ def test_siblings_depend_on_core_with_a_range():
 def test_core_all_extra_pulls_every_sibling_and_core_has_no_hard_cycle():
     core = PACKAGES["core"]["project"]
     extras = core["optional-dependencies"]
-    assert extras["all"] == ["invertavatar-core[prior-next3d,encoders,aggregators,faceverse]"]
+    # Everything the README workflow needs, `fit`'s landmark detector (the mediapipe extra) included.
+    assert extras["all"] == [
+        "invertavatar-core[prior-next3d,encoders,aggregators,faceverse]",
+        "invertavatar-faceverse[mediapipe]>=0.1,<0.2",
+    ]
     for name in SIBLINGS:
         assert extras[name] == [f"invertavatar-{name}>=0.1,<0.2"]
     assert not [d for d in core["dependencies"] if d.startswith("invertavatar-")]
@@ -79,3 +83,33 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     install = commands[0].split("&& invertavatar demo")[0].strip()
     assert "invertavatar demo" in commands[0] and install in ci
     assert commands[1] in ci
+
+
+def test_every_package_ships_the_licence_its_types_and_the_same_classifiers_and_urls():
+    licence = (ROOT / "LICENSE").read_bytes()
+    assert b"Apache License" in licence and b"Version 2.0, January 2004" in licence
+    classifiers = PACKAGES["core"]["project"]["classifiers"]
+    assert "Typing :: Typed" in classifiers
+    # PEP 639: the SPDX expression is the licence; a License :: classifier beside it is an error.
+    assert not [c for c in classifiers if c.startswith("License ::")]
+    for folder, data in PACKAGES.items():
+        project = data["project"]
+        assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"], folder
+        assert (ROOT / "packages" / folder / "LICENSE").read_bytes() == licence, folder
+        import_name = "invertavatar_" + folder.replace("-", "_")
+        assert (ROOT / "packages" / folder / "src" / import_name / "py.typed").is_file(), folder
+        assert project["classifiers"] == classifiers, folder
+        assert project["urls"] == PACKAGES["core"]["project"]["urls"], folder
+
+
+def test_mediapipe_extra_caps_what_would_make_pip_backtrack():
+    # mediapipe 0.10.21 needs numpy<2; its unpinned jax, jaxlib and opencv-contrib-python are capped at the
+    # last releases accepting numpy<2, and constraints.txt pins those exact releases.
+    extra = PACKAGES["faceverse"]["project"]["optional-dependencies"]["mediapipe"]
+    assert {"mediapipe==0.10.21", "numpy<2", "jax<0.7.2", "jaxlib<0.7.2", "opencv-contrib-python<4.12"} <= set(extra)
+    pins = {
+        line.split("==")[0]: line.split("==")[1]
+        for line in (ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    assert pins["jax"] == pins["jaxlib"] == "0.7.1" and pins["opencv-contrib-python"] == "4.11.0.86"

@@ -9,6 +9,7 @@ from invertavatar_core.cli import main
 from invertavatar_core.cli.reconstruct import fitted_frames
 from invertavatar_core.inversion.avatar import Avatar
 from invertavatar_core.inversion.models import InversionModels
+from invertavatar_core.io.atomic import MARKER_FILE
 from invertavatar_core.io.media import video_frame_count
 
 ARGS = ["--source-frames", "3", "--driving-frames", "2", "--orbit-frames", "3", "--no-progress", "--device", "cpu"]
@@ -27,6 +28,11 @@ def test_demo_writes_avatar_videos_and_figures(tmp_path, full_registry, capsys):
     assert video_frame_count(out / "driven.mp4") == 2 and video_frame_count(out / "orbit.mp4") == 3
     for name in ("grid.png", "error_vs_frames.png"):
         assert (out / name).stat().st_size > 1000
+    # The last line names everything the demo wrote (not the folder's marker).
+    written = {p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name != MARKER_FILE}
+    assert {"heads/", "model/", "avatar/", "driven.mp4", "orbit.mp4", "error_vs_frames.png", "demo.json"} <= written
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith(f"wrote {out}/: ") and set(last.split(": ", 1)[1].split(", ")) == written
 
     # The saved avatar is the streaming inversion of the first three synthetic frames (w+ from frame 0).
     avatar = Avatar.load(out / "avatar")
@@ -45,6 +51,7 @@ def test_demo_writes_avatar_videos_and_figures(tmp_path, full_registry, capsys):
         == 0
     )
     assert video_frame_count(tmp_path / "o.mp4") == 2
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote 2 frames -> {tmp_path / 'o.mp4'}"
 
     # A second run may rewrite its own folder.
     assert main(["demo", "--out", str(out), *ARGS]) == 0

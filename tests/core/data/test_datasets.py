@@ -1,10 +1,12 @@
 """Dataset readers: the layout ``invertavatar fit`` writes, and the official InvertAvatar layout."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from invertavatar_core.data.datasets import (
     DatasetFormatError,
@@ -68,6 +70,16 @@ def test_fit_layout_round_trip_and_resume(tmp_path):
     assert FitDataset(tmp_path).sequences()["clip"] == [0, 1, 2]
     with pytest.raises(DatasetFormatError, match="already holds frames fitted with model"):
         FitDatasetWriter(tmp_path, {"name": "ict"}, image_resolution=32, uv_resolution=16)
+
+
+def test_unwrap_preview_is_upright(tmp_path):
+    """UV-space rows follow +v and model UVs have v up: the preview PNG shows the last row (top of the face) first."""
+    unwrap = torch.full((3, 16, 16), -1.0)
+    unwrap[0, -1] = 1.0  # red on the last UV row: the largest v, the top of the face
+    frame = dataclasses.replace(_frame(0), unwrap_rgb=unwrap)
+    FitDatasetWriter(tmp_path, {"name": "procedural"}, image_resolution=32, uv_resolution=16).add("s", "00000", frame)
+    preview = np.asarray(Image.open(tmp_path / "unwraps" / "s" / "00000.png"))
+    assert (preview[0, :, 0] == 255).all() and (preview[1:, :, 0] == 0).all()
 
 
 def test_fit_layout_errors_name_the_file(tmp_path):

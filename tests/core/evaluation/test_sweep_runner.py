@@ -40,6 +40,7 @@ def _args(config, out, sets, **extra):
         "stages": [],
         "no_evaluate": False,
         "device": "cpu",
+        "no_progress": True,
     }
     return argparse.Namespace(**{**values, **extra})
 

@@ -142,3 +142,18 @@ def test_embed_needs_the_head() -> None:
         IRSENet(NARROW).embed(torch.zeros(1, 3, 112, 112))
     with pytest.raises(ValueError, match="multiples of 16"):
         IRSENet(NARROW)(torch.zeros(1, 3, 40, 40))
+
+
+def test_channels_last_input_trains_like_nchw():
+    # The prior's renders are channels-last; with that layout torch 2.13's CPU backward of the strided 1x1
+    # shortcut convolution corrupted the heap at 128 px (the crash was in this very call).
+    tiny = IRSEArchitecture(stem_channels=8, stage_channels=(8, 16, 16, 32), stage_units=(1, 1, 1, 1), se_reduction=4)
+    net = IRSENet(tiny)
+    image = torch.randn(2, 3, 128, 128)
+    grads = []
+    for x in (image, image.contiguous(memory_format=torch.channels_last)):
+        net.zero_grad()
+        sum(s.square().mean() for s in net(x).stages).backward()
+        grads.append(net.stem[0].weight.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0])

@@ -1,12 +1,14 @@
 """Acceptance: stage 2 on the fixed tiny prior's own samples beats the coarse stage on held-out novel views.
 
-Setup: the real tiny prior with a seeded random init (fixed, frozen), an untrained tiny E_latent
-(frozen, so the coarse stage is the baseline), tiny one-shot E_tex + E_tri trained with Eq. 3 for
-300 steps of 4 synthetic identities (lr 2e-3; no perceptual term, it would only cost time here).
-Held out: 16 other identities, each inverted from one source frame and rendered at 2 other frames
-of its drive (other cameras and expressions). Measured on 2 CPU cores (about 3.5 min): coarse
-novel-view L1 0.466, untrained encoders 0.466, after stage 2 0.345 (a 26 % reduction; 100 steps
-gave 21-25 %, 300 steps of batch 2 only 12 %); the test asks for at least 15 %.
+Setup: the real tiny prior (its widths, tri-planes and textures) rendering at 16 px and
+super-resolving to 32 px, with a seeded random init (fixed, frozen); an untrained tiny E_latent
+(frozen, so the coarse stage is the baseline); tiny one-shot E_tex + E_tri at 32 px trained with
+Eq. 3 for 40 steps of 4 synthetic identities each (lr 2e-3; no perceptual term, it would only cost
+time here). Held out: 16 other identities, each inverted from one source frame and rendered at 2
+other frames of its drive (other cameras and expressions). Measured: coarse novel-view L1 0.583,
+untrained encoders 0.584, after stage 2 0.318 (a 45 % reduction; 25 steps gave 32 %, 100 steps
+49 %); the test asks for at least 25 %. The same test at 64 px and 300 steps (26 %) took 7 min
+on 2 busy cores; the prior's synthesis networks, not the render size, set the cost of a step.
 """
 
 import pytest
@@ -17,8 +19,19 @@ from invertavatar_core.inversion.pipeline import repeat_features
 from invertavatar_core.training.stages.oneshot import OneShotStage
 from invertavatar_core.training.trainer import Trainer
 
-REQUIRED_REDUCTION = 0.15
+REQUIRED_REDUCTION = 0.25
 """Stage 2's held-out novel-view L1 must be at most (1 - this) times the coarse stage's."""
+
+PRIOR_32PX = {
+    "name": "next3d",
+    "preset": "tiny",
+    "neural_resolution": 16,
+    "image_resolution": 32,
+    "superresolution_channels": [16],
+}
+"""The tiny prior rendering at 16 px, one x2 super-resolution stage."""
+ENCODER_32PX = {"preset": "tiny", "input_resolution": 32}
+ENCODERS = {"latent": "e4e", "texture": "texture_unet", "static": "triplane_sft_unet"}
 
 
 def _novel_view_l1(stage: OneShotStage, held, fine: bool) -> float:
@@ -39,11 +52,13 @@ def test_stage2_lowers_held_out_novel_view_error_versus_the_coarse_stage(full_re
     experiment = preset_experiment(
         full_registry,
         "tiny",
+        prior=PRIOR_32PX,
+        encoders={role: {"name": name, **ENCODER_32PX} for role, name in ENCODERS.items()},
         aggregator=None,
         data={"synthetic_drives": 8, "max_sequence_length": 4, "novel_views": 1},
         training={
             "out_dir": str(tmp_path),
-            "steps": 300,
+            "steps": 40,
             "batch_size": 4,
             "lr": 2e-3,
             "log_every": 100,

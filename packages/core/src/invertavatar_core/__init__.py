@@ -4,58 +4,66 @@ The public API is re-exported here: what a user needs to build, run and save an 
 (``default_registry``, ``preset_experiment``, ``InversionModels``, ``Observation``, ``Avatar``)
 and what a plugin author implements (the protocols, ``AggregatorBase``, the component configs,
 ``hookimpl``). Everything else is importable from its room (``invertavatar_core.geometry``, ...).
+The names resolve on first use (:mod:`invertavatar_core.plugin.lazy_exports`): every plugin's
+entry point imports this package, and building ``invertavatar --help`` must not import torch.
 """
 
-from invertavatar_core.config.experiment import ExperimentConfig, default_registry, load_experiment
-from invertavatar_core.config.presets import preset_experiment
-from invertavatar_core.errors import UserError
-from invertavatar_core.inversion.avatar import Avatar
-from invertavatar_core.inversion.models import InversionModels
-from invertavatar_core.inversion.observation import Observation
-from invertavatar_core.inversion.pipeline import Inverter, InverterSession
-from invertavatar_core.io.checkpoints import CheckpointError, load_component, save_component
-from invertavatar_core.plugin.bases import AggregatorBase
-from invertavatar_core.plugin.kinds import (
-    KINDS,
-    AggregatorConfig,
-    ComponentConfig,
-    EncoderConfig,
-    InverterConfig,
-    LandmarkDetectorConfig,
-    MetricConfig,
-    MorphableModelConfig,
-    PriorConfig,
-    RasterizerConfig,
-)
-from invertavatar_core.plugin.manager import PROJECT_NAME, get_plugin_manager, hookimpl
-from invertavatar_core.plugin.protocols import (
-    Aggregator,
-    AggregatorState,
-    CanonicalFeatures,
-    Encoder,
-    EncoderRole,
-    EncoderState,
-    FeatureEdits,
-    FeatureEncoder,
-    FeatureLevel,
-    Fragments,
-    LandmarkDetector,
-    LatentEncoder,
-    Metric,
-    MorphableModel,
-    Prior,
-    PriorFeatureInfo,
-    PriorRender,
-    Rasterizer,
-)
-from invertavatar_core.plugin.registry import (
-    DuplicateComponentError,
-    RegistrationError,
-    Registry,
-    UnknownComponentError,
-    build_registry,
-)
+from invertavatar_core.plugin.lazy_exports import lazy_exports
 from invertavatar_core.version import __version__
+
+_EXPORTS = {
+    "ExperimentConfig": "invertavatar_core.config.experiment",
+    "default_registry": "invertavatar_core.config.experiment",
+    "load_experiment": "invertavatar_core.config.experiment",
+    "preset_experiment": "invertavatar_core.config.presets",
+    "UserError": "invertavatar_core.errors",
+    "Avatar": "invertavatar_core.inversion.avatar",
+    "InversionModels": "invertavatar_core.inversion.models",
+    "Observation": "invertavatar_core.inversion.observation",
+    "Inverter": "invertavatar_core.inversion.pipeline",
+    "InverterSession": "invertavatar_core.inversion.pipeline",
+    "CheckpointError": "invertavatar_core.io.checkpoints",
+    "load_component": "invertavatar_core.io.checkpoints",
+    "save_component": "invertavatar_core.io.checkpoints",
+    "AggregatorBase": "invertavatar_core.plugin.bases",
+    "KINDS": "invertavatar_core.plugin.kinds",
+    "AggregatorConfig": "invertavatar_core.plugin.kinds",
+    "ComponentConfig": "invertavatar_core.plugin.kinds",
+    "EncoderConfig": "invertavatar_core.plugin.kinds",
+    "InverterConfig": "invertavatar_core.plugin.kinds",
+    "LandmarkDetectorConfig": "invertavatar_core.plugin.kinds",
+    "MetricConfig": "invertavatar_core.plugin.kinds",
+    "MorphableModelConfig": "invertavatar_core.plugin.kinds",
+    "PriorConfig": "invertavatar_core.plugin.kinds",
+    "RasterizerConfig": "invertavatar_core.plugin.kinds",
+    "PROJECT_NAME": "invertavatar_core.plugin.manager",
+    "get_plugin_manager": "invertavatar_core.plugin.manager",
+    "hookimpl": "invertavatar_core.plugin.manager",
+    "Aggregator": "invertavatar_core.plugin.protocols",
+    "AggregatorState": "invertavatar_core.plugin.protocols",
+    "CanonicalFeatures": "invertavatar_core.plugin.protocols",
+    "Encoder": "invertavatar_core.plugin.protocols",
+    "EncoderRole": "invertavatar_core.plugin.protocols",
+    "EncoderState": "invertavatar_core.plugin.protocols",
+    "FeatureEdits": "invertavatar_core.plugin.protocols",
+    "FeatureEncoder": "invertavatar_core.plugin.protocols",
+    "FeatureLevel": "invertavatar_core.plugin.protocols",
+    "Fragments": "invertavatar_core.plugin.protocols",
+    "LandmarkDetector": "invertavatar_core.plugin.protocols",
+    "LatentEncoder": "invertavatar_core.plugin.protocols",
+    "Metric": "invertavatar_core.plugin.protocols",
+    "MorphableModel": "invertavatar_core.plugin.protocols",
+    "Prior": "invertavatar_core.plugin.protocols",
+    "PriorFeatureInfo": "invertavatar_core.plugin.protocols",
+    "PriorRender": "invertavatar_core.plugin.protocols",
+    "Rasterizer": "invertavatar_core.plugin.protocols",
+    "DuplicateComponentError": "invertavatar_core.plugin.registry",
+    "RegistrationError": "invertavatar_core.plugin.registry",
+    "Registry": "invertavatar_core.plugin.registry",
+    "UnknownComponentError": "invertavatar_core.plugin.registry",
+    "build_registry": "invertavatar_core.plugin.registry",
+}
+"""Public name -> the module defining it (imported on first use)."""
 
 __all__ = [
     "KINDS",
@@ -110,3 +118,5 @@ __all__ = [
     "preset_experiment",
     "save_component",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

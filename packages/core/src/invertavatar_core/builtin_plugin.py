@@ -57,7 +57,12 @@ def invertavatar_register_metrics(registrar) -> None:
     )
     registrar.add("lpips", m.LPIPS, m.LPIPSConfig, description="LPIPS (AlexNet), user-supplied trunk and head weights")
     registrar.add("csim", m.CSIM, m.CSIMConfig, description="ArcFace (IR-SE-50) identity cosine similarity")
-    registrar.add("akd", m.AKD, m.AKDConfig, description="average keypoint distance of MediaPipe landmarks")
+    registrar.add(
+        "akd",
+        m.AKD,
+        m.AKDConfig,
+        description="average keypoint distance of MediaPipe landmarks (needs invertavatar-faceverse[mediapipe])",
+    )
     registrar.add("fid", m.FID, m.FIDConfig, description="Frechet Inception distance, user-supplied Inception-v3")
 
 

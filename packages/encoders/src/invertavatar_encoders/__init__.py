@@ -4,12 +4,23 @@ Registered encoders: ``e4e`` and ``timm_backbone`` (role ``latent``), ``texture_
 ``texture``), ``triplane_sft_unet`` and ``triplane_offset_unet`` (role ``static``).
 """
 
-from invertavatar_encoders.e4e import E4EEncoder, E4EEncoderConfig
-from invertavatar_encoders.texture_unet import TextureUNet, TextureUNetConfig
-from invertavatar_encoders.timm_backbone import TimmBackboneEncoder, TimmBackboneEncoderConfig
-from invertavatar_encoders.triplane_offset_unet import TriplaneOffsetUNet, TriplaneOffsetUNetConfig
-from invertavatar_encoders.triplane_sft_unet import TriplaneSFTUNet, TriplaneSFTUNetConfig
-from invertavatar_encoders.unet import UNetEncoderConfig, UNetFeatureEncoder
+from invertavatar_core.plugin.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "E4EEncoder": "invertavatar_encoders.e4e",
+    "E4EEncoderConfig": "invertavatar_encoders.e4e",
+    "TextureUNet": "invertavatar_encoders.texture_unet",
+    "TextureUNetConfig": "invertavatar_encoders.texture_unet",
+    "TimmBackboneEncoder": "invertavatar_encoders.timm_backbone",
+    "TimmBackboneEncoderConfig": "invertavatar_encoders.timm_backbone",
+    "TriplaneOffsetUNet": "invertavatar_encoders.triplane_offset_unet",
+    "TriplaneOffsetUNetConfig": "invertavatar_encoders.triplane_offset_unet",
+    "TriplaneSFTUNet": "invertavatar_encoders.triplane_sft_unet",
+    "TriplaneSFTUNetConfig": "invertavatar_encoders.triplane_sft_unet",
+    "UNetEncoderConfig": "invertavatar_encoders.unet",
+    "UNetFeatureEncoder": "invertavatar_encoders.unet",
+}
+"""Public name -> the module defining it (imported on first use)."""
 
 __all__ = [
     "E4EEncoder",
@@ -25,3 +36,5 @@ __all__ = [
     "UNetEncoderConfig",
     "UNetFeatureEncoder",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,11 +1,6 @@
 """Hook implementations only: registers every component of invertavatar-encoders."""
 
 from invertavatar_core import hookimpl
-from invertavatar_encoders.e4e import E4EEncoderConfig, build_e4e
-from invertavatar_encoders.texture_unet import TextureUNetConfig, build_texture_unet
-from invertavatar_encoders.timm_backbone import TimmBackboneEncoderConfig, build_timm_backbone
-from invertavatar_encoders.triplane_offset_unet import TriplaneOffsetUNetConfig, build_triplane_offset_unet
-from invertavatar_encoders.triplane_sft_unet import TriplaneSFTUNetConfig, build_triplane_sft_unet
 
 __all__ = ["invertavatar_add_commands", "invertavatar_register_encoders"]
 
@@ -13,6 +8,13 @@ __all__ = ["invertavatar_add_commands", "invertavatar_register_encoders"]
 @hookimpl
 def invertavatar_register_encoders(registrar) -> None:
     """Register E_latent (``e4e``, ``timm_backbone``), E_tex and the two E_tri variants."""
+    # Imported here: loading the plugin (e.g. to build the command line) must not import torch models.
+    from invertavatar_encoders.e4e import E4EEncoderConfig, build_e4e
+    from invertavatar_encoders.texture_unet import TextureUNetConfig, build_texture_unet
+    from invertavatar_encoders.timm_backbone import TimmBackboneEncoderConfig, build_timm_backbone
+    from invertavatar_encoders.triplane_offset_unet import TriplaneOffsetUNetConfig, build_triplane_offset_unet
+    from invertavatar_encoders.triplane_sft_unet import TriplaneSFTUNetConfig, build_triplane_sft_unet
+
     tiny = {"preset": "tiny"}
     registrar.add(
         "e4e", build_e4e, E4EEncoderConfig, description="E_latent: e4e on IR-SE-50 (image -> w+ offsets)", tiny=tiny
@@ -52,4 +54,4 @@ def invertavatar_add_commands(subparsers, groups) -> None:
     """Add ``invertavatar convert release-encoders``."""
     from invertavatar_encoders.release.command import register
 
-    register(groups)
+    register(subparsers, groups)

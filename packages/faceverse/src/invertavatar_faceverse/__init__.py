@@ -5,7 +5,14 @@ public API: :func:`fit_dataset` (photos or videos -> a fitted dataset, what ``in
 runs) and :data:`COEFFICIENT_LAYOUT` (the parts of FaceVerse v3.1's 610-d coefficient vector).
 """
 
-from invertavatar_faceverse.dataset_fitting import fit_dataset
-from invertavatar_faceverse.faceverse import COEFFICIENT_LAYOUT
+from invertavatar_core.plugin.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "COEFFICIENT_LAYOUT": "invertavatar_faceverse.faceverse",
+    "fit_dataset": "invertavatar_faceverse.dataset_fitting",
+}
+"""Public name -> the module defining it (imported on first use)."""
 
 __all__ = ["COEFFICIENT_LAYOUT", "fit_dataset"]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -72,6 +72,7 @@ def fit_dataset(
     steps: int | None = None,
     face_index: int | None = None,
     device: str | None = None,
+    progress: bool = True,
 ) -> Path:
     """Fit every input (image or video files) and write the fitted dataset to ``out``; returns ``out``.
 
@@ -96,7 +97,8 @@ def fit_dataset(
         max_frames: at most this many frames per video.
         steps: per-frame optimisation steps (default: :class:`~invertavatar_faceverse.fitting.FittingConfig`'s).
         face_index: with several faces in a frame, fit the K-th largest (None or 0: the largest).
-        device: torch device (default: ``INVERTAVATAR_DEVICE`` or cpu).
+        device: torch device (default: ``INVERTAVATAR_DEVICE``, else CUDA when available, else the CPU).
+        progress: show progress bars.
 
     Raises:
         UserError: a missing input, an output folder that is not an earlier fit's, no face found (or
@@ -105,7 +107,7 @@ def fit_dataset(
     import torch
     from tqdm.auto import tqdm
 
-    from invertavatar_core.config.settings import RuntimeSettings
+    from invertavatar_core.config.compute import resolve_device
     from invertavatar_core.data.datasets import FIT_KIND, FitDatasetWriter, FittedFrame, input_key
     from invertavatar_core.geometry.uv_maps import (
         RELEASE_FACE_ISLAND,
@@ -145,9 +147,12 @@ def fit_dataset(
     check_output_dir(out, FIT_KIND, reuse=True, signature=("dataset.json",))
     if "mediapipe" not in registry.names("landmark_detector"):
         raise UserError('`fit` needs the MediaPipe landmark detector: pip install "invertavatar-faceverse[mediapipe]"')
-    device = torch.device(device or RuntimeSettings().device)
     try:
-        uv_visible = None if uv_mask is None else read_uv_mask(uv_mask, uv_resolution).to(device)
+        torch_device = resolve_device(device)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        uv_visible = None if uv_mask is None else read_uv_mask(uv_mask, uv_resolution).to(torch_device)
         reference = None if crop != "eg3d" else read_reference_landmarks(crop_reference)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise UserError(exc.args[0] if exc.args else str(exc)) from None
@@ -157,7 +162,7 @@ def fit_dataset(
     if face_island is not None or uv_visible is not None:
         layout = {"face_island": uv_layout, "mask": None if uv_mask is None else str(uv_mask)}
     model_config = _model_config(model, canonical, registry)
-    face_model = registry.create("morphable_model", model_config).to(device)
+    face_model = registry.create("morphable_model", model_config).to(torch_device)
     rasterizer = registry.create("rasterizer", "torch")
     detector = registry.create("landmark_detector", "mediapipe")
     fitting = FittingConfig(**({"steps": steps} if steps else {}))
@@ -197,7 +202,7 @@ def fit_dataset(
             print(f"{sequence}: the file or the settings changed since it was fitted; fitting it again")
         writer.begin_sequence(sequence, key)
         boxes, told = [], False
-        for k, frame in enumerate(tqdm(frames, desc=f"{sequence}: landmarks", unit="frame")):
+        for k, frame in enumerate(tqdm(frames, desc=f"{sequence}: landmarks", unit="frame", disable=not progress)):
             faces = detector.detect_all(to_uint8(frame))  # largest first
             if not faces:
                 raise UserError(f"{path}: no face found in frame {frame_names[k]}")
@@ -226,13 +231,13 @@ def fit_dataset(
             crops.append(crop)
             # The chosen face is the one the crop is centred on (a neighbour may reach into it).
             landmarks.append(nearest_face(faces, (resolution / 2, resolution / 2)))
-        points = torch.stack(landmarks).to(device)
+        points = torch.stack(landmarks).to(torch_device)
         try:
             result = fit_video(face_model, points, resolution, fitting)
         except (LandmarkInputError, FitDivergedError) as exc:
             raise UserError(f"{path}: {exc}") from None
-        images = torch.stack(crops).to(device)
-        for k in tqdm(range(len(frames)), desc=f"{sequence}: writing", unit="frame"):
+        images = torch.stack(crops).to(torch_device)
+        for k in tqdm(range(len(frames)), desc=f"{sequence}: writing", unit="frame", disable=not progress):
             sl = slice(k, k + 1)
             ident, expr = result.identity[sl], result.expression[sl]
             eyes = None if result.eyes is None else result.eyes[sl]
@@ -277,6 +282,7 @@ def fit_dataset(
             )
         error = result.relative_error
         mean, worst = float(error.mean()), float(error.max())
-        print(f"{sequence}: {len(frames)} frame(s), landmark error {mean:.2%} of the face size (max {worst:.2%})")
+        counted = f"{len(frames)} frame" + ("" if len(frames) == 1 else "s")
+        print(f"{sequence}: {counted}, landmark error {mean:.2%} of the face size (max {worst:.2%})")
     print(f"wrote {out}")
     return Path(out)

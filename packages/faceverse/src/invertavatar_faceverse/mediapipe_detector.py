@@ -8,6 +8,11 @@ the last wheel that bundles its face models). Points are returned in continuous 
 coordinates: x = 0 at the left edge of the image, a pixel's centre at ``j + 0.5``.
 """
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
@@ -32,6 +37,30 @@ class MediaPipeLandmarkDetectorConfig(LandmarkDetectorConfig):
     """At most this many faces are found per image (the largest is used unless told otherwise)."""
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hold back what MediaPipe's C++ side (TFLite, absl) writes to the process's stderr.
+
+    Building the graph and running it print INFO/WARNING lines ("Created TensorFlow Lite XNNPACK
+    delegate", "Feedback manager requires ...") straight to file descriptor 2, between our own
+    output and progress bars. They are kept in a temporary file and shown only if the call fails.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class MediaPipeLandmarkDetector:
     """``detect(image (H, W, 3) uint8 RGB) -> (478, 2)`` pixel (x, y), or None without a face."""
 
@@ -46,12 +75,13 @@ class MediaPipeLandmarkDetector:
                 "landmark detector 'mediapipe' needs the mediapipe package: "
                 'pip install "invertavatar-faceverse[mediapipe]"'
             ) from exc
-        self._mesh = face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=self.config.max_faces,
-            refine_landmarks=True,
-            min_detection_confidence=self.config.min_detection_confidence,
-        )
+        with _quiet_native_stderr():
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=self.config.max_faces,
+                refine_landmarks=True,
+                min_detection_confidence=self.config.min_detection_confidence,
+            )
 
     def detect(self, image) -> Tensor | None:
         """Landmarks of the largest face, ``(478, 2)`` float32 pixels, or None."""
@@ -65,7 +95,8 @@ class MediaPipeLandmarkDetector:
             raise ValueError(
                 f"mediapipe detector: expected an (H, W, 3) uint8 RGB array, got {array.shape} {array.dtype}"
             )
-        result = self._mesh.process(np.ascontiguousarray(array))
+        with _quiet_native_stderr():
+            result = self._mesh.process(np.ascontiguousarray(array))
         h, w = array.shape[:2]
         faces = []
         for face in result.multi_face_landmarks or []:

@@ -4,9 +4,6 @@ import importlib
 import importlib.util
 
 from invertavatar_core import hookimpl
-from invertavatar_faceverse.faceverse import FaceVerseModel, FaceVerseModelConfig
-from invertavatar_faceverse.ict import IctFaceModel, IctFaceModelConfig
-from invertavatar_faceverse.procedural import ProceduralHeadModel, ProceduralHeadModelConfig
 
 __all__: list[str] = []
 
@@ -22,6 +19,11 @@ COMMANDS = (
 @hookimpl
 def invertavatar_register_morphable_models(registrar) -> None:
     """The procedural head (no data file), ICT Face Model Light and FaceVerse v3.1."""
+    # Imported here: loading the plugin (e.g. to build the command line) must not import torch models.
+    from invertavatar_faceverse.faceverse import FaceVerseModel, FaceVerseModelConfig
+    from invertavatar_faceverse.ict import IctFaceModel, IctFaceModelConfig
+    from invertavatar_faceverse.procedural import ProceduralHeadModel, ProceduralHeadModelConfig
+
     registrar.add(
         "procedural",
         ProceduralHeadModel,

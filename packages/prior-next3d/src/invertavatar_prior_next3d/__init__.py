@@ -4,10 +4,19 @@ Registered prior: ``next3d`` (``registry.create("prior", {"name": "next3d", "pre
 ``invertavatar train prior --config FILE`` trains it (:mod:`invertavatar_prior_next3d.training`).
 """
 
-from invertavatar_prior_next3d.discriminator import DualDiscriminator
-from invertavatar_prior_next3d.next3d import Next3DPrior, Next3DPriorConfig
-from invertavatar_prior_next3d.presets import PRESETS, PriorSizes
-from invertavatar_prior_next3d.training import GanStage, PriorTrainingConfig, train_prior
+from invertavatar_core.plugin.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "DualDiscriminator": "invertavatar_prior_next3d.discriminator",
+    "Next3DPrior": "invertavatar_prior_next3d.next3d",
+    "Next3DPriorConfig": "invertavatar_prior_next3d.next3d",
+    "PRESETS": "invertavatar_prior_next3d.presets",
+    "PriorSizes": "invertavatar_prior_next3d.presets",
+    "GanStage": "invertavatar_prior_next3d.training",
+    "PriorTrainingConfig": "invertavatar_prior_next3d.training",
+    "train_prior": "invertavatar_prior_next3d.training",
+}
+"""Public name -> the module defining it (imported on first use)."""
 
 __all__ = [
     "PRESETS",
@@ -19,3 +28,5 @@ __all__ = [
     "PriorTrainingConfig",
     "train_prior",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

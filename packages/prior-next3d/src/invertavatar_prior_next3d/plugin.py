@@ -26,4 +26,4 @@ def invertavatar_add_commands(subparsers, groups) -> None:
     from invertavatar_prior_next3d.train_command import register
 
     register(groups["train"])
-    register_convert(groups["convert"])
+    register_convert(subparsers, groups)

@@ -37,6 +37,7 @@ from invertavatar_core.io.checkpoints import WEIGHTS_FILE, load_module_weights, 
 from invertavatar_core.plugin.registry import Registry
 from invertavatar_core.training.distributed import Runtime
 from invertavatar_core.training.losses import discriminator_loss, generator_loss, r1_penalty
+from invertavatar_core.training.memory_estimate import MemoryEstimate, build_on_meta, count_parameters, ensure_fits
 from invertavatar_core.training.trainer import StepContext, Trainer
 from invertavatar_prior_next3d.density_regularization import density_regularization
 from invertavatar_prior_next3d.ema import ema_beta, update_ema
@@ -44,7 +45,7 @@ from invertavatar_prior_next3d.gan_data import DatasetGanData, GanBatch, GanData
 from invertavatar_prior_next3d.next3d import Next3DPrior
 from invertavatar_prior_next3d.resample import resize
 
-__all__ = ["PRIOR_DIR", "GanStage", "PriorTrainingConfig", "r1_regularization", "train_prior"]
+__all__ = ["PRIOR_DIR", "GanStage", "PriorTrainingConfig", "prior_memory_estimate", "r1_regularization", "train_prior"]
 
 log = logging.getLogger("invertavatar.prior_training")
 
@@ -358,6 +359,27 @@ class GanStage:
         save_component(self.G_ema, self.config.prior, Path(run_dir) / PRIOR_DIR)
 
 
+def prior_memory_estimate(config: PriorTrainingConfig, registry: Registry) -> MemoryEstimate:
+    """Memory of ``train_prior(config)``, estimated from the config (networks built on the meta device only)."""
+
+    def build() -> tuple[nn.Module, nn.Module]:
+        prior = registry.create("prior", config.prior)
+        landmarks = LANDMARK_CHANNELS if config.landmark_conditioning else 0
+        return prior, prior.build_discriminator(landmark_channels=landmarks)
+
+    generator, discriminator = build_on_meta(build)
+    info = generator.info
+    return MemoryEstimate(
+        what="train prior",
+        trained_parameters=count_parameters([generator, discriminator]),
+        frozen_parameters=count_parameters([generator]),  # G_ema
+        # The G phase's fakes, the D phase's reals and fresh fakes.
+        images=3 * config.batch_size,
+        image_resolution=info.image_resolution,
+        neural_resolution=info.neural_resolution,
+    )
+
+
 def train_prior(
     config: PriorTrainingConfig,
     *,
@@ -373,6 +395,7 @@ def train_prior(
         >>> train_prior(config)  # doctest: +SKIP
     """
     runtime = runtime or Runtime.from_env()
+    ensure_fits(prior_memory_estimate(config, registry or default_registry()), runtime.device)
     stage = GanStage(config, registry=registry, runtime=runtime, data=data)
     trainer = Trainer(
         stage, config.trainer_config(), runtime=runtime, config=config, seed=config.seed, progress=progress

@@ -23,8 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import torch
-
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
 from invertavatar_core.errors import UserError
 
 __all__ = ["register", "run"]
@@ -40,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="reconstruct, animate and orbit a synthetic head on the built-in defaults",
-        description=__doc__.split("\n\n")[2] if __doc__ else None,
+        description=__doc__.split("\n\n")[2].replace("``", "'") if __doc__ else None,
+        epilog="examples:\n  invertavatar demo\n  invertavatar demo --checkpoint runs/incremental --out demo-trained",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     parser.add_argument(
@@ -50,8 +51,8 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.add_argument("--driving-frames", type=int, default=8, help="held-out frames that drive it (default 8)")
     parser.add_argument("--orbit-frames", type=int, default=24, help="frames of the orbit video (default 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic head and of random weights")
-    parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -103,22 +104,25 @@ class _Clock:
     """Wall time of a block in ms, synchronising CUDA so the figure is the work, not the launch."""
 
     def __init__(self, device: str) -> None:
+        import torch
+
+        self._torch = torch
         self.cuda = torch.device(device).type == "cuda"
         self.ms = 0.0
 
     def __enter__(self) -> "_Clock":
         if self.cuda:
-            torch.cuda.synchronize()
+            self._torch.cuda.synchronize()
         self._start = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.cuda:
-            torch.cuda.synchronize()
+            self._torch.cuda.synchronize()
         self.ms = (time.perf_counter() - self._start) * 1000.0
 
 
-def _scores(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+def _scores(prediction, target) -> dict[str, float]:
     """Mean PSNR (dB) and L1 ([0, 1] units) of ``(B, 3, H, W)`` images in [-1, 1]."""
     from invertavatar_core.evaluation.metrics.l1 import l1_distance
     from invertavatar_core.evaluation.metrics.psnr import psnr
@@ -128,18 +132,22 @@ def _scores(prediction: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     return {"psnr": float(psnr(prediction, target).mean()), "l1": float(l1_distance(prediction, target).mean())}
 
 
-def _drive(avatar, models, driving) -> torch.Tensor:
+def _drive(avatar, models, driving):
     """``(T, 3, H, W)`` avatar renders with each driving frame's expression and camera."""
+    import torch
+
     with torch.no_grad():
         return avatar.animate(models.prior, driving.expression_uv, driving.camera).image
 
 
 def run(args: argparse.Namespace) -> int:
     """Synthesize, reconstruct frame by frame, animate, orbit; print and save every figure."""
+    import torch
     from tqdm import tqdm
 
     from invertavatar_core.cli import cli_registry
     from invertavatar_core.cli.render import neutral_expression_uv
+    from invertavatar_core.config.compute import resolve_device
     from invertavatar_core.evaluation.plots import plot_metric_vs_frames, save_qualitative_grid
     from invertavatar_core.evaluation.tables import format_table
     from invertavatar_core.inversion.pipeline import resize_square
@@ -151,10 +159,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if args.orbit_frames < 2:
         raise UserError(f"--orbit-frames must be at least 2, got {args.orbit_frames}")
+    device = str(resolve_device(args.device))  # a one-line error before the folder is claimed
     # Only an empty folder or an earlier demo's (demo.json: written before marker files existed).
     out = check_output_dir(args.out, DEMO_KIND, reuse=True, signature=(_MARKER,))
     write_marker(out, DEMO_KIND)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     registry = cli_registry()
     torch.manual_seed(args.seed)
 
@@ -222,12 +230,14 @@ def run(args: argparse.Namespace) -> int:
         "inverter": models.experiment.inverter.name,
         "aggregator": models.experiment.aggregator.name if models.experiment.aggregator else None,
         "per_source_frame": [{k: v for k, v in row.items() if k != "model"} for row in rows],
-        "outputs": sorted(p.name for p in out.iterdir() if p.name not in (_MARKER, MARKER_FILE)),
+        "outputs": sorted(
+            p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if p.name not in (_MARKER, MARKER_FILE)
+        ),
     }
     atomic_write_text(out / _MARKER, json.dumps(summary, indent=2) + "\n")
     print(
         f"avatar from {len(sources)} frame(s): {sum(r['add_frame_ms'] for r in rows):.1f} ms in total, "
         f"animation {rows[-1]['animate_fps']} FPS at {size}px on {device}"
     )
-    print(f"wrote {out}/: avatar/, driven.mp4, orbit.mp4, grid.png, demo.json")
+    print(f"wrote {out}/: {', '.join([*summary['outputs'], _MARKER])}")
     return 0

@@ -12,10 +12,12 @@ PNG plots (metric vs number of source frames per model; source / driving / outpu
 
 import argparse
 
-import torch
-
-from invertavatar_core.cli import cli_registry
-from invertavatar_core.cli.experiment_args import add_experiment_arguments, experiment_from_args
+from invertavatar_core.cli.experiment_args import (
+    add_device_argument,
+    add_experiment_arguments,
+    add_progress_argument,
+    experiment_from_args,
+)
 
 __all__ = ["EVALUATION_KIND", "register"]
 
@@ -25,29 +27,40 @@ EVALUATION_KIND = "evaluation"
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add the ``evaluate`` command."""
-    parser = subparsers.add_parser("evaluate", help="run the paper's evaluation protocols and write tables and plots")
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="run the paper's evaluation protocols and write tables and plots",
+        description="Run the experiment's evaluation section: protocols (same-person, cross-person, few-shot), "
+        "metrics and models, and write results.{md,csv,json}, report.{md,json} and PNG plots. Metrics whose "
+        "weights are missing are skipped with the reason.",
+        epilog="example:\n  invertavatar evaluate --config experiment.yaml "
+        "--set evaluation.max_sequences=10 --out runs/eval",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_experiment_arguments(
         parser,
         config_help="experiment config (YAML or JSON) with an evaluation section",
         set_example="evaluation.max_sequences=10",
     )
     parser.add_argument("--out", help="output folder (overrides evaluation.out_dir)")
-    parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print each row as it finishes, write the report."""
+    from invertavatar_core.cli import cli_registry
+    from invertavatar_core.config.compute import resolve_device
     from invertavatar_core.evaluation.report import write_report
     from invertavatar_core.evaluation.runner import evaluate
     from invertavatar_core.evaluation.tables import format_table
     from invertavatar_core.io.atomic import check_output_dir, read_marker, write_marker
 
     experiment = experiment_from_args(args, "evaluation.out_dir")
+    device = str(resolve_device(args.device))
     out_dir = check_output_dir(experiment.evaluation.out_dir, EVALUATION_KIND, reuse=True,
                                signature=("report.json",), what="evaluation.out_dir")  # fmt: skip
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     report = evaluate(
         experiment,
         cli_registry(),

@@ -8,16 +8,20 @@ reported (building a registry to run anything still refuses it).
 import argparse
 import json
 
-from invertavatar_core.evaluation.tables import format_table
-from invertavatar_core.plugin.manager import get_plugin_manager
-from invertavatar_core.plugin.registry import build_registry
-
 __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add the ``plugins`` command."""
-    parser = subparsers.add_parser("plugins", help="list registered components and their providers")
+    parser = subparsers.add_parser(
+        "plugins",
+        help="list registered components and their providers",
+        description="List every registered component (priors, encoders, aggregators, inverters, morphable "
+        "models, landmark detectors, rasterizers, metrics) with the distribution that provides it, and any "
+        "plugin that failed to load.",
+        epilog="examples:\n  invertavatar plugins --kind aggregator\n  invertavatar plugins --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--kind", help="only this kind (prior, encoder, aggregator, ...)")
     parser.set_defaults(func=run)
@@ -25,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the registry."""
+    from invertavatar_core.evaluation.tables import format_table
+    from invertavatar_core.plugin.manager import get_plugin_manager
+    from invertavatar_core.plugin.registry import build_registry
+
     # Not cli_registry(): listing must not stop at a duplicate name, so this one keeps conflicts.
     registry = build_registry(get_plugin_manager(), strict=False)
     # A second provider of a name is listed right below the first.
@@ -49,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         listing = {"components": rows, "problems": problems, "conflicts": conflicts, "skipped": skipped}
         print(json.dumps(listing, indent=2))
+        return 0
+    if not rows and args.kind:
+        print(
+            f"no {args.kind} is registered; the plugin providing it may need an extra "
+            "(e.g. landmark_detector: pip install 'invertavatar-faceverse[mediapipe]'); see 'invertavatar doctor'"
+        )
         return 0
     print(format_table(rows, ["kind", "name", "plugin", "distribution", "description"]))
     for problem in registry.problems:

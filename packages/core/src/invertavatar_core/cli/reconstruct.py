@@ -19,41 +19,51 @@ by invertavatar; any other folder is refused before any work and left as it is.
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from tqdm import tqdm
-
-from invertavatar_core.cli import cli_registry
-from invertavatar_core.data.datasets import FIT_KIND
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
 from invertavatar_core.errors import UserError
-from invertavatar_core.inversion.avatar import AVATAR_FILES, AVATAR_KIND
-from invertavatar_core.inversion.models import InversionModels, component_dir
-from invertavatar_core.inversion.observation import Observation
-from invertavatar_core.io.atomic import check_output_dir
-from invertavatar_core.plugin.registry import Registry
+
+if TYPE_CHECKING:
+    from invertavatar_core.inversion.models import InversionModels
+    from invertavatar_core.inversion.observation import Observation
+    from invertavatar_core.plugin.registry import Registry
 
 __all__ = ["fitted_frames", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add the ``reconstruct`` command."""
-    parser = subparsers.add_parser("reconstruct", help="build an avatar from source images or a video")
+    parser = subparsers.add_parser(
+        "reconstruct",
+        help="build an avatar from source images or a video",
+        description="Invert one portrait, several frames or a video clip of one person into an avatar folder "
+        "through the experiment's inverter (frame by frame; encoders that fold frames in groups get all frames "
+        "at once). Sources without --fit are fitted first ('invertavatar fit', into AVATAR.fit/).",
+        epilog="examples:\n"
+        "  invertavatar reconstruct --checkpoint runs/incremental --source a.png b.png --out avatar/\n"
+        "  invertavatar reconstruct --checkpoint runs/incremental --source-video clip.mp4 --frames 8 "
+        "--fit fitted/ --out avatar/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--checkpoint", required=True, help="model checkpoint folder (e.g. a training run)")
     sources = parser.add_mutually_exclusive_group(required=True)
     sources.add_argument("--source", nargs="+", metavar="IMG", help="source image(s) of one person")
     sources.add_argument("--source-video", metavar="VIDEO", help="a video of one person")
     parser.add_argument("--frames", type=int, default=8, help="frames taken evenly from --source-video (default 8)")
-    parser.add_argument("--fit", metavar="FITDIR", help="folder written by `invertavatar fit` for these sources")
+    parser.add_argument("--fit", metavar="FITDIR", help="folder written by 'invertavatar fit' for these sources")
     parser.add_argument("--inverter", help="registry name of the inverter (default: the experiment's)")
     parser.add_argument("--out", required=True, help="avatar folder to write (new, or ours with --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier avatar")
-    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
-def fitted_frames(fit_dir: str | Path, sequences: list[str] | None = None) -> Observation:
+def fitted_frames(fit_dir: str | Path, sequences: list[str] | None = None) -> "Observation":
     """Every frame of a fit folder (or of the named ``sequences``, in that order) as one :class:`Observation`."""
     from invertavatar_core.data.datasets import FitDataset
+    from invertavatar_core.inversion.observation import Observation
 
     fit_dir = Path(fit_dir)
     if not fit_dir.is_dir():
@@ -74,7 +84,7 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
     return inputs
 
 
-def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: InversionModels, registry: Registry) -> None:
+def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: "InversionModels", registry: "Registry") -> None:
     """Fit the sources as ``invertavatar fit`` would, with the experiment's morphable model and the prior's UV size."""
     from invertavatar_core.io.media import video_frame_count
 
@@ -88,19 +98,24 @@ def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: InversionModel
     inputs = [str(p) for p in _inputs(args)]
     model = models.experiment.morphable_model.name
     uv_resolution = models.prior.info.uv_resolution
+    device = str(models.device)
     # fit only about the frames that will be used
     every = max(1, video_frame_count(args.source_video) // max(args.frames, 1)) if args.source_video else 1
     command = ["fit", *inputs, "--out", str(fit_dir), "--model", model, "--uv-resolution", str(uv_resolution)]
+    command += ["--device", device] + (["--no-progress"] if args.no_progress else [])
     command += ["--every", str(every)] if args.source_video else []
     print(f"fitting the sources: invertavatar {' '.join(command)}")
     try:
-        fit_dataset(inputs, fit_dir, registry, model=model, uv_resolution=uv_resolution, every=every)
+        fit_dataset(inputs, fit_dir, registry, model=model, uv_resolution=uv_resolution, every=every, device=device,
+                    progress=not args.no_progress)  # fmt: skip
     except (UserError, ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise UserError(f"fitting the sources failed: {message}; fit the sources yourself and pass --fit") from exc
 
 
-def _choose(frames: Observation, args: argparse.Namespace) -> Observation:
+def _choose(frames, args: argparse.Namespace):
+    import torch
+
     if args.source_video:
         if args.frames < 1:
             raise UserError(f"--frames must be at least 1, got {args.frames}")
@@ -114,6 +129,16 @@ def _choose(frames: Observation, args: argparse.Namespace) -> Observation:
 
 def run(args: argparse.Namespace) -> int:
     """Invert the sources and save the avatar."""
+    from tqdm import tqdm
+
+    from invertavatar_core.cli import cli_registry
+    from invertavatar_core.config.compute import resolve_device
+    from invertavatar_core.data.datasets import FIT_KIND
+    from invertavatar_core.inversion.avatar import AVATAR_FILES, AVATAR_KIND
+    from invertavatar_core.inversion.models import InversionModels, component_dir
+    from invertavatar_core.io.atomic import check_output_dir
+
+    device = resolve_device(args.device)
     # Where the output goes is settled before anything is loaded or computed.
     out = check_output_dir(args.out, AVATAR_KIND, overwrite=args.overwrite, signature=AVATAR_FILES)
     inputs = _inputs(args) if not args.fit else None
@@ -123,7 +148,6 @@ def run(args: argparse.Namespace) -> int:
     elif not fit_dir.is_dir():
         raise UserError(f"--fit {fit_dir}: folder not found (write it with `invertavatar fit`)")
     registry = cli_registry()
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     checkpoint = Path(args.checkpoint)
     models = InversionModels.load(checkpoint, registry, device=device)
     experiment = models.experiment
@@ -141,11 +165,13 @@ def run(args: argparse.Namespace) -> int:
     # call, so they get all frames at once, as the release sees them; the others stream frame by frame.
     steps = [frames] if models.frame_groups(len(frames)) is not None else [frames[t] for t in range(len(frames))]
     session = None
-    with tqdm(total=len(frames), desc="reconstruct", unit="frame") as bar:
+    done = 0
+    with tqdm(total=len(frames), desc="reconstruct", unit="frame", disable=args.no_progress) as bar:
         for step in steps:
             session = inverter.start(step) if session is None else session.add(step)
+            done += len(step)
+            bar.set_postfix_str(f"frame {done}/{len(frames)}")
             bar.update(len(step))
-            bar.set_postfix_str(f"frame {bar.n}/{len(frames)}")
     avatar = session.avatar()
     extra = {
         "checkpoint": str(checkpoint.resolve()),

@@ -13,35 +13,40 @@ are known, else uses the driving frames' own expression UV renders.
 import argparse
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
-from invertavatar_core.cli import cli_registry
+from invertavatar_core.cli import cli_registry, count_noun
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
 from invertavatar_core.errors import UserError
-from invertavatar_core.inversion.avatar import Avatar
-from invertavatar_core.inversion.models import InversionModels
-from invertavatar_core.io.atomic import check_output_file
-from invertavatar_core.io.media import write_video
 
 __all__ = ["neutral_expression_uv", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     """Add the ``render`` command."""
-    parser = subparsers.add_parser("render", help="render an avatar: orbit video or driven by a fitted video")
-    parser.add_argument("--avatar", required=True, help="avatar folder (from `invertavatar reconstruct`)")
+    parser = subparsers.add_parser(
+        "render",
+        help="render an avatar: orbit video or driven by a fitted video",
+        description="Write a video of an avatar: a novel-view orbit with its neutral expression, or the avatar "
+        "driven by the expressions and cameras of a fitted video (same-person or cross-person reenactment).",
+        epilog="examples:\n"
+        "  invertavatar render --avatar avatar/ --orbit --frames 60 --out orbit.mp4\n"
+        "  invertavatar fit driver.mp4 --out driving/ && invertavatar render --avatar avatar/ --drive driving/ "
+        "--out driven.mp4",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--avatar", required=True, help="avatar folder (from 'invertavatar reconstruct')")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--orbit", action="store_true", help="novel-view orbit with the neutral expression")
-    mode.add_argument("--drive", metavar="FITDIR", help="driving frames: a folder written by `invertavatar fit`")
+    mode.add_argument("--drive", metavar="FITDIR", help="driving frames: a folder written by 'invertavatar fit'")
     parser.add_argument("--checkpoint", help="model checkpoint holding the prior (default: the avatar's)")
     parser.add_argument("--frames", type=int, default=60, help="orbit length in frames (default 60)")
     parser.add_argument("--fps", type=float, default=25.0, help="video frame rate (default 25)")
     parser.add_argument("--out", required=True, help="output video (.mp4)")
-    parser.add_argument("--device", default=None, help="cpu / cuda (default: cuda when available)")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
-def _checkpoint(args: argparse.Namespace, avatar: Avatar) -> Path:
+def _checkpoint(args: argparse.Namespace, avatar) -> Path:
     if args.checkpoint:
         return Path(args.checkpoint)
     recorded = avatar.extra.get("checkpoint")
@@ -52,10 +57,10 @@ def _checkpoint(args: argparse.Namespace, avatar: Avatar) -> Path:
     return Path(recorded)
 
 
-def neutral_expression_uv(
-    models: InversionModels, identity: torch.Tensor | None, device: torch.device | str
-) -> torch.Tensor:
+def neutral_expression_uv(models, identity, device):
     """``(1, 3, U, U)`` UV render of ``identity`` (``(1, S)``; None: the mean face) with a zero expression."""
+    import torch
+
     from invertavatar_core.geometry.uv_maps import render_expression_uv
 
     registry = cli_registry()
@@ -71,8 +76,16 @@ def neutral_expression_uv(
 
 def run(args: argparse.Namespace) -> int:
     """Write the video."""
+    from tqdm import tqdm
+
+    from invertavatar_core.config.compute import resolve_device
+    from invertavatar_core.inversion.avatar import Avatar
+    from invertavatar_core.inversion.models import InversionModels
+    from invertavatar_core.io.atomic import check_output_file
+    from invertavatar_core.io.media import write_video
+
     check_output_file(args.out)  # before anything is loaded or rendered
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     avatar = Avatar.load(args.avatar, device)
     models = InversionModels.load(_checkpoint(args, avatar), cli_registry(), device=device).eval()
     prior = models.prior
@@ -84,12 +97,16 @@ def run(args: argparse.Namespace) -> int:
         total = args.frames
     else:
         frames, total = _driven(args, models, avatar, device)
-    write_video(tqdm(frames, total=total, desc="render", unit="frame"), args.out, fps=args.fps)
-    print(f"wrote {total} frames -> {args.out}")
+    write_video(
+        tqdm(frames, total=total, desc="render", unit="frame", disable=args.no_progress), args.out, fps=args.fps
+    )
+    print(f"wrote {count_noun(total, 'frame')} -> {args.out}")
     return 0
 
 
-def _driven(args: argparse.Namespace, models: InversionModels, avatar: Avatar, device: str):
+def _driven(args: argparse.Namespace, models, avatar, device):
+    import torch
+
     from invertavatar_core.cli.reconstruct import fitted_frames
 
     driving = fitted_frames(args.drive).to(device)

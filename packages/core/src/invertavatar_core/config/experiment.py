@@ -11,6 +11,8 @@ Numbers from the paper live here, beside the paper's name for them.
 """
 
 import json
+import textwrap
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,6 +49,7 @@ __all__ = [
     "dump_config",
     "load_config_data",
     "load_experiment",
+    "commented_yaml",
     "registry_from_context",
 ]
 
@@ -272,8 +275,11 @@ class ExperimentConfig(Section):
     seed: int = 0
     """Global seed."""
     morphable_model: ComponentField("morphable_model") = _named("procedural")
+    """Head model whose expressions and cameras drive the synthetic training sequences."""
     rasterizer: ComponentField("rasterizer") = _named("torch")
+    """Mesh rasterizer of the expression UV renders."""
     prior: ComponentField("prior") = _named("next3d")
+    """The animatable 3D GAN prior the encoders invert (paper Sec. 3.1)."""
     encoders: EncodersConfig = Field(default_factory=EncodersConfig, validate_default=True)
     aggregator: ComponentField("aggregator") | None = _named("conv_gru")
     """Fuses frames in the recurrent decoders; ``null`` = one-shot encoders."""
@@ -314,3 +320,44 @@ def dump_config(config: BaseModel, path: str | Path) -> Path:
     from invertavatar_core.io.atomic import atomic_write_text
 
     return atomic_write_text(path, config.model_dump_json(indent=2) + "\n")
+
+
+def _describe(model: type[BaseModel], key: str) -> str:
+    """The description of field ``key`` of ``model``, else the first docstring line of its section type."""
+    field = model.model_fields.get(key)
+    if field is None:
+        return ""
+    if field.description:
+        return field.description
+    annotation = field.annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation.__doc__:
+        return annotation.__doc__.strip().splitlines()[0]
+    return ""
+
+
+def _comment(text: str, indent: str) -> list[str]:
+    plain = " ".join(text.replace("``", "`").split())  # reST literals read as Markdown ones in YAML
+    return [f"{indent}# {line}" for line in textwrap.wrap(plain, 100 - len(indent))]
+
+
+def commented_yaml(model: type[BaseModel], data: Mapping[str, Any], header: str = "") -> str:
+    """``data`` (a mapping of ``model``'s fields) as YAML with every field's description above it as a comment.
+
+    Mappings of a nested section (``training``, ``data``) are written key by key with their own
+    descriptions; component mappings and lists are written inline.
+    """
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for key, value in data.items():
+        lines += ["", *_comment(_describe(model, key), "")]
+        annotation = model.model_fields[key].annotation if key in model.model_fields else None
+        nested = isinstance(annotation, type) and issubclass(annotation, Section) and isinstance(value, Mapping)
+        if nested and value:
+            lines.append(f"{key}:")
+            for sub_key, sub_value in value.items():
+                lines += _comment(_describe(annotation, sub_key), "  ")
+                dumped = yaml.safe_dump({sub_key: sub_value}, sort_keys=False, default_flow_style=True, width=1000)
+                lines.append("  " + dumped.strip()[1:-1])
+        else:
+            dumped = yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=True, width=1000)
+            lines.append(dumped.strip()[1:-1])
+    return "\n".join(lines).lstrip("\n") + "\n"

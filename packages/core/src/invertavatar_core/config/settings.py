@@ -23,8 +23,8 @@ class RuntimeSettings(BaseSettings):
     """Folder searched for user-supplied pretrained files (IR-SE-50, LPIPS, FaceVerse, ...)."""
     cache_dir: Path = Path.home() / ".cache" / "invertavatar"
     """Scratch space (converted assets, intermediate renders)."""
-    device: str = "cpu"
-    """Torch device for commands that do not take ``--device``."""
+    device: str | None = None
+    """Torch device when ``--device`` is not given; unset: CUDA when available, else the CPU."""
 
     def find_weights(self, filename: str) -> Path | None:
         """``weights_dir/filename`` if it exists, else None."""

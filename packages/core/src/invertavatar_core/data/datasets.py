@@ -17,7 +17,7 @@ The ``fit`` layout (``docs/dataset-layout.md``)::
                                       visibility (1, Ht, Ht), identity, expression, eyes,
                                       optional landmarks (478, 2) in crop pixels and
                                       landmark_map (3, h, h), the landmark-contour image
-    unwraps/<seq>/<frame>.png         preview: the photo in UV space, white where unseen
+    unwraps/<seq>/<frame>.png         preview: the photo in UV space (v up), white where unseen
     overlays/<seq>/<frame>.png        preview: the fitted mesh over the crop
 
 The official InvertAvatar layout (docs/dataset-layout.md): ``images512x512/<video>/<frame>.png``,
@@ -339,7 +339,9 @@ class FitDatasetWriter:
         path = self.root / "frames" / sequence / f"{frame}.safetensors"
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
         if data.unwrap_rgb is not None:
-            save_image(data.unwrap_rgb, self.root / "unwraps" / sequence / f"{frame}.png")
+            # UV-space rows follow +v and model UVs have v up (uv_maps module doc): flipped, the
+            # preview shows the face upright, as a texture file would.
+            save_image(data.unwrap_rgb.flip(-2), self.root / "unwraps" / sequence / f"{frame}.png")
         if data.overlay is not None:
             save_image(data.overlay, self.root / "overlays" / sequence / f"{frame}.png")
         frames = self._meta["sequences"].setdefault(sequence, [])

@@ -14,7 +14,7 @@ import numpy as np
 
 from invertavatar_core.io.atomic import atomic_write_bytes
 
-__all__ = ["plot_metric_vs_frames", "save_qualitative_grid"]
+__all__ = ["MIN_RELATIVE_SPAN", "metric_axis_limits", "plot_metric_vs_frames", "save_qualitative_grid"]
 
 
 def _pyplot():
@@ -31,6 +31,25 @@ def _save(figure, path: str | Path) -> Path:
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     _pyplot().close(figure)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+MIN_RELATIVE_SPAN = 0.05
+"""The metric axis spans at least this fraction of the largest value, around the values' middle."""
+
+
+def metric_axis_limits(values: Sequence[float]) -> tuple[float, float] | None:
+    """Y limits for a metric plot, or None to let matplotlib choose.
+
+    Matplotlib stretches any spread to fill the axis, so differences a thousand times smaller than
+    the values (noise of an untrained model) would read as a trend; a spread below
+    :data:`MIN_RELATIVE_SPAN` of the largest magnitude is drawn on an axis that wide instead.
+    """
+    low, high = min(values), max(values)
+    half = MIN_RELATIVE_SPAN * max(abs(low), abs(high)) / 2
+    if half == 0 or high - low >= 2 * half:
+        return None
+    middle = (low + high) / 2
+    return middle - half, middle + half
 
 
 def plot_metric_vs_frames(
@@ -57,6 +76,9 @@ def plot_metric_vs_frames(
     for label, points in lines.items():
         points.sort()
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    limits = metric_axis_limits([p[1] for points in lines.values() for p in points])
+    if limits is not None:
+        axes.set_ylim(*limits)
     ticks = sorted({p[0] for points in lines.values() for p in points})
     axes.set_xscale("log", base=2)
     axes.set_xticks(ticks)

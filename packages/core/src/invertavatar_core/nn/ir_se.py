@@ -210,7 +210,9 @@ class IRSENet(nn.Module):
             raise ValueError(
                 f"IRSENet: input height and width must be multiples of {stride}, got {tuple(x.shape[-2:])}"
             )
-        x = self.stem(x)
+        # The prior's renders come channels-last; with that layout the CPU backward of torch 2.13's strided
+        # 1x1 shortcut convolution corrupts the heap (a crash at 128 px and up), so the trunk runs in NCHW.
+        x = self.stem(x.contiguous())
         stages, first_units = [], []
         for stage in self.stages:
             x = stage[0](x)

@@ -7,12 +7,17 @@ release-encoders``. Reading the pickle itself is the prior package's restricted 
 embedded in it is executed.
 """
 
-from invertavatar_encoders.release.mapping import (
-    RELEASE_AGGREGATOR,
-    ConvertedEncoders,
-    UnusedTensor,
-    convert_encoders,
-    release_inference_mode,
-)
+from invertavatar_core.plugin.lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "RELEASE_AGGREGATOR": "invertavatar_encoders.release.mapping",
+    "ConvertedEncoders": "invertavatar_encoders.release.mapping",
+    "UnusedTensor": "invertavatar_encoders.release.mapping",
+    "convert_encoders": "invertavatar_encoders.release.mapping",
+    "release_inference_mode": "invertavatar_encoders.release.mapping",
+}
+"""Public name -> the module defining it (imported on first use: ``convert --help`` loads this package)."""
 
 __all__ = ["RELEASE_AGGREGATOR", "ConvertedEncoders", "UnusedTensor", "convert_encoders", "release_inference_mode"]
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

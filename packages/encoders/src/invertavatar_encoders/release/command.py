@@ -11,33 +11,28 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from invertavatar_core.config.experiment import ExperimentConfig, default_registry
-from invertavatar_core.inversion.models import EXPERIMENT_FILE, InversionModels, component_dir
-from invertavatar_core.io.atomic import atomic_directory, check_output_dir
-from invertavatar_core.io.checkpoints import RUN_KIND, load_component
-from invertavatar_core.io.release_pickle import load_release_pickle, record_state_dict
-
 __all__ = ["CONVERSION_REPORT", "register", "run"]
 
 CONVERSION_REPORT = "conversion.json"
 """The report written beside the checkpoint: source, settings and every tensor left out, with the reason."""
 
 
-def register(groups: dict[str, argparse._SubParsersAction]) -> None:
+def register(subparsers: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add ``release-encoders`` to the ``convert`` group."""
     parser = groups["convert"].add_parser(
         "release-encoders",
         help="the authors' FSInvertAvatar.pkl -> a model checkpoint (needs a converted prior)",
         description=(
             "Convert the released few-shot encoders. Nothing in the pickle is executed; the output is "
-            "a model checkpoint for `invertavatar reconstruct --checkpoint`. See docs/release-weights.md."
+            "a model checkpoint for 'invertavatar reconstruct --checkpoint'. See docs/release-weights.md."
         ),
+        epilog="example:\n  invertavatar convert release-encoders FSInvertAvatar.pkl --prior release/prior "
+        "--out release/model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pkl", type=Path, help="FSInvertAvatar.pkl (downloaded by you; non-commercial licence)")
     parser.add_argument(
-        "--prior", type=Path, required=True, help="the converted prior: output of `convert release-prior`"
+        "--prior", type=Path, required=True, help="the converted prior: output of 'convert release-prior'"
     )
     parser.add_argument("--out", type=Path, required=True, help="new folder for the model checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it is a checkpoint written earlier")
@@ -46,6 +41,8 @@ def register(groups: dict[str, argparse._SubParsersAction]) -> None:
 
 def _prior_folder(path: Path) -> Path:
     """A prior component folder, or the ``prior/`` of a model checkpoint."""
+    from invertavatar_core.inversion.models import component_dir
+
     for candidate in (path, component_dir(path, "prior")):
         if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
             return candidate
@@ -56,6 +53,13 @@ def _prior_folder(path: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.pkl`` with the prior ``args.prior`` into ``args.out``; prints the report."""
+    import torch
+
+    from invertavatar_core.config.experiment import ExperimentConfig, default_registry
+    from invertavatar_core.inversion.models import EXPERIMENT_FILE, InversionModels
+    from invertavatar_core.io.atomic import atomic_directory, check_output_dir
+    from invertavatar_core.io.checkpoints import RUN_KIND, load_component
+    from invertavatar_core.io.release_pickle import load_release_pickle, record_state_dict
     from invertavatar_encoders.release.mapping import RELEASE_INVERTER, convert_encoders
 
     pkl, out = Path(args.pkl), Path(args.out)

@@ -14,6 +14,10 @@ _DESCRIPTION = (
     "other object in the file is refused, nothing in it runs) and writes its numeric arrays to OUT.npz, "
     "which the 'faceverse' model loads without unpickling."
 )
+_EPILOG = (
+    "example:\n  invertavatar convert faceverse faceverse_v3_1.npy faceverse_v3_1.npz\n\n"
+    "put the .npz in INVERTAVATAR_WEIGHTS_DIR to use it without a path"
+)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +31,8 @@ def register(subparsers, groups) -> None:
         "faceverse",
         help="the official (pickled) FaceVerse v3.1 .npy -> a pickle-free .npz",
         description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_arguments(parser)
     parser.set_defaults(func=run)

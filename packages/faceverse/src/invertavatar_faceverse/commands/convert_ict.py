@@ -13,6 +13,10 @@ _DESCRIPTION = (
     "Read generic_neutral_mesh.obj, identityNNN.obj, the expression OBJs and vertex_indices.json "
     "once and store them as deltas in one .npz."
 )
+_EPILOG = (
+    "example:\n  invertavatar convert ict ICT-FaceKit/FaceXModel ict_face_model_light.npz\n\n"
+    "put the .npz in INVERTAVATAR_WEIGHTS_DIR to use it without a path"
+)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +30,8 @@ def register(subparsers, groups) -> None:
         "ict",
         help="ICT-FaceKit's FaceXModel folder -> the compact .npz the 'ict' model loads fastest",
         description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_arguments(parser)
     parser.set_defaults(func=run)

@@ -10,6 +10,8 @@ run resumes and a different photo under the same file name is fitted again.
 import argparse
 from pathlib import Path
 
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
+
 __all__ = ["register", "run"]
 
 
@@ -19,7 +21,12 @@ def register(subparsers, groups) -> None:
         "fit",
         help="fit a morphable model to photos or a video and write the dataset the encoders read",
         description="Detect landmarks, crop, fit identity/expression/eyes/camera, and write crops, EG3D cameras, "
-        "expression UV renders, UV unwraps, coefficients and overlays (docs/dataset-layout.md).",
+        "expression UV renders, UV unwraps, coefficients and overlays (docs/dataset-layout.md). A sequence "
+        "already in --out from the same file and settings is skipped, so an interrupted run resumes.",
+        epilog="examples:\n"
+        "  invertavatar fit portrait.png --out fitted/\n"
+        "  invertavatar fit clip.mp4 --every 5 --max-frames 40 --model ict:FaceXModel/ --out fitted/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_VIDEO", help="images and/or videos")
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
@@ -77,7 +84,8 @@ def register(subparsers, groups) -> None:
         metavar="K",
         help="with several faces in a frame, fit the K-th largest (0, the default, is the largest)",
     )
-    parser.add_argument("--device", default=None, help="torch device (default: INVERTAVATAR_DEVICE or cpu)")
+    add_device_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -103,5 +111,6 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         face_index=args.face_index,
         device=args.device,
+        progress=not args.no_progress,
     )
     return 0

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from invertavatar_core.cli.experiment_args import add_progress_argument
+
 __all__ = ["register", "run"]
 
 
@@ -10,9 +12,13 @@ def register(subparsers, groups) -> None:
     """Add the ``synth-heads`` parser."""
     parser = subparsers.add_parser(
         "synth-heads",
-        help="render random procedural heads into a dataset folder (the layout `fit` writes)",
+        help="render random procedural heads into a dataset folder (the layout 'fit' writes)",
         description="Random identities, expressions, gaze, look-at cameras, lights and backgrounds, rendered with "
-        "the procedural head and written with cameras, expression UV renders, unwraps and coefficients.",
+        "the procedural head and written with cameras, expression UV renders, unwraps and coefficients: "
+        "training and evaluation data that needs no photos and no fitting.",
+        epilog="example:\n"
+        "  invertavatar synth-heads --out heads/ --identities 8 --frames-per-identity 16 --resolution 64",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
     parser.add_argument("--identities", type=int, default=4, help="number of identities (sequences)")
@@ -21,11 +27,13 @@ def register(subparsers, groups) -> None:
     parser.add_argument("--uv-resolution", type=int, default=64, help="expression UV render / unwrap size (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--tiny", action="store_true", help="use the tiny procedural head (fast, coarse)")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Render and report where."""
+    from invertavatar_core.cli import count_noun
     from invertavatar_core.config.experiment import default_registry
     from invertavatar_core.data.datasets import FIT_KIND
     from invertavatar_core.io.atomic import check_output_dir
@@ -47,6 +55,13 @@ def run(args: argparse.Namespace) -> int:
         uv_resolution=args.uv_resolution,
         seed=args.seed,
     )
-    out = synthesize_heads(args.out, config, model, rasterizer, model_config=model_config.model_dump(mode="json"))
-    print(f"wrote {config.identities * config.frames_per_identity} frames to {out}")
+    out = synthesize_heads(
+        args.out,
+        config,
+        model,
+        rasterizer,
+        model_config=model_config.model_dump(mode="json"),
+        progress=not args.no_progress,
+    )
+    print(f"wrote {count_noun(config.identities * config.frames_per_identity, 'frame')} to {out}")
     return 0

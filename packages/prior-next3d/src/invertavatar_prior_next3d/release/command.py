@@ -13,17 +13,20 @@ from pathlib import Path
 __all__ = ["register", "run"]
 
 
-def register(convert_group: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, groups: dict[str, argparse._SubParsersAction]) -> None:
     """Add ``release-prior`` to the ``invertavatar convert`` group."""
-    parser = convert_group.add_parser(
+    parser = groups["convert"].add_parser(
         "release-prior",
         help="the authors' ani3dgan512.pkl -> a next3d prior checkpoint",
         description=(
             "Convert the released animatable GAN. Nothing in the pickle is executed; the output is a prior "
             "component (config.json + model.safetensors) computing what the release computes. An EG3D "
-            "snapshot instead initialises G_static, the decoder and SR of a new prior (for `train prior`, "
+            "snapshot instead initialises G_static, the decoder and SR of a new prior (for 'train prior', "
             "init_prior). See docs/release-weights.md."
         ),
+        epilog="examples:\n  invertavatar convert release-prior ani3dgan512.pkl --out release/prior\n"
+        "  invertavatar convert release-prior FSInvertAvatar.pkl --key G.generator --out release/prior-fewshot",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pkl", type=Path, help="ani3dgan512.pkl (downloaded by you; non-commercial licence)")
     parser.add_argument("--out", type=Path, required=True, help="new folder for the prior checkpoint")

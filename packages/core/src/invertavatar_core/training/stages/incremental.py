@@ -32,7 +32,18 @@ __all__ = ["IncrementalStage", "train_incremental"]
 class IncrementalStage(FeatureEncoderStage):
     """Stage 3: recurrent decoders (the experiment's ``aggregator`` must be set)."""
 
+    label = "train incremental"
+
     init_parts = ("prior", "latent", "texture", "static")
+
+    @classmethod
+    def images_per_step(cls, experiment: ExperimentConfig) -> int:
+        """Each item's supervised frames and novel views, plus one frame of the unsupervised prefix at a time.
+
+        The frames before the supervised ones run without gradients, so only one of them is alive at a time.
+        """
+        data = experiment.data
+        return experiment.training.batch_size * (1 + data.frames_per_sequence + data.novel_views)
 
     def __init__(self, experiment: ExperimentConfig, registry: Registry, runtime: Runtime | None = None) -> None:
         if experiment.aggregator is None:

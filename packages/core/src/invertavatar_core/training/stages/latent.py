@@ -33,6 +33,8 @@ __all__ = ["LatentStage", "train_latent"]
 class LatentStage(EncoderStage):
     """Stage 1: E_latent against its coarse renders, with D_W."""
 
+    label = "train latent"
+
     trainable = ("latent",)
     init_parts = ("prior",)
     sample_columns = 4
@@ -78,7 +80,7 @@ class LatentStage(EncoderStage):
             parts["w_delta"] = (ws[:, 1:] - ws[:, :1]).norm(dim=2).sum(1).mean()
             terms = weighted(parts, weights)
         ctx.optimize("latent", terms.total)
-        scalars = terms.scalars()
+        scalars = self.loss_scalars(terms)
         if weights.latent_adv:
             scalars.update(self._discriminator_step(ctx, ws.detach(), frames.camera))
         return scalars

@@ -92,7 +92,7 @@ class FeatureEncoderStage(EncoderStage):
             prediction = renders[0][0]
             parts["adv"] = generator_loss(self.discriminator(prediction.image, prediction.raw, None))
         terms = weighted(parts, weights)
-        return terms.total, terms.scalars()
+        return terms.total, self.loss_scalars(terms)
 
     def render_views(self, features: CanonicalFeatures, frames, per_avatar: int) -> PriorRender:
         """Render B avatars at their ``per_avatar`` frames each (avatar-major)."""
@@ -121,7 +121,14 @@ class FeatureEncoderStage(EncoderStage):
 class OneShotStage(FeatureEncoderStage):
     """Stage 2: one-shot E_tex / E_tri; the experiment's ``aggregator`` should be null."""
 
+    label = "train oneshot"
+
     init_parts = ("prior", "latent")
+
+    @classmethod
+    def images_per_step(cls, experiment: ExperimentConfig) -> int:
+        """Each item's source frame and its novel views."""
+        return experiment.training.batch_size * (1 + experiment.data.novel_views)
 
     def step(self, ctx: StepContext) -> Mapping[str, float]:
         """One synthetic (or, every other step with ``data.root``, real) batch."""

@@ -29,7 +29,14 @@ from invertavatar_core.io.checkpoints import CheckpointError, load_module_weight
 from invertavatar_core.plugin.protocols import PriorRender
 from invertavatar_core.plugin.registry import Registry
 from invertavatar_core.training.distributed import Runtime
-from invertavatar_core.training.losses import build_identity_loss, build_perceptual_loss, discriminator_loss, r1_penalty
+from invertavatar_core.training.losses import (
+    LossTerms,
+    build_identity_loss,
+    build_perceptual_loss,
+    discriminator_loss,
+    r1_penalty,
+)
+from invertavatar_core.training.memory_estimate import MemoryEstimate, build_on_meta, count_parameters, ensure_fits
 from invertavatar_core.training.trainer import Trainer
 
 __all__ = ["EncoderStage"]
@@ -46,6 +53,8 @@ class EncoderStage:
     """Parts initialised from ``training.init_from`` when it is set."""
     required_parts: tuple[str, ...] = ()
     """Parts the experiment must configure for this stage."""
+    label: str = "encoder training"
+    """What messages call the stage (``train latent``)."""
 
     def __init__(self, experiment: ExperimentConfig, registry: Registry, runtime: Runtime | None = None) -> None:
         self.experiment = experiment
@@ -82,11 +91,41 @@ class EncoderStage:
 
     # ------------------------------------------------------------------ setup
 
+    @classmethod
+    def images_per_step(cls, experiment: ExperimentConfig) -> int:
+        """Images rendered per optimiser step (what the memory estimate scales activations by)."""
+        return experiment.training.batch_size
+
+    @classmethod
+    def memory_estimate(cls, experiment: ExperimentConfig, registry: Registry) -> MemoryEstimate:
+        """The stage's memory estimate from its config (the networks are built on the meta device only)."""
+        models = build_on_meta(lambda: InversionModels.build(experiment, registry, device="meta"))
+        parts = {name: module for name, module, _ in models.parts()}
+        trained = count_parameters(parts[p] for p in cls.trainable if p in parts)
+        frozen = count_parameters(m for p, m in parts.items() if p not in cls.trainable)
+        info = models.prior.info
+        # Encoders may run above the prior's resolution (paper: 256 px encoders on a 512 px prior, or a tiny prior).
+        inputs = [getattr(m, "input_resolution", 0) for p, m in parts.items() if p != "prior"]
+        return MemoryEstimate(
+            what=f"{cls.label} (experiment {experiment.name!r})",
+            trained_parameters=trained,
+            frozen_parameters=frozen,
+            images=cls.images_per_step(experiment),
+            image_resolution=max([info.image_resolution, *inputs]),
+            neural_resolution=info.neural_resolution,
+        )
+
     def _uses_identity(self) -> bool:
         return False
 
     def _load_prior(self, path: Path | None) -> None:
         if path is None:
+            if self.experiment.training.init_from is None or "prior" not in self.init_parts:
+                log.warning(
+                    "training.prior_weights is not set: the prior has RANDOM weights, so the encoders learn to "
+                    "invert an untrained generator; train one with 'invertavatar train prior' and set "
+                    "training.prior_weights to its run folder's prior/"
+                )
             return
         config = read_component_config(path, self.registry, "prior")
         if config != self.experiment.prior:
@@ -157,6 +196,22 @@ class EncoderStage:
 
     # ------------------------------------------------------------------ losses
 
+    def loss_scalars(self, terms: LossTerms) -> dict[str, float]:
+        """``terms.scalars()`` with the perceptual term logged under the metric that computed it.
+
+        The loss weight is lambda_lpips (Eq. 2, 3) whichever metric runs; a stand-in such as MS-SSIM
+        is logged as ``perceptual_ms_ssim`` so a curve is never mistaken for LPIPS, and a dropped term
+        is not logged.
+        """
+        name = self.perceptual.name if self.perceptual is not None else None
+        scalars = {}
+        for key, value in terms.scalars().items():
+            if key != "lpips" or name == "lpips":
+                scalars[key] = value
+            elif name is not None:
+                scalars[f"perceptual_{name}"] = value
+        return scalars
+
     def perceptual_term(self, prediction: Tensor, target: Tensor) -> Tensor:
         """Perceptual distance (zero when the term is dropped)."""
         if self.perceptual is None:
@@ -195,6 +250,7 @@ def run_stage(
     """Train ``stage_class`` into ``experiment.training.out_dir``, resuming from its checkpoint; the last scalars."""
     registry = registry or default_registry()
     runtime = runtime or Runtime.from_env()
+    ensure_fits(stage_class.memory_estimate(experiment, registry), runtime.device)
     stage = stage_class(experiment, registry, runtime)
     trainer = Trainer(
         stage, experiment.training, runtime=runtime, config=experiment, seed=experiment.seed, progress=progress
