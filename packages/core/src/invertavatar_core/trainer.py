@@ -163,11 +163,16 @@ class Trainer:
             for name in stage.optimizers
         }
         self._tb = None
+        self._interval = _IntervalMean()
 
     # ---------------------------------------------------------------- state
 
     def _state(self) -> TrainingState:
-        extra = {"scalers": {n: s.state_dict() for n, s in self.scalers.items()}}
+        extra = {
+            "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
+            # The open logging interval, so a resumed run logs the same means as an uninterrupted one.
+            "log_interval": {"sums": dict(self._interval.sums), "counts": dict(self._interval.counts)},
+        }
         if hasattr(self.stage, "extra_state"):
             extra["stage"] = self.stage.extra_state()
         return TrainingState(self.stage.modules, self.stage.optimizers, extra)
@@ -182,6 +187,9 @@ class Trainer:
         for name, scaler_state in state.extra_state.get("scalers", {}).items():
             if name in self.scalers and scaler_state:
                 self.scalers[name].load_state_dict(scaler_state)
+        interval = state.extra_state.get("log_interval") or {}
+        self._interval.sums = {k: float(v) for k, v in interval.get("sums", {}).items()}
+        self._interval.counts = {k: int(v) for k, v in interval.get("counts", {}).items()}
         if hasattr(self.stage, "load_extra_state") and "stage" in state.extra_state:
             self.stage.load_extra_state(state.extra_state["stage"])
         return step
@@ -233,7 +241,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         last: dict[str, float] = {}
-        interval = _IntervalMean()
+        interval = self._interval
         began = time.perf_counter()
         try:
             for step in range(start, t.steps):
