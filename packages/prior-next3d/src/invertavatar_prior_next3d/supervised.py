@@ -3,7 +3,7 @@
 The adversarial objective (:mod:`invertavatar_prior_next3d.training`) needs hundreds of thousands
 of images before a 3D GAN of this kind draws heads; synthetic heads come with exact cameras,
 expressions, head masks and painted albedos, so the prior can first be fitted to them directly
-(docs/design/prior-pretraining.md):
+(packages/prior-next3d/README.md, "Supervised pre-training"):
 
 - an *auto-decoder*: every training identity owns a learned latent ``z`` (a row of
   ``latents``), mapped to w+ by the prior's own mapping network conditioned on the frontal
