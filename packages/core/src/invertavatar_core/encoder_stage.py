@@ -153,7 +153,17 @@ class EncoderStage:
         info = self.models.prior.info
         obs = conform_to_prior(Observation.cat(picks).to(self.runtime.device), info.uv_resolution)
         size = info.image_resolution
-        return replace(obs, image=resize_square(obs.image, size)) if obs.image.shape[-1] != size else obs
+        if obs.image.shape[-1] == size:
+            return obs
+        mask = None if obs.head_mask is None else resize_square(obs.head_mask, size)
+        return replace(obs, image=resize_square(obs.image, size), head_mask=mask)
+
+    def loss_weight(self, head_mask: Tensor | None) -> Tensor | None:
+        """Per-pixel image-loss weight of real frames: 1 on the head, ``background_weight`` elsewhere (None: plain)."""
+        background = self.experiment.training.background_weight
+        if head_mask is None or background >= 1:
+            return None
+        return head_mask + background * (1 - head_mask)
 
     # ------------------------------------------------------------------ losses
 
@@ -179,9 +189,13 @@ class EncoderStage:
         return {"d_loss": float(loss.detach()), "d_r1": float(penalty.detach())}
 
 
-def image_l1(prediction: Tensor, target: Tensor) -> Tensor:
-    """L1 after bringing ``prediction`` to the target's resolution."""
-    return F.l1_loss(resize_square(prediction, target.shape[-1]), target)
+def image_l1(prediction: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """L1 after bringing ``prediction`` to the target's resolution; ``weight (B, 1, H, W)`` weighs pixels."""
+    prediction = resize_square(prediction, target.shape[-1])
+    if weight is None:
+        return F.l1_loss(prediction, target)
+    weight = resize_square(weight, target.shape[-1]).expand_as(target)
+    return ((prediction - target).abs() * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
 def run_stage(
