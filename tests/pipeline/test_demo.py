@@ -27,6 +27,11 @@ def test_demo_writes_avatar_videos_and_figures(tmp_path, full_registry, capsys):
     assert video_frame_count(out / "driven.mp4") == 2 and video_frame_count(out / "orbit.mp4") == 3
     for name in ("grid.png", "error_vs_frames.png"):
         assert (out / name).stat().st_size > 1000
+    # The demo head is a held-out identity: its seed lies in the range no training set draws from.
+    synthetic = json.loads((out / "heads" / "dataset.json").read_text())["synthetic"]
+    low, high = synthetic["seed_ranges"]["heldout"]
+    assert synthetic["split"] == "heldout" and all(low <= s < high for s in synthetic["identity_seeds"].values())
+    assert synthetic["seed_ranges"]["train"][1] <= low  # and that range is disjoint from training's
 
     # The saved avatar is the streaming inversion of the first three synthetic frames (w+ from frame 0).
     avatar = Avatar.load(out / "avatar")

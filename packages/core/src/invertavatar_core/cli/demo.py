@@ -201,8 +201,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table([{k: v for k, v in row.items() if k != "model"} for row in rows]))
 
     avatar = session.avatar()
-    sources = f"{out / 'heads'} (synthetic, held-out head {args.seed})"
-    extra = {"checkpoint": str(checkpoint.resolve()), "sources": sources}
+    origin = f"{out / 'heads'} (synthetic, held-out head {args.seed})"
+    extra = {"checkpoint": str(checkpoint.resolve()), "sources": origin}
     avatar = type(avatar)(avatar.features, avatar.prior_config, avatar.identity, avatar.frame_count,
                           avatar.inverter, extra)  # fmt: skip
     avatar.save(out / "avatar")
