@@ -80,3 +80,31 @@ def test_init_prior_names_a_missing_folder(tmp_path):
     config = PriorTrainingConfig(prior=TINY, init_prior=tmp_path / "nothing")
     with pytest.raises(ValueError, match="init_prior"):
         build_prior(config, default_registry())
+
+
+def test_head_psnr_counts_only_the_head():
+    from invertavatar_prior_next3d.latent_fitting import head_psnr
+
+    target = torch.zeros(2, 3, 8, 8)
+    prediction = target + 0.2  # mse 0.04 on the head: 10 log10(4 / 0.04) = 20 dB
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1
+    prediction[..., :2, :] = 5.0  # off the head: ignored
+    torch.testing.assert_close(head_psnr(prediction, target, mask), torch.full((2,), 20.0))
+
+
+def test_fitting_w_to_frames_of_a_head_brings_the_render_closer(heads):
+    from invertavatar_prior_next3d.latent_fitting import fit_w, head_psnr
+
+    prior = default_registry().create("prior", TINY).eval()
+    data = MultiViewData(heads, prior.info)
+    frames = data.sample_views(1, 2, torch.Generator().manual_seed(1))
+    args = (frames.image, frames.mask, frames.camera, frames.expression_uv)
+
+    def score(ws):
+        with torch.no_grad():
+            render = prior.render(prior.canonical(ws), frames.expression_uv, frames.camera).image
+        return float(head_psnr(render, frames.image, frames.mask).mean())
+
+    start = prior.w_avg.reshape(1, 1, -1).expand(1, prior.info.num_ws, -1)
+    assert score(fit_w(prior, *args, steps=15, lr=0.05)) > score(start) + 0.5
