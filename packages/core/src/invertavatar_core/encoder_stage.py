@@ -25,7 +25,13 @@ from invertavatar_core.config import ExperimentConfig, default_registry
 from invertavatar_core.distributed import Runtime
 from invertavatar_core.inversion import InversionPipeline, conform_to_prior, resize_square
 from invertavatar_core.inversion_models import InversionModels, component_dir
-from invertavatar_core.losses import build_identity_loss, build_perceptual_loss, discriminator_loss, r1_penalty
+from invertavatar_core.losses import (
+    build_identity_loss,
+    build_perceptual_loss,
+    discriminator_loss,
+    r1_penalty,
+    weighted_l1,
+)
 from invertavatar_core.observation import Observation
 from invertavatar_core.protocols import PriorRender
 from invertavatar_core.registry import Registry
@@ -194,8 +200,7 @@ def image_l1(prediction: Tensor, target: Tensor, weight: Tensor | None = None) -
     prediction = resize_square(prediction, target.shape[-1])
     if weight is None:
         return F.l1_loss(prediction, target)
-    weight = resize_square(weight, target.shape[-1]).expand_as(target)
-    return ((prediction - target).abs() * weight).sum() / weight.sum().clamp_min(1e-8)
+    return weighted_l1(prediction, target, resize_square(weight, target.shape[-1]))
 
 
 def run_stage(

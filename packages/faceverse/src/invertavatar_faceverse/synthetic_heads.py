@@ -209,9 +209,10 @@ def _paint_cheek_marks(albedo: Tensor, pos: Tensor, allowed: Tensor, lm: Tensor,
     eye = _side_point(lm, [33, 263], side)
     mouth = _side_point(lm, [61, 291], side)
     centre = torch.stack([eye[0] * 1.05 + side * 0.01, 0.4 * eye[1] + 0.6 * mouth[1]])
-    colour = torch.tensor([0.32, 0.17, 0.1]) * (1 - draws["mark_tint"]) + torch.tensor([0.55, 0.12, 0.12]) * draws[
-        "mark_tint"
-    ]
+    colour = (
+        torch.tensor([0.32, 0.17, 0.1]) * (1 - draws["mark_tint"])
+        + torch.tensor([0.55, 0.12, 0.12]) * draws["mark_tint"]
+    )
     xy = pos[..., :2]
     for k, (dx, dy, size) in enumerate(draws["marks"].tolist()):
         offset = torch.tensor([side * (dx - 0.5) * 0.03, (dy - 0.5) * 0.04]) if k else torch.zeros(2)
@@ -298,18 +299,16 @@ def synthesize_heads(
 
     seeds = identity_seeds(config)
     meta_path = Path(out) / "dataset.json"
-    if meta_path.is_file():
-        old = json.loads(meta_path.read_text(encoding="utf-8")).get("synthetic", {})
-        if old.get("split", config.split) != config.split:
-            raise ValueError(
-                f"{meta_path}: 'synthetic.split' is {old.get('split')!r}, not {config.split!r}; use another --out"
-            )
+    old = json.loads(meta_path.read_text(encoding="utf-8")).get("synthetic", {}) if meta_path.is_file() else {}
+    if old.get("split", config.split) != config.split:
+        raise ValueError(
+            f"{meta_path}: 'synthetic.split' is {old.get('split')!r}, not {config.split!r}; use another --out"
+        )
     extra = {
         "synthetic": {
             "split": config.split,
             "seed_ranges": {k: [v, v + SEEDS_PER_SPLIT] for k, v in SPLIT_SEEDS.items()},
-            "identity_seeds": {**(json.loads(meta_path.read_text()).get("synthetic", {}).get("identity_seeds", {})
-                                  if meta_path.is_file() else {}), **seeds},  # fmt: skip
+            "identity_seeds": {**old.get("identity_seeds", {}), **seeds},
             "config": config.model_dump(mode="json"),
         }
     }

@@ -10,7 +10,7 @@ a supervised prior on held-out synthetic heads.
 import torch
 from torch import Tensor
 
-from invertavatar_prior_next3d.supervised import masked_l1
+from invertavatar_core.losses import weighted_l1
 
 __all__ = ["fit_w", "head_psnr"]
 
@@ -44,7 +44,7 @@ def fit_w(
     for _ in range(steps):
         ws = w.expand(1, info.num_ws, -1)
         render = prior.render(prior.canonical(ws), expression_uv, camera)
-        loss = masked_l1(render.image, image, weight)
+        loss = weighted_l1(render.image, image, weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.cli import UserError
     from invertavatar_core.config import default_registry
     from invertavatar_core.image_io import save_grid
+    from invertavatar_core.inversion import repeat_features
     from invertavatar_core.uv_maps import render_expression_uv
-    from invertavatar_prior_next3d.supervised import render_yaw_sweep, repeat_features
+    from invertavatar_prior_next3d.supervised import render_yaw_sweep
 
     if args.identities < 1 or args.columns < 2:
         raise UserError(f"--identities must be >= 1 and --columns >= 2, got {args.identities}, {args.columns}")

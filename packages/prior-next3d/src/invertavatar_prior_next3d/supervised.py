@@ -25,36 +25,18 @@ import torch
 from torch import Tensor, nn
 
 from invertavatar_core.cameras import look_at_camera
-from invertavatar_core.protocols import CanonicalFeatures
+from invertavatar_core.inversion import repeat_features
+from invertavatar_core.losses import weighted_l1
 from invertavatar_core.registry import Registry
 from invertavatar_core.trainer import StepContext
 from invertavatar_prior_next3d.ema import ema_beta, update_ema
 from invertavatar_prior_next3d.gan_data import GanBatch, MultiViewData
 from invertavatar_prior_next3d.resample import resize
 
-__all__ = ["SAMPLE_YAWS", "SupervisedStage", "masked_l1", "repeat_features"]
+__all__ = ["SAMPLE_YAWS", "SupervisedStage", "render_yaw_sweep"]
 
 SAMPLE_YAWS = (-0.6, -0.3, 0.0, 0.3, 0.6)
 """Yaw (radians) of each column of the sample grids."""
-
-
-def masked_l1(prediction: Tensor, target: Tensor, weight: Tensor) -> Tensor:
-    """Weighted mean absolute error of ``(B, C, H, W)`` images under ``weight (B, 1, H, W)``."""
-    weight = weight.expand_as(prediction)
-    return ((prediction - target).abs() * weight).sum() / weight.sum().clamp_min(1e-8)
-
-
-def repeat_features(features: CanonicalFeatures, repeats: int) -> CanonicalFeatures:
-    """Each avatar's features ``repeats`` times in a row (one copy per rendered view)."""
-
-    def rep(x: Tensor) -> Tensor:
-        return x.repeat_interleave(repeats, dim=0)
-
-    return CanonicalFeatures(
-        ws=rep(features.ws),
-        texture={k: rep(v) for k, v in features.texture.items()},
-        static={k: rep(v) for k, v in features.static.items()},
-    )
 
 
 class SupervisedStage:
@@ -106,7 +88,7 @@ class SupervisedStage:
         volume = G.renderer(planes, batch.camera, n)
         image = G.superresolution(volume.feature_image, ws.repeat_interleave(views, dim=0))
         mask = batch.mask
-        out = {"image_l1": masked_l1(image, batch.image, mask + c.background_weight * (1 - mask))}
+        out = {"image_l1": weighted_l1(image, batch.image, mask + c.background_weight * (1 - mask))}
         small_mask = resize(mask, n)
         raw_target = resize(batch.image, n) * small_mask - (1 - small_mask)
         out["raw_l1"] = (volume.feature_image[:, :3] - raw_target).abs().mean()
