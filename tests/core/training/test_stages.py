@@ -95,3 +95,34 @@ def test_stage3_needs_an_aggregator(full_registry, tmp_path):
     experiment = preset_experiment(full_registry, "tiny", aggregator=None, training=_training(tmp_path))
     with pytest.raises(ValueError, match="aggregator"):
         IncrementalStage(experiment, full_registry)
+
+
+def test_head_masked_image_l1_weighs_only_the_head_when_the_background_weight_is_zero():
+    from invertavatar_core.training.stages.runner import image_l1
+
+    prediction, target = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    target[..., :4] = 1.0  # the left half differs ...
+    head = torch.zeros(1, 1, 8, 8)
+    head[..., 4:] = 1.0  # ... and is background
+    assert float(image_l1(prediction, target)) == pytest.approx(0.5)
+    assert float(image_l1(prediction, target, head)) == 0.0
+    assert float(image_l1(prediction, target, head + 0.1 * (1 - head))) == pytest.approx(0.1 / 1.1)
+
+
+def test_real_synthetic_frames_bring_their_head_masks_into_the_losses(full_registry, tmp_path):
+    pytest.importorskip("invertavatar_faceverse")
+    from invertavatar_core.cli import main
+    from invertavatar_core.training.stages.latent import LatentStage
+
+    heads = tmp_path / "heads"
+    args = ["synth-heads", "--out", str(heads), "--tiny", "--identities", "1", "--frames-per-identity", "3"]
+    assert main([*args, "--resolution", "128", "--uv-resolution", "64"]) == 0
+    training = _training(tmp_path / "s1", background_weight=0.0)
+    experiment = preset_experiment(full_registry, "tiny", aggregator=None, data={"root": str(heads)}, training=training)
+    stage = LatentStage(experiment, full_registry)
+    frames = stage.real_frames(2, 1, torch.Generator().manual_seed(0))
+    assert frames.image.shape == (2, 3, 64, 64) and frames.head_mask.shape == (2, 1, 64, 64)
+    assert torch.equal(stage.loss_weight(frames.head_mask), frames.head_mask)  # background weight 0
+    assert 0.05 < float(frames.head_mask.mean()) < 0.9
+    scalars = train_latent(experiment, full_registry, progress=False)  # step 1 is a real batch
+    assert torch.isfinite(torch.tensor(scalars["l1"]))

@@ -21,7 +21,9 @@ def invertavatar_register_priors(registrar) -> None:
 
 @hookimpl
 def invertavatar_add_commands(subparsers, groups) -> None:
-    """Add ``invertavatar train prior``."""
+    """Add ``invertavatar train prior`` and ``invertavatar sample``."""
+    from invertavatar_prior_next3d import sample_command
     from invertavatar_prior_next3d.train_command import register
 
     register(groups["train"])
+    sample_command.register(subparsers)

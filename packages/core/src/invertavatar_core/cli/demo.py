@@ -2,7 +2,8 @@
 
     invertavatar demo [--out demo-output] [--checkpoint RUN] [--source-frames 4] [--driving-frames 8]
 
-Renders one synthetic procedural head (cameras, expression UV renders and unwraps known exactly,
+Renders one held-out synthetic procedural head (``synth-heads --split heldout``: an identity
+seed range no training set draws from; cameras, expression UV renders and unwraps known exactly,
 so no fitting is needed), inverts its first frames one at a time through the experiment's
 inverter (the incremental path: per-frame latency and held-out error after each frame), drives
 the avatar with the head's remaining frames (same-identity reenactment, scored against the true
@@ -49,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.add_argument("--source-frames", type=int, default=4, help="frames inverted one at a time (default 4)")
     parser.add_argument("--driving-frames", type=int, default=8, help="held-out frames that drive it (default 8)")
     parser.add_argument("--orbit-frames", type=int, default=24, help="frames of the orbit video (default 24)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic head and of random weights")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="held-out synthetic head number (never a training head) and weight seed"
+    )
     parser.add_argument("--device", help="cpu / cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
@@ -75,7 +78,7 @@ def _synthetic_head(args: argparse.Namespace, registry, models, out: Path):
     from invertavatar_core.cli.reconstruct import fitted_frames
 
     try:
-        from invertavatar_faceverse.synthetic_heads import SyntheticHeadsConfig, synthesize_heads
+        from invertavatar_faceverse.synthetic_heads import SyntheticHeadsConfig, identity_seeds, synthesize_heads
     except ImportError as error:
         raise UserError(
             "the demo renders synthetic heads with invertavatar-faceverse: pip install 'invertavatar-core[faceverse]'"
@@ -89,13 +92,15 @@ def _synthetic_head(args: argparse.Namespace, registry, models, out: Path):
         resolution=max(64, info.image_resolution),
         uv_resolution=info.uv_resolution,
         seed=args.seed,
+        split="heldout",  # the demo never shows a training identity
     )
     model = registry.create("morphable_model", experiment.morphable_model)
     rasterizer = registry.create("rasterizer", experiment.rasterizer)
     model_config = experiment.morphable_model.model_dump(mode="json")
     heads = synthesize_heads(out / "heads", config, model, rasterizer, model_config=model_config,
                              progress=not args.no_progress)  # fmt: skip
-    frames = fitted_frames(heads)
+    # Only this head: a rerun into an earlier demo folder may find other heads in heads/.
+    frames = fitted_frames(heads, sequences=list(identity_seeds(config)))
     return frames[: args.source_frames], frames[args.source_frames :]
 
 
@@ -191,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table([{k: v for k, v in row.items() if k != "model"} for row in rows]))
 
     avatar = session.avatar()
-    extra = {"checkpoint": str(checkpoint.resolve()), "sources": f"{out / 'heads'} (synthetic, seed {args.seed})"}
+    origin = f"{out / 'heads'} (synthetic, held-out head {args.seed})"
+    extra = {"checkpoint": str(checkpoint.resolve()), "sources": origin}
     avatar = type(avatar)(avatar.features, avatar.prior_config, avatar.identity, avatar.frame_count,
                           avatar.inverter, extra)  # fmt: skip
     avatar.save(out / "avatar")

@@ -215,6 +215,9 @@ class TrainingConfig(Section):
     """Truncation psi of synthetic training samples drawn from the prior."""
     real_w_truncation: float = 0.8  # released e4e stage (docs/design/training.md)
     """Truncation psi of the mapping-network codes D_W sees as real."""
+    background_weight: float = Field(1.0, ge=0, le=1)
+    """Weight of background pixels in the image L1 of real frames that carry a head mask (synthetic heads);
+    1 = no masking. Head pixels weigh 1."""
 
 
 class EvaluatedModel(Section):

@@ -15,7 +15,8 @@ The ``fit`` layout (``docs/dataset-layout.md``)::
     images/<seq>/<frame>.png          aligned square RGB crop
     frames/<seq>/<frame>.safetensors  expression_uv (3, Hu, Hu), unwrap_grid (Ht, Ht, 2),
                                       visibility (1, Ht, Ht), identity, expression, eyes,
-                                      optional landmarks (478, 2) in crop pixels
+                                      optional landmarks (478, 2) in crop pixels,
+                                      optional head_mask (1, R, R) (synthetic heads)
     unwraps/<seq>/<frame>.png         preview: the photo in UV space, white where unseen
     overlays/<seq>/<frame>.png        preview: the fitted mesh over the crop
 
@@ -190,6 +191,9 @@ class FitDataset(_FrameFolder):
         if missing:
             raise DatasetFormatError(f"{tensors_path}: missing tensor(s) {missing}")
         coefficients = {k: tensors[k].float()[None] if k in tensors else None for k in _COEFFICIENTS}
+        mask = tensors.get("head_mask")
+        if mask is not None:
+            mask = _resize(mask.float(), self.image_resolution)[None]
         return Observation(
             image=image[None],
             camera=self._cameras[key][None],
@@ -197,6 +201,7 @@ class FitDataset(_FrameFolder):
             unwrap_grid=tensors["unwrap_grid"].float()[None],
             visibility=tensors["visibility"].float()[None],
             **coefficients,
+            head_mask=mask,
         )
 
     def landmarks(self, index: int) -> Tensor | None:
@@ -212,7 +217,8 @@ class FittedFrame:
 
     ``image (3, R, R)`` in [-1, 1]; ``camera (25,)``; ``expression_uv (3, Hu, Hu)``;
     ``unwrap_grid (Ht, Ht, 2)``; ``visibility (1, Ht, Ht)``; coefficients flat; optional
-    ``landmarks (478, 2)`` in crop pixels, ``unwrap_rgb (3, Ht, Ht)`` and ``overlay (3, R, R)``.
+    ``landmarks (478, 2)`` in crop pixels, ``unwrap_rgb (3, Ht, Ht)``, ``overlay (3, R, R)`` and
+    ``head_mask (1, R, R)`` in [0, 1].
     """
 
     image: Tensor
@@ -226,6 +232,7 @@ class FittedFrame:
     landmarks: Tensor | None = None
     unwrap_rgb: Tensor | None = None
     overlay: Tensor | None = None
+    head_mask: Tensor | None = None
 
 
 class FitDatasetWriter:
@@ -235,11 +242,15 @@ class FitDatasetWriter:
     work it already did), so an interrupted ``fit`` resumes.
     """
 
-    def __init__(self, root: str | Path, model: Mapping[str, Any], image_resolution: int, uv_resolution: int) -> None:
-        # Refuses a folder holding files we did not write (nothing in it is touched).
-        self.root = check_output_dir(root, FIT_KIND, reuse=True, signature=("dataset.json",), what="dataset folder")
-        if read_marker(self.root) is None:
-            write_marker(self.root, FIT_KIND)
+    def __init__(
+        self,
+        root: str | Path,
+        model: Mapping[str, Any],
+        image_resolution: int,
+        uv_resolution: int,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``extra``: more JSON entries for ``dataset.json`` (e.g. ``synthetic``: how synth-heads made it)."""
         self._meta: dict[str, Any] = {
             "format": FIT_FORMAT,
             "version": FIT_VERSION,
@@ -249,6 +260,14 @@ class FitDatasetWriter:
             "sequences": {},
             "inputs": {},
         }
+        reserved = sorted(set(extra or {}) & set(self._meta))
+        if reserved:
+            raise ValueError(f"FitDatasetWriter: extra entries {reserved} would overwrite dataset.json's own fields")
+        self._meta.update(extra or {})
+        # Refuses a folder holding files we did not write (nothing in it is touched).
+        self.root = check_output_dir(root, FIT_KIND, reuse=True, signature=("dataset.json",), what="dataset folder")
+        if read_marker(self.root) is None:
+            write_marker(self.root, FIT_KIND)
         self._labels: dict[str, list[float]] = {}
         if (self.root / "dataset.json").is_file():
             old = FitDataset(self.root)
@@ -295,6 +314,8 @@ class FitDatasetWriter:
             tensors["eyes"] = data.eyes.detach().float().reshape(-1).contiguous().cpu()
         if data.landmarks is not None:
             tensors["landmarks"] = data.landmarks.detach().float().contiguous().cpu()
+        if data.head_mask is not None:
+            tensors["head_mask"] = data.head_mask.detach().to(torch.float16).contiguous().cpu()
         path = self.root / "frames" / sequence / f"{frame}.safetensors"
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
         if data.unwrap_rgb is not None:

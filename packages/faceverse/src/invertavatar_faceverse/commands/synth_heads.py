@@ -1,6 +1,7 @@
 """``invertavatar synth-heads --out DIR``: procedurally rendered heads in the ``fit`` dataset layout."""
 
 import argparse
+import math
 from pathlib import Path
 
 __all__ = ["register", "run"]
@@ -11,15 +12,21 @@ def register(subparsers, groups) -> None:
     parser = subparsers.add_parser(
         "synth-heads",
         help="render random procedural heads into a dataset folder (the layout `fit` writes)",
-        description="Random identities, expressions, gaze, look-at cameras, lights and backgrounds, rendered with "
-        "the procedural head and written with cameras, expression UV renders, unwraps and coefficients.",
+        description="Random identities (painted albedo with cheek marks, asymmetric hair, ears), talking-head "
+        "sequences (smooth yaw up to --yaw-range, expressions, gaze), one light and background per identity, "
+        "rendered with the procedural head and written with cameras, expression UV renders, unwraps, coefficients, "
+        "head masks and textures. --split heldout draws identities from a seed range training never uses.",
     )
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
     parser.add_argument("--identities", type=int, default=4, help="number of identities (sequences)")
     parser.add_argument("--frames-per-identity", type=int, default=8, help="frames per identity")
     parser.add_argument("--resolution", type=int, default=128, help="image size, 64-512 (default 128)")
     parser.add_argument("--uv-resolution", type=int, default=64, help="expression UV render / unwrap size (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--split", choices=("train", "heldout"), default="train",
+                        help="identity seed range: train (default) or heldout (never seen in training)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="first identity seed within the split (default 0)")
+    parser.add_argument("--yaw-range", type=float, default=60.0, help="largest yaw in degrees (default 60)")
+    parser.add_argument("--no-details", action="store_true", help="no cheek marks, asymmetric hair or ears")
     parser.add_argument("--tiny", action="store_true", help="use the tiny procedural head (fast, coarse)")
     parser.set_defaults(func=run)
 
@@ -46,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         uv_resolution=args.uv_resolution,
         seed=args.seed,
+        split=args.split,
+        yaw_range=math.radians(args.yaw_range),
+        details=not args.no_details,
     )
     out = synthesize_heads(args.out, config, model, rasterizer, model_config=model_config.model_dump(mode="json"))
-    print(f"wrote {config.identities * config.frames_per_identity} frames to {out}")
+    print(f"wrote {config.identities * config.frames_per_identity} {config.split} frames to {out}")
     return 0
