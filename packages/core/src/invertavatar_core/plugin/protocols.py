@@ -21,9 +21,15 @@ behaviour. Conventions used throughout (see :mod:`invertavatar_core.tensor_types
 """
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from torch import Tensor
+
+if TYPE_CHECKING:  # only for annotations: these modules import this one
+    from invertavatar_core.evaluation.protocols.base import ModelUnderTest
+    from invertavatar_core.evaluation.report import EvaluationReport
+    from invertavatar_core.plugin.registry import Registry
 
 __all__ = [
     "Aggregator",
@@ -32,6 +38,8 @@ __all__ = [
     "Encoder",
     "EncoderRole",
     "EncoderState",
+    "EvaluationJob",
+    "EvaluationProtocol",
     "FeatureEdits",
     "FeatureEncoder",
     "FeatureLevel",
@@ -424,4 +432,49 @@ class Metric(Protocol):
 
     def compute(self) -> float:
         """The metric over everything seen since ``reset``."""
+        ...
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """One sequence's share of a protocol: dataset indices of its source frames and driving frames."""
+
+    sequence: str
+    sources: list[int]
+    """Frames inverted into the avatar (K of them)."""
+    driving: list[int]
+    """Frames whose camera and expression animate the avatar (and, with ground truth, its targets)."""
+
+
+@runtime_checkable
+class EvaluationProtocol(Protocol):
+    """One evaluation protocol (paper Sec. 4): which frames are inverted, which drive, what is compared.
+
+    The evaluation loop inverts each job's sources, renders the avatar with the driving frames and
+    feeds the metrics; with ``has_ground_truth`` false, metrics that need the true frame do not apply.
+    """
+
+    name: str
+    """Its registry name (the ``protocol`` column of the tables)."""
+    has_ground_truth: bool
+    """Whether the driving frames are the true output (same identity) or only drive it (cross identity)."""
+
+    def source_counts(self) -> tuple[int, ...]:
+        """Numbers of source frames K to run with; one table row each."""
+        ...
+
+    def skip_reason(self, sequences: Sequence[tuple[str, Sequence[int]]]) -> str | None:
+        """Why the protocol cannot run on these ``(name, dataset indices)`` sequences, or None."""
+        ...
+
+    def jobs(
+        self, sequences: Sequence[tuple[str, Sequence[int]]], source_count: int, report: "EvaluationReport"
+    ) -> list[EvaluationJob]:
+        """The jobs for K = ``source_count``; sequences left out are noted in ``report``."""
+        ...
+
+    def expression_source(
+        self, model: "ModelUnderTest", registry: "Registry", report: "EvaluationReport"
+    ) -> Callable[[Any, Any], Tensor]:
+        """``(source Observation, driving Observation) -> (T, 3, Hu, Wu)`` expression UV renders to animate with."""
         ...
