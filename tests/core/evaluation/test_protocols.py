@@ -1,16 +1,18 @@
 """Evaluation protocols: frame selection, metric routing, known answers with an oracle inverter, reports."""
 
 import json
-import math
+from typing import Literal
 
 import pytest
 import torch
 from evaluation_fakes import eval_experiment, oracle_model
 
 from invertavatar_core.evaluation.metric_set import MetricSet
-from invertavatar_core.evaluation.protocols import few_shot_indices
-from invertavatar_core.evaluation.report import EvaluationReport, write_report
+from invertavatar_core.evaluation.protocols import ProtocolBase, few_shot_indices
+from invertavatar_core.evaluation.report import write_report
 from invertavatar_core.evaluation.runner import evaluate
+from invertavatar_core.plugin.kinds import EvaluationProtocolConfig
+from invertavatar_core.plugin.protocols import EvaluationJob
 
 
 def test_few_shot_indices_follow_the_paper_and_scale_down():
@@ -83,8 +85,8 @@ class ProbeMetric:
         return float(len(self.targets))
 
 
-def test_metric_targets_follow_their_reference():
-    metrics = MetricSet([], None, torch.device("cpu"))
+def test_metric_targets_follow_their_reference(eval_registry):
+    metrics = MetricSet([], eval_registry, torch.device("cpu"))
     metrics.metrics = {
         "pixels": ProbeMetric("ground_truth"),
         "identity": ProbeMetric("source_identity"),
@@ -137,7 +139,6 @@ def test_an_empty_dataset_is_a_clear_error(eval_registry, fake_prior):
     experiment = eval_experiment(eval_registry)
     with pytest.raises(ValueError, match="no sequences"):
         evaluate(experiment, eval_registry, Empty(), models=[oracle_model(fake_prior, experiment)], progress=False)
-    assert math.isfinite(EvaluationReport().rows.__len__())
 
 
 def test_core_registers_the_paper_protocols_by_name(eval_registry):
@@ -156,25 +157,23 @@ def test_core_registers_the_paper_protocols_by_name(eval_registry):
     assert built[3].source_counts() == (1, 2, 4) and built[1].config.driving_frames == 4
 
 
+class LastFrameConfig(EvaluationProtocolConfig):
+    """Reconstruct the last frame of each clip (a third-party protocol)."""
+
+    name: Literal["last_frame"] = "last_frame"
+
+
+class LastFrame(ProtocolBase):
+    def jobs(self, sequences, source_count, report):
+        return [EvaluationJob(name, [indices[-1]], [indices[-1]]) for name, indices in sequences]
+
+
 def test_a_plugin_protocol_runs_by_name(eval_registry, fake_prior, rendered):
     """A third-party protocol (the last frame of each clip, reconstructed) is named in the config like ours."""
-    from typing import Literal
-
-    from invertavatar_core import build_registry, get_plugin_manager, hookimpl
-    from invertavatar_core.evaluation.protocols import ProtocolBase
-    from invertavatar_core.plugin.kinds import EvaluationProtocolConfig
-    from invertavatar_core.plugin.protocols import EvaluationJob
-    from invertavatar_core.testing.fake_prior import FakePriorPlugin
     from evaluation_fakes import StubRasterizerPlugin
 
-    class LastFrameConfig(EvaluationProtocolConfig):
-        """Reconstruct the last frame of each clip."""
-
-        name: Literal["last_frame"] = "last_frame"
-
-    class LastFrame(ProtocolBase):
-        def jobs(self, sequences, source_count, report):
-            return [EvaluationJob(name, [indices[-1]], [indices[-1]]) for name, indices in sequences]
+    from invertavatar_core import build_registry, get_plugin_manager, hookimpl
+    from invertavatar_core.testing.fake_prior import FakePriorPlugin
 
     class Plugin:
         @hookimpl

@@ -235,8 +235,8 @@ def _eye_local(x: np.ndarray, y: np.ndarray, side: int) -> tuple[np.ndarray, np.
     return side * (x - side * h.eye_x) / h.eye_half_width, y - h.eye_y
 
 
-def _lid_margins(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower lid margins (cm above the eye line) at opening coordinate ``u``."""
+def _lid_margins(u: np.ndarray) -> tuple[np.ndarray | np.floating, np.ndarray | np.floating]:
+    """Upper and lower lid margins (cm above the eye line) at opening coordinate ``u`` (scalars for a 0-d ``u``)."""
     h = HEAD
     w = np.clip(1.0 - u * u, 0.0, None)
     # The upper lid peaks a little towards the nose, the lower one towards the temple.

@@ -21,9 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ModelWrapValidatorHandler,
     SerializeAsAny,
-    ValidationInfo,
     WrapValidator,
     model_validator,
 )
@@ -62,8 +60,10 @@ def default_registry() -> Registry:
     return build_registry(get_plugin_manager())
 
 
-def registry_from_context(info: ValidationInfo | None) -> Registry:
-    """The registry passed in the validation context, else :func:`default_registry` (once per validation)."""
+# pydantic's ValidationInfo and handlers are non-runtime Protocols: annotated as Any so that a
+# runtime checker (the test suite's beartype) can wrap these functions.
+def registry_from_context(info: Any) -> Registry:
+    """The registry passed in ``info`` (pydantic's ValidationInfo or None), else :func:`default_registry`."""
     context = info.context if info is not None else None
     if isinstance(context, dict) and context.get("registry") is not None:
         return context["registry"]
@@ -76,7 +76,7 @@ def registry_from_context(info: ValidationInfo | None) -> Registry:
 
 
 def _dispatcher(kind: str):
-    def validate(value: Any, handler: Any, info: ValidationInfo) -> ComponentConfig:
+    def validate(value: Any, handler: Any, info: Any) -> ComponentConfig:
         registry = registry_from_context(info)
         if isinstance(value, str):  # a bare name means that component's defaults
             value = {"name": value}
@@ -108,7 +108,7 @@ class Section(BaseModel):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _one_registry_per_validation(cls, data: Any, handler: ModelWrapValidatorHandler) -> Any:
+    def _one_registry_per_validation(cls, data: Any, handler: Any) -> Any:
         # Every component field of one validation (nested sections included) shares one registry.
         if _VALIDATION_SCOPE.get() is not None:
             return handler(data)
