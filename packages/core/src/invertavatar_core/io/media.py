@@ -7,6 +7,7 @@ import re
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -157,8 +158,10 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | None = None) ->
     return [frames[i] for i in order]
 
 
-def write_video(frames: Iterable[Tensor], path: str | Path, fps: float = 25.0) -> Path:
-    """Write ``(3, H, W)`` frames in [-1, 1] to an H.264 MP4, atomically."""
+# ``frames`` is a one-shot stream: typed Iterable[Any] so that a runtime checker does not peek at
+# (and so consume) its first frame.
+def write_video(frames: Iterable[Any], path: str | Path, fps: float = 25.0) -> Path:
+    """Write ``(3, H, W)`` tensor frames in [-1, 1] to an H.264 MP4 at ``fps`` frames per second, atomically."""
     import imageio_ffmpeg
 
     path = Path(path)
