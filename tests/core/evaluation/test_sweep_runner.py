@@ -56,6 +56,8 @@ def test_a_sweep_over_three_aggregators_writes_one_table_and_resumes(tmp_path, f
     for row in rows:
         assert 0 < row["same_identity/psnr"] < 100 and 0 < row["same_identity/l1"] < 1
         assert row["skipped_metrics"] == "lpips"
+    # Same data and seed at every point: only the aggregator differs, and it changes the renders.
+    assert len({r["same_identity/psnr"] for r in rows}) == 3 and len({r["same_identity/l1"] for r in rows}) == 3
     assert (out / "results.md").read_text().count("\n") == 2 + 3  # header, rule, three points
     point = out / "aggregator.name=mean"
     assert json.loads((point / "config.json").read_text())["aggregator"]["name"] == "mean"
