@@ -185,10 +185,10 @@ def _one_step(out: Path, precision: str) -> tuple[dict, dict]:
     stage = GanStage(config, data=RandomGanData(_tiny_info()))
     before = {k: [p.detach().clone() for p in stage.modules[k].parameters()] for k in ("G", "D")}
     last = Trainer(stage, config.trainer_config(), config=config, progress=False).fit()
-    update = {
-        k: torch.cat([(p.detach() - b).flatten() for p, b in zip(stage.modules[k].parameters(), before[k], strict=True)])
-        for k in ("G", "D")
-    }
+    update = {}
+    for k in ("G", "D"):
+        after = stage.modules[k].parameters()
+        update[k] = torch.cat([(p.detach() - b).flatten() for p, b in zip(after, before[k], strict=True)])
     return last, update
 
 

@@ -27,7 +27,10 @@ def tiny_base(registry) -> dict:
         },
         "aggregator": {"name": "conv_gru"},
         "data": {"root": None, "synthetic_drives": 2, "max_sequence_length": 3},
-        "evaluation": {"metrics": ["psnr", "l1", "lpips"], "protocols": [{"name": "same_identity", "driving_frames": 2}]},
+        "evaluation": {
+            "metrics": ["psnr", "l1", "lpips"],
+            "protocols": [{"name": "same_identity", "driving_frames": 2}],
+        },
     }
 
 

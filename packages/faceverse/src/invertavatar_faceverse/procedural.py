@@ -467,7 +467,8 @@ def _build(config: ProceduralHeadModelConfig) -> _HeadData:
     cols_face = np.where(face_region.any(axis=0))[0]
     cum = np.concatenate([[0.0], np.cumsum(grid.row_weight[1:])])
     v = _piecewise(-cum, -cum[rows_face[-1]], -cum[rows_face[0]], (0.0, 0.05, 0.90, 0.92))
-    u = _piecewise(np.arange(n_cols, dtype=np.float64), float(cols_face[0]), float(cols_face[-1]), (0.0, 0.03, 0.97, 1.0))
+    columns = np.arange(n_cols, dtype=np.float64)
+    u = _piecewise(columns, float(cols_face[0]), float(cols_face[-1]), (0.0, 0.03, 0.97, 1.0))
     grid_uv = np.stack(np.broadcast_arrays(u[None, :], v[:, None]), -1)
 
     # Eyeballs.

@@ -121,7 +121,9 @@ def evaluate(
             if not protocol.has_ground_truth:
                 ground_truth_only = sorted(set(metrics.metrics) - set(metrics.applicable(False)))
                 if ground_truth_only:
-                    report.note(f"{protocol.name} has no ground truth: {', '.join(ground_truth_only)} do not apply there")
+                    report.note(
+                        f"{protocol.name} has no ground truth: {', '.join(ground_truth_only)} do not apply there"
+                    )
             for count in protocol.source_counts():
                 row = run_protocol(
                     protocol,

@@ -395,7 +395,9 @@ class Rasterizer(Protocol):
     image rows); smaller ``z/w`` is nearer. Orthographic cameras use ``w = 1``.
     """
 
-    def rasterize(self, vertices: Float[Tensor, "B N 4"], faces: Int[Tensor, "F 3"], height: int, width: int) -> Fragments:
+    def rasterize(
+        self, vertices: Float[Tensor, "B N 4"], faces: Int[Tensor, "F 3"], height: int, width: int
+    ) -> Fragments:
         """``vertices: (B, N, 4)`` clip space, ``faces: (F, 3)`` -> :class:`Fragments`."""
         ...
 

@@ -112,7 +112,9 @@ class ProtocolBase:
         """Per sequence: the source frames and driving frames (dataset indices)."""
         raise NotImplementedError
 
-    def expression_source(self, model: ModelUnderTest, registry: Registry, report: EvaluationReport) -> ExpressionSource:
+    def expression_source(
+        self, model: ModelUnderTest, registry: Registry, report: EvaluationReport
+    ) -> ExpressionSource:
         """How the driving expression is obtained: by default the driving frames' own UV renders."""
         return _own_expression
 

@@ -103,6 +103,8 @@ class CrossIdentity(ProtocolBase):
             jobs.append(EvaluationJob(name, [indices[0]], list(other[: self.config.driving_frames])))
         return jobs
 
-    def expression_source(self, model: ModelUnderTest, registry: Registry, report: EvaluationReport) -> ExpressionSource:
+    def expression_source(
+        self, model: ModelUnderTest, registry: Registry, report: EvaluationReport
+    ) -> ExpressionSource:
         """Driving expressions re-rendered on the source identity, when the data and components allow."""
         return ExpressionTransfer(model.experiment, registry, report)
