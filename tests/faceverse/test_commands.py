@@ -49,7 +49,7 @@ def test_face_crop_box_and_transforms():
     points = torch.tensor([[box.x0, box.y0], [box.x0 + box.side, box.y0 + box.side]])
     torch.testing.assert_close(box.to_crop(points, 32), torch.tensor([[0.0, 0.0], [32.0, 32.0]]))
     torch.testing.assert_close(box.to_image(box.to_crop(landmarks, 32), 32), landmarks)
-    smooth = smooth_boxes([CropBox(0, 0, 10), CropBox(10, 0, 10), CropBox(0, 0, 10)], sigma=1.0)
+    smooth = smooth_boxes([CropBox(0.0, 0.0, 10.0), CropBox(10.0, 0.0, 10.0), CropBox(0.0, 0.0, 10.0)], sigma=1.0)
     assert 0 < smooth[1].x0 < 10 and smooth[0].x0 > 0
 
 

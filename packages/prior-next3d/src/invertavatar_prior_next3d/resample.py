@@ -36,7 +36,7 @@ def blur2d(
     return F.conv2d(x, _kernel(x.shape[1], gain, x), groups=x.shape[1])
 
 
-def upsample2d(x: Float[Tensor, "B C H W"]) -> Float[Tensor, "B C 2H 2W"]:
+def upsample2d(x: Float[Tensor, "B C H W"]) -> Float[Tensor, "B C 2*H 2*W"]:
     """Double the resolution with the [1, 3, 3, 1] filter (bilinear, half-pixel centres)."""
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 

@@ -208,12 +208,12 @@ def run(args: argparse.Namespace) -> int:
     write_video(
         (torch.cat([source_image, truth[t], rendered[t]], dim=-1).clamp(-1, 1) for t in range(len(driving))),
         out / "driven.mp4",
-        fps=8,
+        fps=8.0,
     )
     expression = neutral_expression_uv(models, avatar.identity, device)
     orbit = avatar.render_orbit(models.prior, expression, frames=args.orbit_frames)
     write_video(tqdm(orbit, total=args.orbit_frames, desc="orbit", unit="frame", disable=args.no_progress),
-                out / "orbit.mp4", fps=12)  # fmt: skip
+                out / "orbit.mp4", fps=12.0)  # fmt: skip
     examples = [
         SimpleNamespace(source=source_image.cpu(), driving=truth[t].cpu(), output=rendered[t].cpu())
         for t in range(min(4, len(driving)))
