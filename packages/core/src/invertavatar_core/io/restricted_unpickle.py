@@ -17,7 +17,7 @@ import io
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     allowed: ClassVar[Mapping[tuple[str, str], Any]] = {**NUMPY_GLOBALS, **_CONTAINER_GLOBALS}
     """``(module, name)`` -> the object returned for it; extend in a subclass, never loosen to modules."""
 
-    def __init__(self, file: BinaryIO, *, source: str = "pickle") -> None:
+    def __init__(self, file: io.BufferedIOBase, *, source: str = "pickle") -> None:
         # latin1: arrays pickled by Python 2 store their bytes as str (NumPy's own advice).
         super().__init__(file, encoding="latin1")
         self.source = source
