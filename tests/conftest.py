@@ -32,6 +32,17 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def without_shape_checker():
+    """The jaxtyping/beartype checker off, so a test of the library's own input checks sees what users see."""
+    import jaxtyping
+
+    before = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", before)
+
+
 @pytest.fixture(scope="session")
 def full_registry() -> Registry:
     """The registry of every installed plugin (entry points loaded)."""

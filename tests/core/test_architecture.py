@@ -89,6 +89,7 @@ def test_only_plugin_command_modules_count_as_command_line():
         "invertavatar_faceverse.commands.fit",
         "invertavatar_faceverse.commands.synth_heads",
         "invertavatar_prior_next3d.release.command",
+        "invertavatar_prior_next3d.sample_command",
         "invertavatar_prior_next3d.train_command",
     ]
 

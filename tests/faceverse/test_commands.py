@@ -25,14 +25,15 @@ def test_synth_heads_writes_the_fit_layout(tmp_path):
     argv = ["synth-heads", "--out", str(out), "--identities", "2", "--frames-per-identity", "2"]
     assert main([*argv, "--resolution", "64", "--uv-resolution", "32", "--tiny", "--seed", "3"]) == 0
     dataset = FitDataset(out)
-    assert len(dataset) == 4 and list(dataset.sequences()) == ["id0000", "id0001"]
-    frames = dataset.sequence("id0000")
+    # Sequence names follow the identity seeds: --seed 3 starts at id0003 (the same head in any folder).
+    assert len(dataset) == 4 and list(dataset.sequences()) == ["id0003", "id0004"]
+    frames = dataset.sequence("id0003")
     assert frames.image.shape == (2, 3, 64, 64) and frames.expression_uv.shape == (2, 3, 32, 32)
     # The head is in the picture (not background colour everywhere) and its face is seen.
     assert frames.image.std() > 0.1 and frames.visibility.mean() > 0.05
     assert frames.expression_uv[:, 2].mean() > 0.1  # face mask channel of the UV render
     assert torch.equal(frames.identity[0], frames.identity[1])
-    assert not torch.equal(dataset.sequence("id0001").identity[0], frames.identity[0])
+    assert not torch.equal(dataset.sequence("id0004").identity[0], frames.identity[0])
     # Landmarks stored with each frame are the model's, projected into the image.
     landmarks = dataset.landmarks(0)
     assert landmarks.shape == (478, 2) and 0 < float(landmarks.min()) and float(landmarks.max()) < 64
@@ -48,7 +49,7 @@ def test_face_crop_box_and_transforms():
     points = torch.tensor([[box.x0, box.y0], [box.x0 + box.side, box.y0 + box.side]])
     torch.testing.assert_close(box.to_crop(points, 32), torch.tensor([[0.0, 0.0], [32.0, 32.0]]))
     torch.testing.assert_close(box.to_image(box.to_crop(landmarks, 32), 32), landmarks)
-    smooth = smooth_boxes([CropBox(0, 0, 10), CropBox(10, 0, 10), CropBox(0, 0, 10)], sigma=1.0)
+    smooth = smooth_boxes([CropBox(0.0, 0.0, 10.0), CropBox(10.0, 0.0, 10.0), CropBox(0.0, 0.0, 10.0)], sigma=1.0)
     assert 0 < smooth[1].x0 < 10 and smooth[0].x0 > 0
 
 

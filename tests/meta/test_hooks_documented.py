@@ -12,7 +12,21 @@ HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) 
 
 
 def test_hooks_found():
-    assert len(HOOKS) >= 9
+    from invertavatar_core import KINDS
+
+    assert set(HOOKS) == {
+        "invertavatar_add_commands",
+        "invertavatar_register_aggregators",
+        "invertavatar_register_encoders",
+        "invertavatar_register_evaluation_protocols",
+        "invertavatar_register_inverters",
+        "invertavatar_register_landmark_detectors",
+        "invertavatar_register_metrics",
+        "invertavatar_register_morphable_models",
+        "invertavatar_register_priors",
+        "invertavatar_register_rasterizers",
+    }
+    assert {k.hook_name for k in KINDS.values()} == set(HOOKS) - {"invertavatar_add_commands"}  # one per kind
 
 
 @pytest.mark.parametrize("hook", HOOKS)

@@ -92,6 +92,10 @@ def test_renderer_finds_a_known_surface():
     # Depths stay inside the adaptive range [2.7 - 0.45, 2.7 + 0.6]; the wall colour is composited.
     assert float(out.depth.min()) >= 2.25 - 1e-5 and float(out.depth.max()) <= 3.3 + 1e-5
     assert float(out.feature_image[0, 1, 8, 8]) == pytest.approx(0.9 * 2 - 1, abs=0.05)
+    # Every ray ends in the wall: opaque; with the wall removed (density softplus(-6)) nearly nothing.
+    assert out.opacity.shape == (1, 1, 16, 16) and float(out.opacity.min()) > 0.99
+    empty = renderer(torch.zeros_like(planes), camera, 16).opacity
+    assert float(empty.max()) < 0.01
     assert torch.equal(out.depth, renderer(planes, camera, 16).depth)  # evaluation is deterministic
     renderer.train()
     assert not torch.equal(out.depth, renderer(planes, camera, 16).depth)  # training jitters the samples

@@ -178,12 +178,29 @@ def test_resume_reproduces_the_next_step_bit_for_bit(tmp_path):
             assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_bf16_training_step(tmp_path):
-    config = _config(tmp_path / "run", steps=1, precision="bf16", r1_interval=1, density_reg_interval=1)
-    last = Trainer(
-        GanStage(config, data=RandomGanData(_tiny_info())), config.trainer_config(), config=config, progress=False
-    ).fit()
-    assert all(math.isfinite(last[k]) for k in ("g_loss", "d_loss", "r1", "density_reg"))
+def _one_step(out: Path, precision: str) -> tuple[dict, dict]:
+    """One G and D step from the same weights and data; its scalars and each network's update."""
+    torch.manual_seed(0)
+    config = _config(out, steps=1, precision=precision, r1_interval=1, density_reg_interval=1)
+    stage = GanStage(config, data=RandomGanData(_tiny_info()))
+    before = {k: [p.detach().clone() for p in stage.modules[k].parameters()] for k in ("G", "D")}
+    last = Trainer(stage, config.trainer_config(), config=config, progress=False).fit()
+    update = {}
+    for k in ("G", "D"):
+        after = stage.modules[k].parameters()
+        update[k] = torch.cat([(p.detach() - b).flatten() for p, b in zip(after, before[k], strict=True)])
+    return last, update
+
+
+def test_bf16_training_step_follows_the_fp32_step(tmp_path):
+    fp32, fp32_update = _one_step(tmp_path / "fp32", "fp32")
+    bf16, bf16_update = _one_step(tmp_path / "bf16", "bf16")
+    for key in ("g_loss", "d_loss", "r1", "density_reg"):
+        assert bf16[key] == pytest.approx(fp32[key], rel=0.05, abs=1e-3), key
+    for name in ("G", "D"):
+        assert (fp32_update[name] != 0).float().mean() > 0.5, name  # the step moved most weights
+        cosine = torch.nn.functional.cosine_similarity(bf16_update[name], fp32_update[name], dim=0)
+        assert cosine > 0.9, f"{name}: the bf16 update points elsewhere (cosine {cosine:.3f})"
 
 
 def test_landmark_conditioned_discriminator(tmp_path):

@@ -33,17 +33,14 @@ def test_demo_writes_avatar_videos_and_figures(tmp_path, full_registry, capsys):
     assert {"heads/", "model/", "avatar/", "driven.mp4", "orbit.mp4", "error_vs_frames.png", "demo.json"} <= written
     last = printed.strip().splitlines()[-1]
     assert last.startswith(f"wrote {out}/: ") and set(last.split(": ", 1)[1].split(", ")) == written
+    # The demo head is a held-out identity: its seed lies in the range no training set draws from.
+    synthetic = json.loads((out / "heads" / "dataset.json").read_text())["synthetic"]
+    low, high = synthetic["seed_ranges"]["heldout"]
+    assert synthetic["split"] == "heldout" and all(low <= s < high for s in synthetic["identity_seeds"].values())
+    assert synthetic["seed_ranges"]["train"][1] <= low  # and that range is disjoint from training's
 
     # The saved avatar is the streaming inversion of the first three synthetic frames (w+ from frame 0).
-    avatar = Avatar.load(out / "avatar")
-    models = InversionModels.load(out / "model", full_registry).eval()
-    inverter = full_registry.create(
-        "inverter", models.experiment.inverter, registry=full_registry, experiment=models.experiment, models=models
-    )
-    expected = inverter.invert(fitted_frames(out / "heads")[:3])
-    assert avatar.frame_count == 3
-    for key, value in expected.features.tensors().items():
-        torch.testing.assert_close(avatar.features.tensors()[key], value, rtol=1e-4, atol=1e-5)
+    _assert_avatar_inverts(out, fitted_frames(out / "heads")[:3], full_registry)
 
     # The avatar records its model, so the render command works on it as it stands.
     assert (
@@ -53,8 +50,27 @@ def test_demo_writes_avatar_videos_and_figures(tmp_path, full_registry, capsys):
     assert video_frame_count(tmp_path / "o.mp4") == 2
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"wrote 2 frames -> {tmp_path / 'o.mp4'}"
 
-    # A second run may rewrite its own folder.
-    assert main(["demo", "--out", str(out), *ARGS]) == 0
+    # A second run may rewrite its own folder; with another head it inverts that head only, although
+    # heads/ now holds both.
+    first = set(synthetic["identity_seeds"])
+    assert main(["demo", "--out", str(out), "--seed", "1", *ARGS]) == 0
+    seeds = json.loads((out / "heads" / "dataset.json").read_text())["synthetic"]["identity_seeds"]
+    (second,) = set(seeds) - first
+    assert len(seeds) == 2 and "held-out head 1" in Avatar.load(out / "avatar").extra["sources"]
+    _assert_avatar_inverts(out, fitted_frames(out / "heads", sequences=[second])[:3], full_registry)
+
+
+def _assert_avatar_inverts(out, frames, registry):
+    """The demo's saved avatar equals the inversion of ``frames`` by the demo's saved models."""
+    avatar = Avatar.load(out / "avatar")
+    models = InversionModels.load(out / "model", registry).eval()
+    inverter = registry.create(
+        "inverter", models.experiment.inverter, registry=registry, experiment=models.experiment, models=models
+    )
+    expected = inverter.invert(frames)
+    assert avatar.frame_count == len(frames)
+    for key, value in expected.features.tensors().items():
+        torch.testing.assert_close(avatar.features.tensors()[key], value, rtol=1e-4, atol=1e-5)
 
 
 def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):

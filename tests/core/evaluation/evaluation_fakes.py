@@ -95,7 +95,16 @@ class OracleInverter:
         return Avatar(self.prior.canonical(ws), {"name": "testing_fake_prior"}, frame_count=len(frames))
 
 
-def eval_experiment(registry, **evaluation) -> ExperimentConfig:
+SMALL_PROTOCOLS = {
+    "reconstruction": {},
+    "same_identity": {"driving_frames": 4},
+    "cross_identity": {"driving_frames": 3},
+    "few_shot": {"source_window": 4, "eval_frames": 3, "source_frames": [1, 2, 4]},
+}
+"""Protocol settings scaled to the 8-frame clips of the ``rendered`` fixture."""
+
+
+def eval_experiment(registry, protocols=tuple(SMALL_PROTOCOLS), **evaluation) -> ExperimentConfig:
     """An experiment whose components resolve in ``eval_registry`` and whose evaluation is small."""
     data = {
         "name": "evaltest",
@@ -108,11 +117,7 @@ def eval_experiment(registry, **evaluation) -> ExperimentConfig:
         },
         "evaluation": {
             "metrics": ["psnr", "l1", "ssim", "lpips", "csim"],
-            "driving_frames": 4,
-            "cross_driving_frames": 3,
-            "few_shot_source_window": 4,
-            "few_shot_eval_frames": 3,
-            "source_frames": [1, 2, 4],
+            "protocols": [{"name": p, **SMALL_PROTOCOLS[p]} for p in protocols],
             "batch_size": 2,
             "qualitative_examples": 2,
             **evaluation,

@@ -1,16 +1,18 @@
 """Evaluation protocols: frame selection, metric routing, known answers with an oracle inverter, reports."""
 
 import json
-import math
+from typing import Literal
 
 import pytest
 import torch
 from evaluation_fakes import eval_experiment, oracle_model
 
 from invertavatar_core.evaluation.metric_set import MetricSet
-from invertavatar_core.evaluation.protocols import few_shot_indices
-from invertavatar_core.evaluation.report import EvaluationReport, write_report
+from invertavatar_core.evaluation.protocols import ProtocolBase, few_shot_indices
+from invertavatar_core.evaluation.report import write_report
 from invertavatar_core.evaluation.runner import evaluate
+from invertavatar_core.plugin.kinds import EvaluationProtocolConfig
+from invertavatar_core.plugin.protocols import EvaluationJob
 
 
 def test_few_shot_indices_follow_the_paper_and_scale_down():
@@ -83,8 +85,8 @@ class ProbeMetric:
         return float(len(self.targets))
 
 
-def test_metric_targets_follow_their_reference():
-    metrics = MetricSet([], None, torch.device("cpu"))
+def test_metric_targets_follow_their_reference(eval_registry):
+    metrics = MetricSet([], eval_registry, torch.device("cpu"))
     metrics.metrics = {
         "pixels": ProbeMetric("ground_truth"),
         "identity": ProbeMetric("source_identity"),
@@ -137,4 +139,91 @@ def test_an_empty_dataset_is_a_clear_error(eval_registry, fake_prior):
     experiment = eval_experiment(eval_registry)
     with pytest.raises(ValueError, match="no sequences"):
         evaluate(experiment, eval_registry, Empty(), models=[oracle_model(fake_prior, experiment)], progress=False)
-    assert math.isfinite(EvaluationReport().rows.__len__())
+
+
+def test_core_registers_the_paper_protocols_by_name(eval_registry):
+    from invertavatar_core.evaluation.protocols import CrossIdentity, FewShot, Reconstruction, SameIdentity
+
+    assert eval_registry.names("evaluation_protocol") == [
+        "cross_identity",
+        "few_shot",
+        "reconstruction",
+        "same_identity",
+    ]
+    experiment = eval_experiment(eval_registry)
+    built = [eval_registry.create("evaluation_protocol", c) for c in experiment.evaluation.protocols]
+    assert [type(p) for p in built] == [Reconstruction, SameIdentity, CrossIdentity, FewShot]
+    assert [p.has_ground_truth for p in built] == [True, True, False, True]
+    assert built[3].source_counts() == (1, 2, 4) and built[1].config.driving_frames == 4
+
+
+class LastFrameConfig(EvaluationProtocolConfig):
+    """Reconstruct the last frame of each clip (a third-party protocol)."""
+
+    name: Literal["last_frame"] = "last_frame"
+
+
+class LastFrame(ProtocolBase):
+    def jobs(self, sequences, source_count, report):
+        return [EvaluationJob(name, [indices[-1]], [indices[-1]]) for name, indices in sequences]
+
+
+def test_a_plugin_protocol_runs_by_name(eval_registry, fake_prior, rendered):
+    """A third-party protocol (the last frame of each clip, reconstructed) is named in the config like ours."""
+    from evaluation_fakes import StubRasterizerPlugin
+
+    from invertavatar_core import build_registry, get_plugin_manager, hookimpl
+    from invertavatar_core.testing.fake_prior import FakePriorPlugin
+
+    class Plugin:
+        @hookimpl
+        def invertavatar_register_evaluation_protocols(self, registrar):
+            registrar.add("last_frame", LastFrame, LastFrameConfig, description="last frame, reconstructed")
+
+    pm = get_plugin_manager(autoload=True)
+    pm.register(FakePriorPlugin(), name="testing-fake-prior")
+    pm.register(StubRasterizerPlugin(), name="testing-stub-rasterizer")
+    pm.register(Plugin(), name="acme-last-frame")
+    registry = build_registry(pm)
+    experiment = eval_experiment(registry, protocols=(), metrics=["psnr"])
+    experiment = experiment.model_validate(
+        {**experiment.model_dump(mode="json"), "evaluation": {"metrics": ["psnr"], "protocols": ["last_frame"]}},
+        context={"registry": registry},
+    )
+    model = oracle_model(fake_prior, experiment)
+    report = evaluate(experiment, registry, rendered, models=[model], progress=False)
+    (row,) = report.rows
+    assert (row["protocol"], row["sequences"], row["frames"]) == ("last_frame", 3, 3)
+    assert row["psnr"] == pytest.approx(100.0)
+    example = report.examples[("oracle", "last_frame")][0]
+    torch.testing.assert_close(example.source, rendered[7].image[0])  # clip0's last frame
+
+
+def test_an_unknown_protocol_name_is_a_config_error(eval_registry):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="evaluation.protocols.0") as caught:
+        eval_experiment(eval_registry, protocols=(), metrics=["psnr"]).model_validate(
+            {"evaluation": {"protocols": ["same_identity_typo"]}}, context={"registry": eval_registry}
+        )
+    assert "same_identity" in str(caught.value)  # the known names are listed
+
+
+def test_protocol_settings_written_as_evaluation_keys_still_load_with_a_warning(eval_registry):
+    from invertavatar_core.config.experiment import EvaluationConfig
+
+    with pytest.warns(DeprecationWarning, match="moved into the protocols' own configs"):
+        config = EvaluationConfig.model_validate(
+            {
+                "metrics": ["psnr"],
+                "protocols": ["same_identity", {"name": "few_shot", "eval_frames": 7}],
+                "driving_frames": 3,
+                "source_frames": [1, 3],
+                "few_shot_eval_frames": 9,
+                "cross_driving_frames": 5,  # cross_identity is not run: nothing to move it to
+            },
+            context={"registry": eval_registry},
+        )
+    same, few = config.protocols
+    assert same.driving_frames == 3
+    assert (few.source_frames, few.source_window, few.eval_frames) == ((1, 3), 200, 7)  # explicit setting wins

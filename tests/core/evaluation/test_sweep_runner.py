@@ -27,7 +27,10 @@ def tiny_base(registry) -> dict:
         },
         "aggregator": {"name": "conv_gru"},
         "data": {"root": None, "synthetic_drives": 2, "max_sequence_length": 3},
-        "evaluation": {"metrics": ["psnr", "l1", "lpips"], "protocols": ["same_identity"], "driving_frames": 2},
+        "evaluation": {
+            "metrics": ["psnr", "l1", "lpips"],
+            "protocols": [{"name": "same_identity", "driving_frames": 2}],
+        },
     }
 
 
@@ -57,6 +60,8 @@ def test_a_sweep_over_three_aggregators_writes_one_table_and_resumes(tmp_path, f
     for row in rows:
         assert 0 < row["same_identity/psnr"] < 100 and 0 < row["same_identity/l1"] < 1
         assert row["skipped_metrics"] == "lpips"
+    # Same data and seed at every point: only the aggregator differs, and it changes the renders.
+    assert len({r["same_identity/psnr"] for r in rows}) == 3 and len({r["same_identity/l1"] for r in rows}) == 3
     assert (out / "results.md").read_text().count("\n") == 2 + 3  # header, rule, three points
     point = out / "aggregator.name=mean"
     assert json.loads((point / "config.json").read_text())["aggregator"]["name"] == "mean"

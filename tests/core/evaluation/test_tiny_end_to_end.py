@@ -47,12 +47,11 @@ def _tiny_experiment(registry, root, model_config, out) -> dict:
         "data": {"root": str(root), "image_resolution": 64},
         "evaluation": {
             "metrics": ["psnr", "l1", "ssim", "lpips", "akd"],
-            "protocols": ["same_identity", "cross_identity", "few_shot"],  # reconstruction: see test_protocols
-            "driving_frames": 3,
-            "cross_driving_frames": 2,
-            "few_shot_source_window": 2,
-            "few_shot_eval_frames": 2,
-            "source_frames": [1, 2],
+            "protocols": [  # reconstruction: see test_protocols
+                {"name": "same_identity", "driving_frames": 3},
+                {"name": "cross_identity", "driving_frames": 2},
+                {"name": "few_shot", "source_frames": [1, 2], "source_window": 2, "eval_frames": 2},
+            ],
             "batch_size": 4,
             "qualitative_examples": 2,
             "out_dir": str(out),

@@ -48,7 +48,7 @@ def test_grid_layout():
 
 def test_video_round_trip_and_bad_indices(tmp_path):
     frames = [torch.full((3, 32, 32), v) for v in (-0.8, 0.0, 0.8)]
-    path = write_video(frames, tmp_path / "clip.mp4", fps=5)
+    path = write_video(frames, tmp_path / "clip.mp4", fps=5.0)
     assert video_frame_count(path) == 3
     back = read_video_frames(path, [2, 0])
     assert back[0].mean() == pytest.approx(0.8, abs=0.05) and back[1].mean() == pytest.approx(-0.8, abs=0.05)

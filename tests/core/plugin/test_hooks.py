@@ -65,6 +65,10 @@ def test_hook_invertavatar_register_inverters(plugin_manager):
     _register_one(plugin_manager, "inverter")
 
 
+def test_hook_invertavatar_register_evaluation_protocols(plugin_manager):
+    _register_one(plugin_manager, "evaluation_protocol")
+
+
 def test_hook_invertavatar_add_commands(monkeypatch, capsys):
     """A plugin adds a top-level command and a ``train`` stage; both run from the CLI."""
     from invertavatar_core import cli

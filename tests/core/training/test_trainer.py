@@ -164,3 +164,22 @@ def test_two_process_gloo_run_matches_the_single_process_gradient_average(tmp_pa
     # Rank 0 alone wrote the log, one row per step, with the loss averaged over ranks.
     with (tmp_path / LOG_FILE).open() as handle:
         assert [int(r["step"]) for r in csv.DictReader(handle)] == [1, 2, 3, 4]
+
+
+class _CountingStage(ToyStage):
+    """Returns the step index every step and a sparse term every third step (like a lazy regulariser)."""
+
+    def step(self, ctx):
+        scalars = dict(super().step(ctx), index=float(ctx.step))
+        if ctx.step % 3 == 0:
+            scalars["sparse"] = float(ctx.step)
+        return scalars
+
+
+def test_the_log_holds_interval_means_and_terms_of_some_steps_only(tmp_path):
+    training = _training(tmp_path, steps=8, log_every=4)
+    Trainer(_CountingStage(), training, config=training, progress=False).fit()
+    with (tmp_path / LOG_FILE).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["index"]) for r in rows] == [1.5, 5.5]  # means of steps 0-3 and 4-7
+    assert [float(r["sparse"]) for r in rows] == [1.5, 6.0]  # steps 0, 3 and step 6 only

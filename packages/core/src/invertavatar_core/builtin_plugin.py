@@ -3,6 +3,7 @@
 from invertavatar_core.plugin.manager import hookimpl
 
 __all__: list[str] = [
+    "invertavatar_register_evaluation_protocols",
     "invertavatar_register_inverters",
     "invertavatar_register_metrics",
     "invertavatar_register_rasterizers",
@@ -37,6 +38,38 @@ def invertavatar_register_inverters(registrar) -> None:
         PTIInverterConfig,
         description="baseline Next3D-PTI (Tables 1-2): optimise w+, then fine-tune the prior around it",
         tiny={"w_steps": 2, "tune_steps": 2, "progress": False},
+    )
+
+
+@hookimpl
+def invertavatar_register_evaluation_protocols(registrar) -> None:
+    """Register the protocols of paper Sec. 4: Table 3's reconstruction, Table 1's reenactments, Table 2's few-shot."""
+    from invertavatar_core.evaluation import protocols as p
+
+    registrar.add(
+        "reconstruction",
+        p.Reconstruction,
+        p.ReconstructionConfig,
+        description="Table 3: first frame inverted and re-rendered as itself",
+    )
+    registrar.add(
+        "same_identity",
+        p.SameIdentity,
+        p.SameIdentityConfig,
+        description="Table 1 same-ID: first frame driven by the next frames of its clip, against the true frames",
+    )
+    registrar.add(
+        "cross_identity",
+        p.CrossIdentity,
+        p.CrossIdentityConfig,
+        description="Table 1 cross-ID: first frame of clip i driven by clip i+1; identity and motion metrics only",
+    )
+    registrar.add(
+        "few_shot",
+        p.FewShot,
+        p.FewShotConfig,
+        description="Table 2 / Fig. 6: K evenly sampled source frames, evaluated on the clip's last frames",
+        tiny={"source_frames": [1, 2], "source_window": 2, "eval_frames": 2},
     )
 
 

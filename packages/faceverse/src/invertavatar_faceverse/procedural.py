@@ -235,8 +235,8 @@ def _eye_local(x: np.ndarray, y: np.ndarray, side: int) -> tuple[np.ndarray, np.
     return side * (x - side * h.eye_x) / h.eye_half_width, y - h.eye_y
 
 
-def _lid_margins(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower lid margins (cm above the eye line) at opening coordinate ``u``."""
+def _lid_margins(u: np.ndarray) -> tuple[np.ndarray | np.floating, np.ndarray | np.floating]:
+    """Upper and lower lid margins (cm above the eye line) at opening coordinate ``u`` (scalars for a 0-d ``u``)."""
     h = HEAD
     w = np.clip(1.0 - u * u, 0.0, None)
     # The upper lid peaks a little towards the nose, the lower one towards the temple.
@@ -467,7 +467,8 @@ def _build(config: ProceduralHeadModelConfig) -> _HeadData:
     cols_face = np.where(face_region.any(axis=0))[0]
     cum = np.concatenate([[0.0], np.cumsum(grid.row_weight[1:])])
     v = _piecewise(-cum, -cum[rows_face[-1]], -cum[rows_face[0]], (0.0, 0.05, 0.90, 0.92))
-    u = _piecewise(np.arange(n_cols, dtype=np.float64), cols_face[0], cols_face[-1], (0.0, 0.03, 0.97, 1.0))
+    columns = np.arange(n_cols, dtype=np.float64)
+    u = _piecewise(columns, float(cols_face[0]), float(cols_face[-1]), (0.0, 0.03, 0.97, 1.0))
     grid_uv = np.stack(np.broadcast_arrays(u[None, :], v[:, None]), -1)
 
     # Eyeballs.

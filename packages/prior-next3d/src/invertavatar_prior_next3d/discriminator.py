@@ -23,8 +23,8 @@ from invertavatar_prior_next3d.resample import resize
 __all__ = ["DiscriminatorBlock", "DualDiscriminator", "minibatch_std"]
 
 
-def minibatch_std(x: Float[Tensor, "B C H W"], group_size: int, channels: int = 1) -> Float[Tensor, "B C+c H W"]:
-    """Append the standard deviation over groups of samples, averaged per group and channel split.
+def minibatch_std(x: Float[Tensor, "B C H W"], group_size: int, channels: int = 1) -> Float[Tensor, "B Cs H W"]:
+    """Append the standard deviation over groups of samples, averaged per group and channel split (Cs = C + channels).
 
     The group is the largest divisor of the batch not above ``group_size`` (StyleGAN2 needs equal
     groups); each sample gets its group's statistic.

@@ -9,6 +9,9 @@ docs/dataset-layout.md). Two sources:
 - :class:`DatasetGanData`: frames of a dataset in the layout ``invertavatar fit`` writes (or the
   official layout, docs/dataset-layout.md), read through :func:`invertavatar_core.data.datasets.open_dataset`;
   ``invertavatar synth-heads`` writes procedurally rendered heads in that layout;
+- :class:`MultiViewData`: the same frames held in memory with what supervised pre-training needs
+  (the head mask of each frame, which identity it shows, each identity's painted albedo), drawn
+  as several views of a few identities at a time;
 - :class:`RandomGanData`: smooth random images, random look-at cameras and elliptic expression
   renders with a random mouth opening, for smoke tests of the training machinery only.
 """
@@ -23,7 +26,7 @@ from torch import Tensor
 from invertavatar_core.plugin.protocols import PriorFeatureInfo
 from invertavatar_prior_next3d.resample import resize
 
-__all__ = ["DatasetGanData", "GanBatch", "GanData", "RandomGanData"]
+__all__ = ["DatasetGanData", "GanBatch", "GanData", "MultiViewData", "RandomGanData"]
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,18 @@ class GanBatch:
     """One batch of frames (real samples, or drives for fakes).
 
     ``image (B, 3, R, R)`` in [-1, 1] (None for drives), ``camera (B, 25)``, ``expression_uv
-    (B, 3, Hu, Hu)``, ``landmarks (B, 3, h, w)`` contour image or None.
+    (B, 3, Hu, Hu)``, ``landmarks (B, 3, h, w)`` contour image or None; from
+    :class:`MultiViewData` also ``mask (B, 1, R, R)`` (the head), ``identity_index (B,)`` (which
+    identity of the data set) and ``texture (B, 3, T, T)`` (its painted albedo in [-1, 1]).
     """
 
     image: Tensor | None
     camera: Tensor
     expression_uv: Tensor
     landmarks: Tensor | None = None
+    mask: Tensor | None = None
+    identity_index: Tensor | None = None
+    texture: Tensor | None = None
 
 
 @runtime_checkable
@@ -139,3 +147,80 @@ class DatasetGanData:
             expression_uv=torch.cat([f.expression_uv for f in frames]).to(self.device),
             landmarks=landmarks,
         )
+
+
+class MultiViewData:
+    """A synthetic-heads data set in memory: random frames, or ``views`` frames of each of a few identities.
+
+    Needs what ``invertavatar synth-heads`` writes: ``head_mask`` in every frame and
+    ``textures/<sequence>.png`` per identity. Identities are the sequences, numbered in
+    ``dataset.json`` order (the auto-decoder's latent rows).
+    """
+
+    has_landmarks = False
+
+    def __init__(self, root: str | Path, info: PriorFeatureInfo, *, device: torch.device | str = "cpu") -> None:
+        from invertavatar_core.data.datasets import open_dataset
+        from invertavatar_core.io.media import read_image
+
+        self.root, self.info, self.device = Path(root), info, torch.device(device)
+        dataset = open_dataset(self.root, image_resolution=info.image_resolution)
+        sequences = dataset.sequences()
+        if not sequences:
+            raise ValueError(f"{self.root}: the dataset holds no frames")
+        first = dataset[0]
+        hu = info.uv_resolution
+        if tuple(first.expression_uv.shape[1:]) != (3, hu, hu):
+            raise ValueError(
+                f"{self.root}: expression UV renders are {tuple(first.expression_uv.shape[1:])}, the prior needs "
+                f"(3, {hu}, {hu}); write the dataset with --uv-resolution {hu}"
+            )
+        if first.head_mask is None:
+            raise ValueError(f"{self.root}: frames hold no head_mask; write the data with `invertavatar synth-heads`")
+        missing = [name for name in sequences if not (self.root / "textures" / f"{name}.png").is_file()]
+        if missing:
+            raise ValueError(f"{self.root}/textures: no painted albedo for {missing[:3]}; written by synth-heads")
+        self.names = list(sequences)
+        """Sequence name of each identity index."""
+        frames = [dataset[i] for indices in sequences.values() for i in indices]
+        self.image = torch.cat([f.image for f in frames])
+        self.mask = torch.cat([f.head_mask for f in frames])
+        self.camera = torch.cat([f.camera for f in frames])
+        self.expression_uv = torch.cat([f.expression_uv for f in frames])
+        self.identity_index = torch.cat(
+            [torch.full((len(indices),), k, dtype=torch.int64) for k, indices in enumerate(sequences.values())]
+        )
+        self.textures = torch.stack([read_image(self.root / "textures" / f"{name}.png") for name in self.names])
+        self.frames_of = [torch.nonzero(self.identity_index == k)[:, 0] for k in range(len(self.names))]
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    @property
+    def identities(self) -> int:
+        """Number of identities (sequences)."""
+        return len(self.names)
+
+    def _batch(self, index: Tensor, images: bool) -> GanBatch:
+        ids = self.identity_index[index]
+        return GanBatch(
+            image=self.image[index].to(self.device) if images else None,
+            camera=self.camera[index].to(self.device),
+            expression_uv=self.expression_uv[index].to(self.device),
+            mask=self.mask[index].to(self.device) if images else None,
+            identity_index=ids.to(self.device),
+            texture=self.textures[ids].to(self.device) if images else None,
+        )
+
+    def sample(self, count: int, generator: torch.Generator, *, images: bool = True) -> GanBatch:
+        """``count`` frames drawn uniformly with replacement."""
+        return self._batch(torch.randint(len(self), (count,), generator=generator), images)
+
+    def sample_views(self, identities: int, views: int, generator: torch.Generator) -> GanBatch:
+        """``identities`` distinct identities x ``views`` of their frames each, identity-major."""
+        chosen = torch.randperm(self.identities, generator=generator)[: min(identities, self.identities)]
+        index = []
+        for k in chosen.tolist():
+            frames = self.frames_of[k]
+            index.append(frames[torch.randint(len(frames), (views,), generator=generator)])
+        return self._batch(torch.cat(index), True)

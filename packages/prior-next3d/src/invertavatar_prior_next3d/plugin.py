@@ -21,9 +21,11 @@ def invertavatar_register_priors(registrar) -> None:
 
 @hookimpl
 def invertavatar_add_commands(subparsers, groups) -> None:
-    """Add ``invertavatar train prior`` and ``invertavatar convert release-prior``."""
+    """Add ``invertavatar train prior``, ``invertavatar sample`` and ``invertavatar convert release-prior``."""
     from invertavatar_prior_next3d.release.command import register as register_convert
+    from invertavatar_prior_next3d.sample_command import register as register_sample
     from invertavatar_prior_next3d.train_command import register
 
     register(groups["train"])
+    register_sample(subparsers, groups)
     register_convert(subparsers, groups)

@@ -39,7 +39,7 @@ def blur2d(
     return F.conv2d(x, _kernel(x.shape[1], gain, x), groups=x.shape[1])
 
 
-def upsample2d(x: Float[Tensor, "B C H W"]) -> Float[Tensor, "B C 2H 2W"]:
+def upsample2d(x: Float[Tensor, "B C H W"]) -> Float[Tensor, "B C 2*H 2*W"]:
     """Double the resolution with the [1, 3, 3, 1] filter, zero outside the image (StyleGAN2)."""
     # A stride-2 transposed conv with the 4x4 kernel is zero insertion followed by the filter;
     # padding 1 trims it to exactly 2H (the kernel is symmetric, so no flip is needed).

@@ -1,5 +1,10 @@
 """Training the prior as a 3D-aware GAN (supplement 6.1, docs/design/training.md), on the core trainer.
 
+``objective: adversarial`` (the default) is the paper's GAN training below; ``objective:
+supervised`` fits the prior to synthetic multi-view heads first (an auto-decoder,
+:mod:`invertavatar_prior_next3d.supervised`), and ``init_prior`` starts either from an exported
+prior (e.g. adversarial fine-tuning of a supervised one).
+
 Every step runs the four phases of EG3D/StyleGAN2 training on one batch of real frames:
 
 1. G: fakes from random ``z`` rendered at cameras and expressions drawn from the data;
@@ -41,11 +46,19 @@ from invertavatar_core.training.memory_estimate import MemoryEstimate, build_on_
 from invertavatar_core.training.trainer import StepContext, Trainer
 from invertavatar_prior_next3d.density_regularization import density_regularization
 from invertavatar_prior_next3d.ema import ema_beta, update_ema
-from invertavatar_prior_next3d.gan_data import DatasetGanData, GanBatch, GanData, RandomGanData
+from invertavatar_prior_next3d.gan_data import DatasetGanData, GanBatch, GanData, MultiViewData, RandomGanData
 from invertavatar_prior_next3d.next3d import Next3DPrior
 from invertavatar_prior_next3d.resample import resize
 
-__all__ = ["PRIOR_DIR", "GanStage", "PriorTrainingConfig", "prior_memory_estimate", "r1_regularization", "train_prior"]
+__all__ = [
+    "PRIOR_DIR",
+    "GanStage",
+    "PriorTrainingConfig",
+    "build_prior",
+    "prior_memory_estimate",
+    "r1_regularization",
+    "train_prior",
+]
 
 log = logging.getLogger("invertavatar.prior_training")
 
@@ -127,6 +140,26 @@ class PriorTrainingConfig(Section):
     """Thousands of images over which that blur fades out (0: no blur)."""
     landmark_conditioning: bool = False  # supplement 6.1; off in the released command (docs/design/prior.md)
     """Deformation-aware D: also show it the landmark-contour image (the data must provide it)."""
+    objective: Literal["adversarial", "supervised"] = "adversarial"
+    """``adversarial``: the paper's GAN training; ``supervised``: auto-decoder pre-training on synthetic heads."""
+    init_prior: Path | None = None
+    """An exported prior folder (``<run>/prior``) whose weights G and G_ema start from (a fresh run only)."""
+    data_in_memory: bool = False
+    """Adversarial: hold a synth-heads data set in memory (:class:`MultiViewData`) instead of reading frames."""
+    views: int = Field(2, ge=1)
+    """Supervised: frames rendered per identity and step (``batch_size // views`` identities)."""
+    latent_lr: float = Field(0.01, gt=0)
+    """Supervised: learning rate of the identity latents."""
+    background_weight: float = Field(0.1, ge=0)
+    """Supervised: weight of background pixels in the image loss (head pixels weigh 1)."""
+    raw_weight: float = Field(1.0, ge=0)
+    """Supervised: weight of the raw neural render's L1 (against the frame over black)."""
+    silhouette_weight: float = Field(1.0, ge=0)
+    """Supervised: weight of the opacity-versus-head-mask L1."""
+    texture_weight: float = Field(1.0, ge=0)
+    """Supervised: weight of the neural texture's first three channels against the painted albedo."""
+    texture_level: str = "x128"
+    """Supervised: the texture level regressed onto the painted albedo (the finest by default)."""
 
     def trainer_config(self) -> TrainingConfig:
         """The subset the core :class:`~invertavatar_core.training.trainer.Trainer` reads."""
@@ -171,6 +204,25 @@ def r1_regularization(
     return r1_penalty(logits.float(), (image, raw))
 
 
+def build_prior(config: PriorTrainingConfig, registry: Registry) -> Next3DPrior:
+    """The prior to train, seeded by ``config.seed``; loaded from ``config.init_prior`` when given."""
+    weights = None if config.init_prior is None else Path(config.init_prior) / WEIGHTS_FILE
+    if weights is not None and not weights.is_file():  # before the prior is built
+        raise FileNotFoundError(
+            f"init_prior {config.init_prior}: no {WEIGHTS_FILE} (expected an exported prior folder, <run>/prior)"
+        )
+    torch.manual_seed(config.seed)
+    prior = registry.create("prior", config.prior)
+    if not isinstance(prior, Next3DPrior):
+        raise TypeError(
+            f"invertavatar train prior trains Next3DPrior priors (it needs animate() and density()); "
+            f"prior {config.prior.name!r} built a {type(prior).__name__}"
+        )
+    if weights is not None:
+        load_module_weights(prior, weights)
+    return prior
+
+
 class GanStage:
     """The GAN's :class:`~invertavatar_core.training.trainer.Stage`: modules G, G_ema, D; optimisers G, D."""
 
@@ -186,19 +238,7 @@ class GanStage:
         self.runtime = runtime or Runtime()
         registry = registry or default_registry()
         device = self.runtime.device
-        torch.manual_seed(config.seed)
-        prior = registry.create("prior", config.prior)
-        if not isinstance(prior, Next3DPrior):
-            raise TypeError(
-                f"invertavatar train prior trains Next3DPrior priors (it needs animate() and density()); "
-                f"prior {config.prior.name!r} built a {type(prior).__name__}"
-            )
-        if config.init_prior is not None:
-            weights = Path(config.init_prior) / WEIGHTS_FILE
-            if not weights.is_file():
-                raise FileNotFoundError(f"init_prior {config.init_prior}: no {WEIGHTS_FILE} (expected a prior folder)")
-            load_module_weights(prior, weights)
-        self.G = prior.to(device).train()
+        self.G = build_prior(config, registry).to(device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.D = self.G.build_discriminator(landmark_channels=LANDMARK_CHANNELS if config.landmark_conditioning else 0)
         self.D.to(device).train()
@@ -206,6 +246,8 @@ class GanStage:
             if config.data_root is None:
                 log.warning("data_root is null: training on random images, which only tests the machinery")
                 data = RandomGanData(self.G.info, device=device)
+            elif config.data_in_memory:
+                data = MultiViewData(config.data_root, self.G.info, device=device)
             else:
                 data = DatasetGanData(config.data_root, self.G.info, device=device)
         if config.landmark_conditioning and not data.has_landmarks:
@@ -395,8 +437,14 @@ def train_prior(
         >>> train_prior(config)  # doctest: +SKIP
     """
     runtime = runtime or Runtime.from_env()
-    ensure_fits(prior_memory_estimate(config, registry or default_registry()), runtime.device)
-    stage = GanStage(config, registry=registry, runtime=runtime, data=data)
+    registry = registry or default_registry()
+    ensure_fits(prior_memory_estimate(config, registry), runtime.device)
+    if config.objective == "supervised":
+        from invertavatar_prior_next3d.supervised import SupervisedStage
+
+        stage = SupervisedStage(config, registry=registry, runtime=runtime, data=data)
+    else:
+        stage = GanStage(config, registry=registry, runtime=runtime, data=data)
     trainer = Trainer(
         stage, config.trainer_config(), runtime=runtime, config=config, seed=config.seed, progress=progress
     )

@@ -28,10 +28,14 @@ __all__ = ["VolumeRender", "VolumeRenderer"]
 
 @dataclass(frozen=True)
 class VolumeRender:
-    """``feature_image (B, C, n, n)`` in [-1, 1] (channels 0-2: raw RGB), ``depth (B, 1, n, n)``."""
+    """``feature_image (B, C, n, n)`` in [-1, 1] (channels 0-2: raw RGB), ``depth`` and ``opacity`` ``(B, 1, n, n)``.
+
+    ``opacity`` is each ray's accumulated weight in [0, 1] (what a silhouette loss compares with a mask).
+    """
 
     feature_image: Tensor
     depth: Tensor
+    opacity: Tensor | None = None
 
 
 class VolumeRenderer(nn.Module):
@@ -93,6 +97,7 @@ class VolumeRenderer(nn.Module):
             per_sample = sample_weights(interval_weights(density, depths))
             composite = torch.einsum("bns,bnsc->bnc", per_sample.to(color.dtype), color).float()
             depth = finish_depth(per_sample, depths)
+            opacity = per_sample.sum(2, keepdim=True)
         else:
             coarse = interval_weights(density.detach(), depths)
             fine_depths = importance_depths(
@@ -113,6 +118,8 @@ class VolumeRenderer(nn.Module):
                 composite + torch.einsum("bns,bnsc->bnc", per_sample[:, :, s:].to(fine_color.dtype), fine_color).float()
             )
             depth = finish_depth(per_sample_sorted, merged)
+            opacity = per_sample_sorted.sum(2, keepdim=True)
         feature_image = (composite * 2 - 1).transpose(1, 2).reshape(b, -1, resolution, resolution)
         depth = depth.transpose(1, 2).reshape(b, 1, resolution, resolution)
-        return VolumeRender(feature_image=feature_image, depth=depth)
+        opacity = opacity.float().transpose(1, 2).reshape(b, 1, resolution, resolution)
+        return VolumeRender(feature_image=feature_image, depth=depth, opacity=opacity)

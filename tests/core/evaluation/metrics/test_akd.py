@@ -29,7 +29,7 @@ def _square(top, left, size=64, side=10):
     return image
 
 
-def test_keypoint_distance_is_normalised_by_width():
+def test_keypoint_distance_is_normalised_by_width(without_shape_checker):  # its own shape check
     target = torch.tensor([[10.0, 10.0], [20.0, 30.0]])
     assert keypoint_distance(target + torch.tensor([3.0, 4.0]), target, width=100) == pytest.approx(0.05)
     with pytest.raises(ValueError, match="differ in shape"):

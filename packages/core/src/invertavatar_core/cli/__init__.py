@@ -41,6 +41,7 @@ HELP_ORDER: tuple[str, ...] = (
     "fit",
     "synth-heads",
     "train",
+    "sample",
     "reconstruct",
     "render",
     "evaluate",

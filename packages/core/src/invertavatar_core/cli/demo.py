@@ -2,7 +2,8 @@
 
     invertavatar demo [--out demo-output] [--checkpoint RUN] [--source-frames 4] [--driving-frames 8]
 
-Renders one synthetic procedural head (cameras, expression UV renders and unwraps known exactly,
+Renders one held-out synthetic procedural head (``synth-heads --split heldout``: an identity
+seed range no training set draws from; cameras, expression UV renders and unwraps known exactly,
 so no fitting is needed), inverts its first frames one at a time through the experiment's
 inverter (the incremental path: per-frame latency and held-out error after each frame), drives
 the avatar with the head's remaining frames (same-identity reenactment, scored against the true
@@ -50,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.add_argument("--source-frames", type=int, default=4, help="frames inverted one at a time (default 4)")
     parser.add_argument("--driving-frames", type=int, default=8, help="held-out frames that drive it (default 8)")
     parser.add_argument("--orbit-frames", type=int, default=24, help="frames of the orbit video (default 24)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic head and of random weights")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="held-out synthetic head number (never a training head) and weight seed"
+    )
     add_device_argument(parser)
     add_progress_argument(parser)
     parser.set_defaults(func=run)
@@ -76,7 +79,7 @@ def _synthetic_head(args: argparse.Namespace, registry, models, out: Path):
     from invertavatar_core.cli.reconstruct import fitted_frames
 
     try:
-        from invertavatar_faceverse.synthetic_heads import SyntheticHeadsConfig, synthesize_heads
+        from invertavatar_faceverse.synthetic_heads import SyntheticHeadsConfig, identity_seeds, synthesize_heads
     except ImportError as error:
         raise UserError(
             "the demo renders synthetic heads with invertavatar-faceverse: pip install 'invertavatar-core[faceverse]'"
@@ -90,13 +93,15 @@ def _synthetic_head(args: argparse.Namespace, registry, models, out: Path):
         resolution=max(64, info.image_resolution),
         uv_resolution=info.uv_resolution,
         seed=args.seed,
+        split="heldout",  # the demo never shows a training identity
     )
     model = registry.create("morphable_model", experiment.morphable_model)
     rasterizer = registry.create("rasterizer", experiment.rasterizer)
     model_config = experiment.morphable_model.model_dump(mode="json")
     heads = synthesize_heads(out / "heads", config, model, rasterizer, model_config=model_config,
                              progress=not args.no_progress)  # fmt: skip
-    frames = fitted_frames(heads)
+    # Only this head: a rerun into an earlier demo folder may find other heads in heads/.
+    frames = fitted_frames(heads, sequences=list(identity_seeds(config)))
     return frames[: args.source_frames], frames[args.source_frames :]
 
 
@@ -199,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table([{k: v for k, v in row.items() if k != "model"} for row in rows]))
 
     avatar = session.avatar()
-    extra = {"checkpoint": str(checkpoint.resolve()), "sources": f"{out / 'heads'} (synthetic, seed {args.seed})"}
+    origin = f"{out / 'heads'} (synthetic, held-out head {args.seed})"
+    extra = {"checkpoint": str(checkpoint.resolve()), "sources": origin}
     avatar = type(avatar)(avatar.features, avatar.prior_config, avatar.identity, avatar.frame_count,
                           avatar.inverter, extra)  # fmt: skip
     avatar.save(out / "avatar")
@@ -210,12 +216,12 @@ def run(args: argparse.Namespace) -> int:
     write_video(
         (torch.cat([source_image, truth[t], rendered[t]], dim=-1).clamp(-1, 1) for t in range(len(driving))),
         out / "driven.mp4",
-        fps=8,
+        fps=8.0,
     )
     expression = neutral_expression_uv(models, avatar.identity, device)
     orbit = avatar.render_orbit(models.prior, expression, frames=args.orbit_frames)
     write_video(tqdm(orbit, total=args.orbit_frames, desc="orbit", unit="frame", disable=args.no_progress),
-                out / "orbit.mp4", fps=12)  # fmt: skip
+                out / "orbit.mp4", fps=12.0)  # fmt: skip
     examples = [
         SimpleNamespace(source=source_image.cpu(), driving=truth[t].cpu(), output=rendered[t].cpu())
         for t in range(min(4, len(driving)))

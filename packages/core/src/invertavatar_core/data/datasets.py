@@ -15,8 +15,9 @@ The ``fit`` layout (``docs/dataset-layout.md``)::
     images/<seq>/<frame>.png          aligned square RGB crop
     frames/<seq>/<frame>.safetensors  expression_uv (3, Hu, Hu), unwrap_grid (Ht, Ht, 2),
                                       visibility (1, Ht, Ht), identity, expression, eyes,
-                                      optional landmarks (478, 2) in crop pixels and
-                                      landmark_map (3, h, h), the landmark-contour image
+                                      optional landmarks (478, 2) in crop pixels,
+                                      landmark_map (3, h, h), the landmark-contour image,
+                                      optional head_mask (1, R, R) (synthetic heads)
     unwraps/<seq>/<frame>.png         preview: the photo in UV space (v up), white where unseen
     overlays/<seq>/<frame>.png        preview: the fitted mesh over the crop
 
@@ -193,6 +194,9 @@ class FitDataset(_FrameFolder):
         if missing:
             raise DatasetFormatError(f"{tensors_path}: missing tensor(s) {missing}")
         coefficients = {k: tensors[k].float()[None] if k in tensors else None for k in _COEFFICIENTS}
+        mask = tensors.get("head_mask")
+        if mask is not None:
+            mask = _resize(mask.float(), self.image_resolution)[None]
         return Observation(
             image=image[None],
             camera=self._cameras[key][None],
@@ -200,6 +204,7 @@ class FitDataset(_FrameFolder):
             unwrap_grid=tensors["unwrap_grid"].float()[None],
             visibility=tensors["visibility"].float()[None],
             **coefficients,
+            head_mask=mask,
         )
 
     def landmarks(self, index: int) -> Tensor | None:
@@ -230,7 +235,8 @@ class FittedFrame:
     ``image (3, R, R)`` in [-1, 1]; ``camera (25,)``; ``expression_uv (3, Hu, Hu)``;
     ``unwrap_grid (Ht, Ht, 2)``; ``visibility (1, Ht, Ht)``; coefficients flat; optional
     ``landmarks (478, 2)`` in crop pixels, ``landmark_map (3, h, h)`` the landmark-contour image in
-    [-1, 1] (the deformation-aware discriminator's input), ``unwrap_rgb (3, Ht, Ht)`` and ``overlay (3, R, R)``.
+    [-1, 1] (the deformation-aware discriminator's input), ``unwrap_rgb (3, Ht, Ht)``, ``overlay (3, R, R)``
+    and ``head_mask (1, R, R)`` in [0, 1].
     """
 
     image: Tensor
@@ -245,6 +251,7 @@ class FittedFrame:
     landmark_map: Tensor | None = None
     unwrap_rgb: Tensor | None = None
     overlay: Tensor | None = None
+    head_mask: Tensor | None = None
 
 
 class FitDatasetWriter:
@@ -261,12 +268,10 @@ class FitDatasetWriter:
         image_resolution: int,
         uv_resolution: int,
         uv_layout: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """``uv_layout``: how the UV maps were made when not from the model's own UVs (recorded, must match)."""
-        # Refuses a folder holding files we did not write (nothing in it is touched).
-        self.root = check_output_dir(root, FIT_KIND, reuse=True, signature=("dataset.json",), what="dataset folder")
-        if read_marker(self.root) is None:
-            write_marker(self.root, FIT_KIND)
+        """``uv_layout``: how the UV maps were made when not from the model's own UVs (recorded, must match);
+        ``extra``: more JSON entries for ``dataset.json`` (e.g. ``synthetic``: how synth-heads made it)."""
         self._meta: dict[str, Any] = {
             "format": FIT_FORMAT,
             "version": FIT_VERSION,
@@ -278,6 +283,14 @@ class FitDatasetWriter:
         }
         if uv_layout is not None:
             self._meta["uv_layout"] = dict(uv_layout)
+        reserved = sorted(set(extra or {}) & set(self._meta))
+        if reserved:
+            raise ValueError(f"FitDatasetWriter: extra entries {reserved} would overwrite dataset.json's own fields")
+        self._meta.update(extra or {})
+        # Refuses a folder holding files we did not write (nothing in it is touched).
+        self.root = check_output_dir(root, FIT_KIND, reuse=True, signature=("dataset.json",), what="dataset folder")
+        if read_marker(self.root) is None:
+            write_marker(self.root, FIT_KIND)
         self._labels: dict[str, list[float]] = {}
         if (self.root / "dataset.json").is_file():
             old = FitDataset(self.root)
@@ -336,6 +349,8 @@ class FitDatasetWriter:
         first = not any(self._meta["sequences"].values())
         has_map = data.landmark_map is not None
         self._meta["landmark_maps"] = has_map if first else bool(self._meta.get("landmark_maps")) and has_map
+        if data.head_mask is not None:
+            tensors["head_mask"] = data.head_mask.detach().to(torch.float16).contiguous().cpu()
         path = self.root / "frames" / sequence / f"{frame}.safetensors"
         atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
         if data.unwrap_rgb is not None:

@@ -17,10 +17,10 @@ sequence) and V supervision views (other frames of that sequence: other cameras 
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from invertavatar_core.inversion.observation import Observation
 from invertavatar_core.plugin.protocols import CanonicalFeatures, MorphableModel, Prior, PriorRender, Rasterizer
+from invertavatar_core.tensor_types import Float, Tensor
 
 __all__ = ["DriveBank", "SyntheticBatch", "SyntheticSampler"]
 
@@ -160,17 +160,17 @@ class SyntheticBatch:
     """B identities x (T sources + V views), avatar-major.
 
     - ``sources`` / ``views``: :class:`Observation` of ``B * T`` / ``B * V`` frames whose images
-      are the prior's renders;
+      are the prior's renders (``views`` None when V = 0);
     - ``features``: ground-truth canonical features of the B identities;
     - ``source_render`` / ``view_render``: the ground-truth renders (``raw`` for ``L_raw``).
     """
 
     sources: Observation
-    views: Observation
+    views: Observation | None
     features: CanonicalFeatures
     source_render: PriorRender
-    view_render: PriorRender
-    ws: Tensor
+    view_render: PriorRender | None
+    ws: Float[Tensor, "B K D"]
     """``(B, K, D)`` ground-truth w+."""
 
 

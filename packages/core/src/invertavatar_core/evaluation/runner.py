@@ -1,4 +1,7 @@
-"""Running an evaluation: build every model under test, run every configured protocol (paper Sec. 4) on each."""
+"""Running an evaluation: build every model under test, run every configured protocol (paper Sec. 4) on each.
+
+Protocols are components: each name in ``evaluation.protocols`` is built through the registry.
+"""
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -83,6 +86,7 @@ def evaluate(
     config = experiment.evaluation
     report = EvaluationReport()
     metrics = MetricSet(config.metrics, registry, device)
+    protocols = [registry.create("evaluation_protocol", c) for c in config.protocols]
     report.skipped.update(metrics.skipped)
     report.measured.extend(metrics.metrics)
     if not metrics.metrics:
@@ -109,18 +113,18 @@ def evaluate(
                 raise ValueError("evaluation: the dataset holds no sequences with frames")
         if not model.trained:
             report.note(f"model {model.label!r} has fresh (untrained) weights: its numbers only test the pipeline")
-        for protocol in config.protocols:
-            if protocol == "cross_identity" and len(sequences) < 2:
-                report.note("cross_identity needs at least two sequences; skipped")
+        for protocol in protocols:
+            why_not = protocol.skip_reason(sequences)
+            if why_not:
+                report.note(f"{protocol.name} {why_not}; skipped")
                 continue
-            if protocol == "cross_identity":
+            if not protocol.has_ground_truth:
                 ground_truth_only = sorted(set(metrics.metrics) - set(metrics.applicable(False)))
                 if ground_truth_only:
                     report.note(
-                        f"cross_identity has no ground truth: {', '.join(ground_truth_only)} do not apply there"
+                        f"{protocol.name} has no ground truth: {', '.join(ground_truth_only)} do not apply there"
                     )
-            counts = config.source_frames if protocol == "few_shot" else (1,)
-            for count in counts:
+            for count in protocol.source_counts():
                 row = run_protocol(
                     protocol,
                     model,
@@ -134,7 +138,7 @@ def evaluate(
                     progress=progress,
                 )
                 if row is None:
-                    report.note(f"{protocol} (K={count}): no sequence was long enough; no row")
+                    report.note(f"{protocol.name} (K={count}): no sequence was long enough; no row")
                     continue
                 report.rows.append(row)
                 if on_row:

@@ -21,7 +21,8 @@ class Observation:
     - ``unwrap_grid``: ``(B, Ht, Wt, 2)`` texel -> image position in [-1, 1];
     - ``visibility``: ``(B, 1, Ht, Wt)`` in [0, 1];
     - ``identity`` / ``expression`` / ``eyes``: fitted coefficients ``(B, S)``, ``(B, E)``,
-      ``(B, n_eye)`` when known (needed to re-render a driving expression on a source identity).
+      ``(B, n_eye)`` when known (needed to re-render a driving expression on a source identity);
+    - ``head_mask``: ``(B, 1, H, W)`` in [0, 1], where the head is (synthetic heads; None when unknown).
     """
 
     image: Tensor
@@ -32,6 +33,7 @@ class Observation:
     identity: Tensor | None = None
     expression: Tensor | None = None
     eyes: Tensor | None = None
+    head_mask: Tensor | None = None
 
     def __post_init__(self) -> None:
         b = self.image.shape[0]

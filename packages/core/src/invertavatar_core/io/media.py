@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -185,7 +186,9 @@ def read_video_frames(path: str | Path, indices: Sequence[int] | None = None) ->
     return [frames[i] for i in order]
 
 
-def write_video(frames: Iterable[Tensor], path: str | Path, fps: float = 25.0) -> Path:
+# ``frames`` is a one-shot stream: typed Iterable[Any] so that a runtime checker does not peek at
+# (and so consume) its first frame.
+def write_video(frames: Iterable[Any], path: str | Path, fps: float = 25.0) -> Path:
     """Write ``(3, H, W)`` frames in [-1, 1] to an H.264 MP4, atomically.
 
     Raises:

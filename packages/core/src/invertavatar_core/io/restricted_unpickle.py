@@ -19,7 +19,7 @@ import io
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -75,7 +75,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     refusal_hint: ClassVar[str] = "only NumPy arrays and plain containers are read"
     """What the reader accepts, said after a refused global's name."""
 
-    def __init__(self, file: BinaryIO, *, source: str = "pickle") -> None:
+    def __init__(self, file: io.BufferedIOBase, *, source: str = "pickle") -> None:
         # latin1: arrays pickled by Python 2 store their bytes as str (NumPy's own advice).
         super().__init__(file, encoding="latin1")
         self.source = source

@@ -15,6 +15,7 @@ __all__ = [
     "invertavatar_add_commands",
     "invertavatar_register_aggregators",
     "invertavatar_register_encoders",
+    "invertavatar_register_evaluation_protocols",
     "invertavatar_register_inverters",
     "invertavatar_register_landmark_detectors",
     "invertavatar_register_metrics",
@@ -114,6 +115,18 @@ def invertavatar_register_inverters(registrar) -> None:
     :class:`~invertavatar_core.inversion.pipeline.Inverter` (``invert(frames)``, ``start(frame)``);
     ``models`` is an :class:`~invertavatar_core.inversion.models.InversionModels` (e.g. loaded
     from a checkpoint), else the factory builds the experiment's networks fresh.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def invertavatar_register_evaluation_protocols(registrar) -> None:
+    """Register evaluation protocols (which frames are inverted, which drive, what is compared).
+
+    ``factory(config)`` returns an :class:`~invertavatar_core.plugin.protocols.EvaluationProtocol`;
+    ``evaluation.protocols`` names them. Core adds ``reconstruction``, ``same_identity``,
+    ``cross_identity`` and ``few_shot`` (paper Sec. 4).
 
     .. versionadded:: 0.1
     """

@@ -17,6 +17,7 @@ __all__ = [
     "BUILTIN_PROVIDERS",
     "ComponentConfig",
     "EncoderConfig",
+    "EvaluationProtocolConfig",
     "InverterConfig",
     "KINDS",
     "Kind",
@@ -74,6 +75,10 @@ class InverterConfig(ComponentConfig):
     """Base config of an inversion method (ours, per-frame averaging, PTI, ...)."""
 
 
+class EvaluationProtocolConfig(ComponentConfig):
+    """Base config of an :class:`~invertavatar_core.plugin.protocols.EvaluationProtocol` (paper Sec. 4)."""
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of component: its name, plural (for the hook), config base and protocol."""
@@ -113,6 +118,13 @@ KINDS: dict[str, Kind] = {
             InverterConfig,
             object,
             "registry: Registry, experiment: ExperimentConfig, models: InversionModels | None",
+        ),
+        Kind(
+            "evaluation_protocol",
+            "evaluation_protocols",
+            EvaluationProtocolConfig,
+            protocols.EvaluationProtocol,
+            "nothing",
         ),
     )
 }

@@ -21,9 +21,15 @@ behaviour. Conventions used throughout (see :mod:`invertavatar_core.tensor_types
 """
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from torch import Tensor
+from invertavatar_core.tensor_types import Bool, Float, Int, Tensor
+
+if TYPE_CHECKING:  # only for annotations: these modules import this one
+    from invertavatar_core.evaluation.protocols.base import ModelUnderTest
+    from invertavatar_core.evaluation.report import EvaluationReport
+    from invertavatar_core.plugin.registry import Registry
 
 __all__ = [
     "Aggregator",
@@ -32,6 +38,8 @@ __all__ = [
     "Encoder",
     "EncoderRole",
     "EncoderState",
+    "EvaluationJob",
+    "EvaluationProtocol",
     "FeatureEdits",
     "FeatureEncoder",
     "FeatureLevel",
@@ -103,9 +111,10 @@ class FeatureEdits:
     - ``triplane_offset``: ``(B, 3, C, R, R)`` added to the static tri-plane (an ablation).
     """
 
-    texture_offsets: dict[str, Tensor] = field(default_factory=dict)
-    static_sft: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
-    triplane_offset: Tensor | None = None
+    # Levels differ in C and R: only the batch is shared (a leading "_" leaves a dimension unchecked).
+    texture_offsets: dict[str, Float[Tensor, "B _C _R _R"]] = field(default_factory=dict)
+    static_sft: dict[str, tuple[Float[Tensor, "B _C _R _R"], Float[Tensor, "B _C _R _R"]]] = field(default_factory=dict)
+    triplane_offset: Float[Tensor, "B 3 C R R"] | None = None
 
     def merge(self, other: "FeatureEdits") -> "FeatureEdits":
         """Combine edits from two encoders; a level set by both is an error."""
@@ -131,9 +140,9 @@ class CanonicalFeatures:
       ``(B, 3 * C, R, R)`` and whatever static levels the face module blends with.
     """
 
-    ws: Tensor
-    texture: dict[str, Tensor]
-    static: dict[str, Tensor]
+    ws: Float[Tensor, "B K D"]
+    texture: dict[str, Float[Tensor, "B _C _R _R"]]
+    static: dict[str, Float[Tensor, "B _C _R _R"]]
 
     @property
     def batch_size(self) -> int:
@@ -166,11 +175,11 @@ class PriorRender:
     - ``triplane``: ``(B, 3, C, R, R)`` the animated tri-plane that was rendered.
     """
 
-    image: Tensor
-    raw: Tensor
-    feature_image: Tensor
-    depth: Tensor
-    triplane: Tensor
+    image: Float[Tensor, "B 3 Hi Wi"]
+    raw: Float[Tensor, "B 3 Hn Wn"]
+    feature_image: Float[Tensor, "B C Hn Wn"]
+    depth: Float[Tensor, "B 1 Hn Wn"]
+    triplane: Float[Tensor, "B 3 Ct R R"]
 
 
 @dataclass(frozen=True)
@@ -182,12 +191,12 @@ class Fragments:
     - ``depth``: ``(B, H, W)`` interpolated clip-space z / w; +inf where no triangle covers.
     """
 
-    triangle_id: Tensor
-    barycentrics: Tensor
-    depth: Tensor
+    triangle_id: Int[Tensor, "B H W"]
+    barycentrics: Float[Tensor, "B H W 3"]
+    depth: Float[Tensor, "B H W"]
 
     @property
-    def mask(self) -> Tensor:
+    def mask(self) -> Bool[Tensor, "B H W"]:
         """``(B, H, W)`` bool, pixels covered by a triangle."""
         return self.triangle_id >= 0
 
@@ -209,23 +218,25 @@ class Prior(Protocol):
     """Shapes of everything the prior consumes and produces."""
 
     @property
-    def w_avg(self) -> Tensor:
+    def w_avg(self) -> Float[Tensor, " D"]:
         """``(D,)`` mean of the mapping network's output (truncation centre, e4e offset base)."""
         ...
 
-    def mapping(self, z: Tensor, camera: Tensor, truncation_psi: float = 1.0) -> Tensor:
+    def mapping(
+        self, z: Float[Tensor, "B Z"], camera: Float[Tensor, "B 25"], truncation_psi: float = 1.0
+    ) -> Float[Tensor, "B K D"]:
         """``z: (B, z_dim)``, ``camera: (B, 25)`` -> ``ws: (B, K, D)``."""
         ...
 
-    def canonical(self, ws: Tensor, edits: FeatureEdits | None = None) -> CanonicalFeatures:
+    def canonical(self, ws: Float[Tensor, "B K D"], edits: FeatureEdits | None = None) -> CanonicalFeatures:
         """``ws: (B, K, D)`` (+ encoder edits) -> canonical features ``F_tex``, ``F_tri``."""
         ...
 
     def render(
         self,
         features: CanonicalFeatures,
-        expression_uv: Tensor,
-        camera: Tensor,
+        expression_uv: Float[Tensor, "B 3 Hu Wu"],
+        camera: Float[Tensor, "B 25"],
         *,
         neural_resolution: int | None = None,
     ) -> PriorRender:
@@ -259,7 +270,7 @@ class Encoder(Protocol):
 class LatentEncoder(Encoder, Protocol):
     """Coarse stage (E_latent): one image -> w+ offsets from the prior's ``w_avg``."""
 
-    def __call__(self, image: Tensor) -> Tensor:
+    def __call__(self, image: Float[Tensor, "B 3 R R"]) -> Float[Tensor, "B K D"]:
         """``image: (B, 3, R, R)`` in [-1, 1] -> ``(B, K, D)``; the pipeline adds ``w_avg``."""
         ...
 
@@ -282,7 +293,7 @@ class FeatureEncoder(Encoder, Protocol):
         """An empty state for ``batch_size`` sequences."""
         ...
 
-    def update(self, state: EncoderState, frame: Tensor) -> EncoderState:
+    def update(self, state: EncoderState, frame: Float[Tensor, "B Cin R R"]) -> EncoderState:
         """Fold one frame ``(B, C_in, R, R)`` into the state; returns the new state."""
         ...
 
@@ -290,7 +301,7 @@ class FeatureEncoder(Encoder, Protocol):
         """Edits predicted from everything folded in so far."""
         ...
 
-    def __call__(self, frames: Tensor) -> FeatureEdits:
+    def __call__(self, frames: Float[Tensor, "B T Cin R R"]) -> FeatureEdits:
         """Whole sequence ``(B, T, C_in, R, R)`` -> edits (same result as streaming)."""
         ...
 
@@ -307,19 +318,19 @@ class Aggregator(Protocol):
 
     channels: int
 
-    def init_state(self, like: Tensor) -> AggregatorState:
+    def init_state(self, like: Float[Tensor, "B C H W"]) -> AggregatorState:
         """Empty state shaped for frames like ``like: (B, C, H, W)``."""
         ...
 
-    def update(self, state: AggregatorState, frame: Tensor) -> AggregatorState:
+    def update(self, state: AggregatorState, frame: Float[Tensor, "B C H W"]) -> AggregatorState:
         """Fold one frame ``(B, C, H, W)`` in."""
         ...
 
-    def read(self, state: AggregatorState) -> Tensor:
+    def read(self, state: AggregatorState) -> Float[Tensor, "B C H W"]:
         """The fused map ``(B, C, H, W)``."""
         ...
 
-    def __call__(self, frames: Tensor) -> Tensor:
+    def __call__(self, frames: Float[Tensor, "B T C H W"]) -> Float[Tensor, "B C H W"]:
         """``(B, T, C, H, W) -> (B, C, H, W)``."""
         ...
 
@@ -341,31 +352,36 @@ class MorphableModel(Protocol):
     expression_names: tuple[str, ...]
 
     @property
-    def faces(self) -> Tensor:
+    def faces(self) -> Int[Tensor, "F 3"]:
         """``(F, 3)`` int64 triangle vertex indices."""
         ...
 
     @property
-    def uvs(self) -> Tensor:
+    def uvs(self) -> Float[Tensor, "N 2"]:
         """``(N, 2)`` per-vertex UV in [0, 1] (v up, as in OBJ files)."""
         ...
 
     @property
-    def face_mask(self) -> Tensor:
+    def face_mask(self) -> Float[Tensor, " N"]:
         """``(N,)`` float, 1 on the face region (eyes included) that the texture covers."""
         ...
 
     @property
-    def landmark_indices(self) -> Tensor:
+    def landmark_indices(self) -> Int[Tensor, " L"]:
         """``(478,)`` int64 vertex index per MediaPipe FaceMesh landmark."""
         ...
 
     @property
-    def to_canonical(self) -> Tensor:
+    def to_canonical(self) -> Float[Tensor, "4 4"]:
         """``(4, 4)`` model space -> EG3D canonical space."""
         ...
 
-    def vertices(self, identity: Tensor, expression: Tensor, eyes: Tensor | None = None) -> Tensor:
+    def vertices(
+        self,
+        identity: Float[Tensor, "B S"],
+        expression: Float[Tensor, "B E"],
+        eyes: Float[Tensor, "B _eye"] | None = None,
+    ) -> Float[Tensor, "B N 3"]:
         """``identity: (B, S)``, ``expression: (B, E)``, ``eyes: (B, n_eye)`` -> ``(B, N, 3)``."""
         ...
 
@@ -379,11 +395,15 @@ class Rasterizer(Protocol):
     image rows); smaller ``z/w`` is nearer. Orthographic cameras use ``w = 1``.
     """
 
-    def rasterize(self, vertices: Tensor, faces: Tensor, height: int, width: int) -> Fragments:
+    def rasterize(
+        self, vertices: Float[Tensor, "B N 4"], faces: Int[Tensor, "F 3"], height: int, width: int
+    ) -> Fragments:
         """``vertices: (B, N, 4)`` clip space, ``faces: (F, 3)`` -> :class:`Fragments`."""
         ...
 
-    def interpolate(self, attributes: Tensor, fragments: Fragments, faces: Tensor) -> Tensor:
+    def interpolate(
+        self, attributes: Float[Tensor, "B N C"], fragments: Fragments, faces: Int[Tensor, "F 3"]
+    ) -> Float[Tensor, "B H W C"]:
         """``attributes: (B, N, C)`` per vertex -> ``(B, H, W, C)``, zero where uncovered."""
         ...
 
@@ -394,7 +414,7 @@ class LandmarkDetector(Protocol):
 
     num_landmarks: int
 
-    def detect(self, image) -> Tensor | None:
+    def detect(self, image: Any) -> Float[Tensor, "L 2"] | None:
         """``image``: ``(H, W, 3)`` uint8 RGB numpy array -> ``(L, 2)`` pixel (x, y), or None."""
         ...
 
@@ -418,10 +438,55 @@ class Metric(Protocol):
         """Forget all accumulated values."""
         ...
 
-    def update(self, prediction: Tensor, target: Tensor) -> None:
+    def update(self, prediction: Float[Tensor, "B 3 H W"], target: Float[Tensor, "B 3 H W"]) -> None:
         """Accumulate one batch."""
         ...
 
     def compute(self) -> float:
         """The metric over everything seen since ``reset``."""
+        ...
+
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """One sequence's share of a protocol: dataset indices of its source frames and driving frames."""
+
+    sequence: str
+    sources: list[int]
+    """Frames inverted into the avatar (K of them)."""
+    driving: list[int]
+    """Frames whose camera and expression animate the avatar (and, with ground truth, its targets)."""
+
+
+@runtime_checkable
+class EvaluationProtocol(Protocol):
+    """One evaluation protocol (paper Sec. 4): which frames are inverted, which drive, what is compared.
+
+    The evaluation loop inverts each job's sources, renders the avatar with the driving frames and
+    feeds the metrics; with ``has_ground_truth`` false, metrics that need the true frame do not apply.
+    """
+
+    name: str
+    """Its registry name (the ``protocol`` column of the tables)."""
+    has_ground_truth: bool
+    """Whether the driving frames are the true output (same identity) or only drive it (cross identity)."""
+
+    def source_counts(self) -> tuple[int, ...]:
+        """Numbers of source frames K to run with; one table row each."""
+        ...
+
+    def skip_reason(self, sequences: Sequence[tuple[str, Sequence[int]]]) -> str | None:
+        """Why the protocol cannot run on these ``(name, dataset indices)`` sequences, or None."""
+        ...
+
+    def jobs(
+        self, sequences: Sequence[tuple[str, Sequence[int]]], source_count: int, report: "EvaluationReport"
+    ) -> list[EvaluationJob]:
+        """The jobs for K = ``source_count``; sequences left out are noted in ``report``."""
+        ...
+
+    def expression_source(
+        self, model: "ModelUnderTest", registry: "Registry", report: "EvaluationReport"
+    ) -> Callable[[Any, Any], Float[Tensor, "T 3 Hu Wu"]]:
+        """``(source Observation, driving Observation) -> (T, 3, Hu, Wu)`` expression UV renders to animate with."""
         ...

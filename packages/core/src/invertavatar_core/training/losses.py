@@ -44,6 +44,7 @@ __all__ = [
     "r1_penalty",
     "reconstruction_size",
     "weighted",
+    "weighted_l1",
 ]
 
 log = logging.getLogger("invertavatar.losses")
@@ -67,6 +68,12 @@ class DifferentiableDistance(Protocol):
     def distance(self, prediction: Tensor, target: Tensor) -> Tensor:
         """``(B, 3, H, W)`` pairs in [-1, 1] -> ``(B,)`` distances, differentiable in ``prediction``."""
         ...
+
+
+def weighted_l1(prediction: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Mean absolute error of ``(B, C, H, W)`` images, pixels weighed by ``weight (B, 1, H, W)`` (e.g. a head mask)."""
+    weight = weight.expand_as(prediction)
+    return ((prediction - target).abs() * weight).sum() / weight.sum().clamp_min(1e-8)
 
 
 def reconstruction_size(image: Tensor) -> Tensor:

@@ -5,8 +5,9 @@ A stage supplies its modules, its optimisers, a step function and a sample funct
 
 - the run folder: ``config.json`` (the resolved config, written atomically at start),
   ``checkpoints/`` (:mod:`invertavatar_core.training.state`), ``log.csv`` (one row per
-  ``log_every`` steps), ``samples/step-XXXXXXXX.png`` and TensorBoard events when
-  ``tensorboard`` is installed;
+  ``log_every`` steps: each scalar averaged over the steps of the interval that returned it, so
+  terms computed only every few steps, like lazy regularisers, still appear),
+  ``samples/step-XXXXXXXX.png`` and TensorBoard events when ``tensorboard`` is installed;
 - resume: a run folder with a checkpoint continues from it, bit for bit. Every step draws its
   randomness from a seed derived from (seed, rank, step) -- never from state carried over from
   earlier steps -- so ``kill -9`` loses at most one checkpoint interval and the resumed run
@@ -163,11 +164,16 @@ class Trainer:
             for name in stage.optimizers
         }
         self._tb = None
+        self._interval = _IntervalMean()
 
     # ---------------------------------------------------------------- state
 
     def _state(self) -> TrainingState:
-        extra = {"scalers": {n: s.state_dict() for n, s in self.scalers.items()}}
+        extra = {
+            "scalers": {n: s.state_dict() for n, s in self.scalers.items()},
+            # The open logging interval, so a resumed run logs the same means as an uninterrupted one.
+            "log_interval": {"sums": dict(self._interval.sums), "counts": dict(self._interval.counts)},
+        }
         if hasattr(self.stage, "extra_state"):
             extra["stage"] = self.stage.extra_state()
         return TrainingState(self.stage.modules, self.stage.optimizers, extra)
@@ -182,6 +188,9 @@ class Trainer:
         for name, scaler_state in state.extra_state.get("scalers", {}).items():
             if name in self.scalers and scaler_state:
                 self.scalers[name].load_state_dict(scaler_state)
+        interval = state.extra_state.get("log_interval") or {}
+        self._interval.sums = {k: float(v) for k, v in interval.get("sums", {}).items()}
+        self._interval.counts = {k: int(v) for k, v in interval.get("counts", {}).items()}
         if hasattr(self.stage, "load_extra_state") and "stage" in state.extra_state:
             self.stage.load_extra_state(state.extra_state["stage"])
         return step
@@ -235,13 +244,14 @@ class Trainer:
             dynamic_ncols=True,
         )
         last: dict[str, float] = {}
+        interval = self._interval
         began = time.perf_counter()
         try:
             for step in range(start, t.steps):
-                scalars = self._one_step(step)
+                interval.add(self._one_step(step))
                 done = step + 1
                 if done % t.log_every == 0 or done == t.steps:
-                    last = self.runtime.mean({k: _to_float(v) for k, v in scalars.items()})
+                    last = self.runtime.mean(interval.pop())
                     if log is not None:
                         log.write({"step": done, "seconds": round(time.perf_counter() - began, 3), **last})
                         self._tensorboard(done, last)
@@ -313,6 +323,26 @@ class Trainer:
 
 def _to_float(value: float | Tensor) -> float:
     return float(value.detach().float().mean()) if isinstance(value, Tensor) else float(value)
+
+
+class _IntervalMean:
+    """Running sums of each scalar over a logging interval (a key counts only the steps that returned it)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, scalars: Mapping[str, float | Tensor]) -> None:
+        """Add one step's scalars."""
+        for key, value in scalars.items():
+            self.sums[key] = self.sums.get(key, 0.0) + _to_float(value)
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def pop(self) -> dict[str, float]:
+        """The interval's means (in first-seen order); starts a new interval."""
+        out = {key: total / self.counts[key] for key, total in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return out
 
 
 def _changed_keys(old: Any, new: Any, ignore: set[str], prefix: str = "") -> list[str]:

@@ -1,6 +1,7 @@
 """``invertavatar synth-heads --out DIR``: procedurally rendered heads in the ``fit`` dataset layout."""
 
 import argparse
+import math
 from pathlib import Path
 
 from invertavatar_core.cli.experiment_args import add_progress_argument
@@ -13,11 +14,14 @@ def register(subparsers, groups) -> None:
     parser = subparsers.add_parser(
         "synth-heads",
         help="render random procedural heads into a dataset folder (the layout 'fit' writes)",
-        description="Random identities, expressions, gaze, look-at cameras, lights and backgrounds, rendered with "
-        "the procedural head and written with cameras, expression UV renders, unwraps and coefficients: "
-        "training and evaluation data that needs no photos and no fitting.",
-        epilog="example:\n"
-        "  invertavatar synth-heads --out heads/ --identities 8 --frames-per-identity 16 --resolution 64",
+        description="Random identities (painted albedo with cheek marks, asymmetric hair, ears), talking-head "
+        "sequences (smooth yaw up to --yaw-range, expressions, gaze), one light and background per identity, "
+        "rendered with the procedural head and written with cameras, expression UV renders, unwraps, coefficients, "
+        "head masks and textures: training and evaluation data that needs no photos and no fitting. "
+        "--split heldout draws identities from a seed range training never uses.",
+        epilog="examples:\n"
+        "  invertavatar synth-heads --out heads/ --identities 8 --frames-per-identity 16 --resolution 64\n"
+        "  invertavatar synth-heads --out heldout/ --split heldout --identities 2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
@@ -25,7 +29,11 @@ def register(subparsers, groups) -> None:
     parser.add_argument("--frames-per-identity", type=int, default=8, help="frames per identity")
     parser.add_argument("--resolution", type=int, default=128, help="image size, 64-512 (default 128)")
     parser.add_argument("--uv-resolution", type=int, default=64, help="expression UV render / unwrap size (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--split", choices=("train", "heldout"), default="train",
+                        help="identity seed range: train (default) or heldout (never seen in training)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="first identity seed within the split (default 0)")
+    parser.add_argument("--yaw-range", type=float, default=60.0, help="largest yaw in degrees (default 60)")
+    parser.add_argument("--no-details", action="store_true", help="no cheek marks, asymmetric hair or ears")
     parser.add_argument("--tiny", action="store_true", help="use the tiny procedural head (fast, coarse)")
     add_progress_argument(parser)
     parser.set_defaults(func=run)
@@ -54,6 +62,9 @@ def run(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         uv_resolution=args.uv_resolution,
         seed=args.seed,
+        split=args.split,
+        yaw_range=math.radians(args.yaw_range),
+        details=not args.no_details,
     )
     out = synthesize_heads(
         args.out,
@@ -63,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
         model_config=model_config.model_dump(mode="json"),
         progress=not args.no_progress,
     )
-    print(f"wrote {count_noun(config.identities * config.frames_per_identity, 'frame')} to {out}")
+    print(f"wrote {count_noun(config.identities * config.frames_per_identity, f'{config.split} frame')} to {out}")
     return 0

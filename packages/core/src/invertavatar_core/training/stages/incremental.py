@@ -97,7 +97,8 @@ class IncrementalStage(FeatureEncoderStage):
             supervised = frames[last]
             prediction = self.render_views(features, supervised, f)
             if batch is None:
-                total, scalars = self.eq3_loss([(prediction, supervised.image)], None, None)
+                weight = self.loss_weight(supervised.head_mask)
+                total, scalars = self.eq3_loss([(prediction, supervised.image)], None, None, weight)
                 real_render = None
             else:
                 renders = [(prediction, _select(batch.source_render, last))]

@@ -71,7 +71,8 @@ class LatentStage(EncoderStage):
             render = prior.render(prior.canonical(ws), frames.expression_uv, frames.camera)
             image = reconstruction_size(resize_square(render.image, frames.image.shape[-1]))
             target = reconstruction_size(frames.image)
-            parts = {"l1": image_l1(image, target), "lpips": self.perceptual_term(image, target)}
+            weight = self.loss_weight(frames.head_mask)
+            parts = {"l1": image_l1(image, target, weight), "lpips": self.perceptual_term(image, target)}
             if self.identity_loss is not None:
                 parts["id"] = self.identity_loss(image, target)
             if weights.latent_adv:

@@ -69,15 +69,19 @@ class FeatureEncoderStage(EncoderStage):
         renders: list[tuple[PriorRender, PriorRender | Tensor]],
         features: CanonicalFeatures | None,
         target_features: CanonicalFeatures | None,
+        image_weight: Tensor | None = None,
     ) -> tuple[Tensor, dict[str, float]]:
-        """Eq. 3 over ``(prediction, target)`` render pairs; a target that is only an image gets image terms only."""
+        """Eq. 3 over ``(prediction, target)`` render pairs; a target that is only an image gets image terms only.
+
+        ``image_weight (B, 1, H, W)`` weighs the pixels of the image L1 (head-masked real frames).
+        """
         weights = self.experiment.training.stage2_losses
         l1, perceptual, raw = [], [], []
         for prediction, target in renders:
             image = target if isinstance(target, Tensor) else target.image
             prediction_image = reconstruction_size(resize_square(prediction.image, image.shape[-1]))
             image = reconstruction_size(image)
-            l1.append(image_l1(prediction_image, image))
+            l1.append(image_l1(prediction_image, image, image_weight))
             perceptual.append(self.perceptual_term(prediction_image, image))
             if not isinstance(target, Tensor):
                 # L_raw compares the neural rendering feature maps I_raw (supplement 6.2.2, Eq. 3): every
@@ -145,7 +149,8 @@ class OneShotStage(FeatureEncoderStage):
                 real_render = batch.source_render
             else:
                 features, _ = self.pipeline.invert(real, 1)
-                total, scalars = self.eq3_loss([(self.render_views(features, real, 1), real.image)], None, None)
+                pair = [(self.render_views(features, real, 1), real.image)]
+                total, scalars = self.eq3_loss(pair, None, None, self.loss_weight(real.head_mask))
                 real_render = None
         ctx.optimize("encoders", total)
         if self.discriminator is not None and real_render is not None:

@@ -35,6 +35,7 @@ from invertavatar_core.training.losses import (
     build_perceptual_loss,
     discriminator_loss,
     r1_penalty,
+    weighted_l1,
 )
 from invertavatar_core.training.memory_estimate import MemoryEstimate, build_on_meta, count_parameters, ensure_fits
 from invertavatar_core.training.trainer import Trainer
@@ -192,7 +193,17 @@ class EncoderStage:
         info = self.models.prior.info
         obs = conform_to_prior(Observation.cat(picks).to(self.runtime.device), info.uv_resolution)
         size = info.image_resolution
-        return replace(obs, image=resize_square(obs.image, size)) if obs.image.shape[-1] != size else obs
+        if obs.image.shape[-1] == size:
+            return obs
+        mask = None if obs.head_mask is None else resize_square(obs.head_mask, size)
+        return replace(obs, image=resize_square(obs.image, size), head_mask=mask)
+
+    def loss_weight(self, head_mask: Tensor | None) -> Tensor | None:
+        """Per-pixel image-loss weight of real frames: 1 on the head, ``background_weight`` elsewhere (None: plain)."""
+        background = self.experiment.training.background_weight
+        if head_mask is None or background >= 1:
+            return None
+        return head_mask + background * (1 - head_mask)
 
     # ------------------------------------------------------------------ losses
 
@@ -234,9 +245,12 @@ class EncoderStage:
         return {"d_loss": float(loss.detach()), "d_r1": float(penalty.detach())}
 
 
-def image_l1(prediction: Tensor, target: Tensor) -> Tensor:
-    """L1 after bringing ``prediction`` to the target's resolution."""
-    return F.l1_loss(resize_square(prediction, target.shape[-1]), target)
+def image_l1(prediction: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """L1 after bringing ``prediction`` to the target's resolution; ``weight (B, 1, H, W)`` weighs pixels."""
+    prediction = resize_square(prediction, target.shape[-1])
+    if weight is None:
+        return F.l1_loss(prediction, target)
+    return weighted_l1(prediction, target, resize_square(weight, target.shape[-1]))
 
 
 def run_stage(
