@@ -15,7 +15,7 @@ The mapping network is conditioned on the frontal camera.
 import argparse
 from pathlib import Path
 
-from invertavatar_core.cli.experiment_args import add_device_argument
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
 
 __all__ = ["SAMPLES_KIND", "register", "run"]
 
@@ -47,12 +47,14 @@ def register(subparsers: argparse._SubParsersAction, groups: dict[str, argparse.
                         help="procedural head size for the expression renders (tiny: the tiny preset's)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random latents")
     add_device_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the prior, draw, write the grids."""
     import torch
+    from tqdm import tqdm
 
     from invertavatar_core.config.compute import resolve_device
     from invertavatar_core.config.experiment import default_registry
@@ -103,13 +105,18 @@ def run(args: argparse.Namespace) -> int:
         eyes = torch.zeros(args.columns, model.n_eye, device=device) if model.n_eye else None
         expression_uv = render_expression_uv(model, rasterizer, identity, expression, eyes, info.uv_resolution)
 
+        bar = tqdm(total=3, desc="sampling", unit="grid", disable=args.no_progress)
         features = prior.canonical(ws)
         n = args.identities
         frontal = prior.render(features, expression_uv[:1].expand(n, -1, -1, -1), condition.expand(n, -1)).image
+        bar.update(1)
         cameras = condition.expand(n * args.columns, -1)
         sweep = prior.render(repeat_features(features, args.columns), expression_uv.repeat(n, 1, 1, 1), cameras).image
+        bar.update(1)
         yaws = tuple(torch.linspace(-args.yaw, args.yaw, args.columns).tolist())
         turned = render_yaw_sweep(prior, ws, expression_uv[:1], yaws)
+        bar.update(1)
+        bar.close()
     write_marker(out, SAMPLES_KIND)
     save_grid(frontal.clamp(-1, 1).cpu(), out / "identities.png", nrow=n)
     save_grid(sweep.clamp(-1, 1).cpu(), out / "expression.png", nrow=args.columns)
