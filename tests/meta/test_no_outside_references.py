@@ -13,7 +13,8 @@ def _shipped_files() -> list[Path]:
         files += [
             p
             for p in (ROOT / folder).rglob("*")
-            if p.is_file() and p.suffix in {".py", ".md", ".toml", ".yaml", ".yml", ".txt", ".cfg", ".json"}
+            if p.is_file()
+            and p.suffix in {".py", ".md", ".toml", ".yaml", ".yml", ".txt", ".cfg", ".json"}
             and not any(part in {"build", "dist", "__pycache__"} or part.endswith(".egg-info") for part in p.parts)
         ]
     return files

@@ -25,11 +25,10 @@ def test_dimensions_bind_across_arguments():
 
 def test_the_checker_covers_every_package():
     import invertavatar_aggregators
+    import invertavatar_core
     import invertavatar_encoders
     import invertavatar_faceverse
     import invertavatar_prior_next3d
-
-    import invertavatar_core
 
     packages = (invertavatar_core, invertavatar_aggregators, invertavatar_encoders, invertavatar_faceverse)
     for package in (*packages, invertavatar_prior_next3d):

@@ -270,8 +270,11 @@ class FitDatasetWriter:
         uv_layout: Mapping[str, Any] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        """``uv_layout``: how the UV maps were made when not from the model's own UVs (recorded, must match);
-        ``extra``: more JSON entries for ``dataset.json`` (e.g. ``synthetic``: how synth-heads made it)."""
+        """Open ``root`` for writing (claimed with the fit marker; earlier frames there are kept).
+
+        ``uv_layout``: how the UV maps were made when not from the model's own UVs (recorded, must match);
+        ``extra``: more JSON entries for ``dataset.json`` (e.g. ``synthetic``: how synth-heads made it).
+        """
         self._meta: dict[str, Any] = {
             "format": FIT_FORMAT,
             "version": FIT_VERSION,

@@ -20,8 +20,8 @@ behaviour. Conventions used throughout (see :mod:`invertavatar_core.tensor_types
   visibility map ``(B, 1, Ht, Wt)`` in [0, 1] (front-facing times face mask).
 """
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from invertavatar_core.tensor_types import Bool, Float, Int, Tensor
