@@ -80,3 +80,25 @@ def test_version(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 0 and "invertavatar 0.1.0" in capsys.readouterr().out
+
+
+def test_a_closed_output_pipe_ends_quietly_without_a_traceback():
+    # `invertavatar plugins | head`: the reader is gone before the listing is written.
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "invertavatar_core.cli", "plugins"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 141

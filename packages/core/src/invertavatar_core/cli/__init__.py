@@ -9,8 +9,10 @@ Errors a user can fix are printed as one clear message with exit status 2, not a
 """
 
 import argparse
+import contextlib
 import functools
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -173,3 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"invertavatar {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`invertavatar plugins | head`): stop quietly. Pointing stdout at
+        # /dev/null keeps the interpreter's final flush from raising the same error again.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
