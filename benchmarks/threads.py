@@ -10,7 +10,7 @@ times three things a user runs on the CPU with the ``tiny`` preset:
 - ``train_step_s``: one step of ``train latent`` (the second of two; the first warms up).
 
 Settings: ``default`` is what ``invertavatar`` does when nothing is asked for
-(:mod:`invertavatar_core.config.compute`: the usable cores N, at most 4, as intra-op threads with
+(:mod:`invertavatar_core.config.compute`: the usable cores, at most 1, as intra-op threads with
 ``OMP_WAIT_POLICY=PASSIVE``); the alternatives are 1 thread with passive or active waiting, N
 threads with active waiting, and torch's own default (N threads, OpenMP's default wait
 policy). ``busy`` runs every setting again while N CPU-burning processes compete for the cores.

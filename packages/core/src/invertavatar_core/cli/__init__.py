@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         metavar="N",
-        help="torch CPU threads (default: INVERTAVATAR_THREADS, else the usable cores, at most 4; OpenMP "
+        help="torch CPU threads (default: INVERTAVATAR_THREADS, else 1; OpenMP "
         "workers sleep while waiting; see 'invertavatar doctor')",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

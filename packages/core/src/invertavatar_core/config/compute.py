@@ -4,11 +4,13 @@ Threads: torch's default (one OpenMP worker per core, spin-waiting between paral
 is the slowest choice whenever anything else uses the cores: the spinning workers take the CPU
 the others need (``benchmarks/threads.py``: 5-35x slower on 2 shared cores). The policy is
 therefore: ``INVERTAVATAR_THREADS`` (or ``--threads``) when given, else :func:`default_threads`
-(the usable cores, at most :data:`MAX_DEFAULT_THREADS`); OpenMP workers sleep instead of
-spinning (``OMP_WAIT_POLICY=PASSIVE``) unless the user set a policy. Measured on 2 shared
-cores with passive waits, the second thread won 5 of 6 figures (up to 2.4x on a busy machine)
-and lost one, the tiny training step on a lightly loaded machine, by up to 1.7x
-(``benchmarks/RESULTS.md``). The OpenMP variables only count when set before torch is imported,
+(the usable cores, at most :data:`MAX_DEFAULT_THREADS`, which is 1); OpenMP workers sleep instead
+of spinning (``OMP_WAIT_POLICY=PASSIVE``) unless the user set a policy. Measured on a quiet
+2-core machine, one passive thread beat two on every figure, with and without competing
+processes (reconstruction 1.35-1.56x, training step 1.77-1.81x, demo 1.03-1.10x;
+``benchmarks/RESULTS.md``): the models' kernels are small, so a second worker mostly adds
+synchronisation. Large models on many cores want ``--threads N``.
+The OpenMP variables only count when set before torch is imported,
 which is why :func:`prepare_threads` imports nothing heavy and ``invertavatar``'s entry point
 calls it before any command module imports torch.
 
@@ -32,7 +34,7 @@ __all__ = [
 ENV_THREADS = "INVERTAVATAR_THREADS"
 """Environment variable: torch intra-op threads for invertavatar commands."""
 
-MAX_DEFAULT_THREADS = 4
+MAX_DEFAULT_THREADS = 1
 """Cap of the default: the models run small kernels, where more workers mostly add synchronisation."""
 
 _WAIT_POLICY = "OMP_WAIT_POLICY"
