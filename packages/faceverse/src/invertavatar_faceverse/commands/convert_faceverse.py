@@ -4,8 +4,9 @@
 """
 
 import argparse
-import sys
 from pathlib import Path
+
+from invertavatar_faceverse.commands import add_convert_command
 
 __all__ = ["register", "run"]
 
@@ -27,21 +28,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers, groups) -> None:
     """Add ``convert faceverse`` and the hidden ``convert-faceverse`` alias."""
-    parser = groups["convert"].add_parser(
+    add_convert_command(
+        subparsers,
+        groups,
         "faceverse",
         help="the official (pickled) FaceVerse v3.1 .npy -> a pickle-free .npz",
         description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_arguments=_add_arguments,
+        run=run,
     )
-    _add_arguments(parser)
-    parser.set_defaults(func=run)
-    # No help= keeps the alias out of the command listing.
-    alias = subparsers.add_parser(
-        "convert-faceverse", description=f"Deprecated: use 'invertavatar convert faceverse'. {_DESCRIPTION}"
-    )
-    _add_arguments(alias)
-    alias.set_defaults(func=run_deprecated)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,9 +47,3 @@ def run(args: argparse.Namespace) -> int:
     out = convert_faceverse_file(args.source, args.out)
     print(f"wrote {out}")
     return 0
-
-
-def run_deprecated(args: argparse.Namespace) -> int:
-    """The old spelling: a one-line note, then the same conversion."""
-    print("invertavatar convert-faceverse is deprecated; use 'invertavatar convert faceverse'", file=sys.stderr)
-    return run(args)

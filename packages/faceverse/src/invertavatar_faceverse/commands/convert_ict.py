@@ -4,8 +4,9 @@
 """
 
 import argparse
-import sys
 from pathlib import Path
+
+from invertavatar_faceverse.commands import add_convert_command
 
 __all__ = ["register", "run"]
 
@@ -26,21 +27,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers, groups) -> None:
     """Add ``convert ict`` and the hidden ``convert-ict`` alias."""
-    parser = groups["convert"].add_parser(
+    add_convert_command(
+        subparsers,
+        groups,
         "ict",
         help="ICT-FaceKit's FaceXModel folder -> the compact .npz the 'ict' model loads fastest",
         description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_arguments=_add_arguments,
+        run=run,
     )
-    _add_arguments(parser)
-    parser.set_defaults(func=run)
-    # No help= keeps the alias out of the command listing.
-    alias = subparsers.add_parser(
-        "convert-ict", description=f"Deprecated: use 'invertavatar convert ict'. {_DESCRIPTION}"
-    )
-    _add_arguments(alias)
-    alias.set_defaults(func=run_deprecated)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,9 +50,3 @@ def run(args: argparse.Namespace) -> int:
         f"{len(arrays['expression_names'])} expressions"
     )
     return 0
-
-
-def run_deprecated(args: argparse.Namespace) -> int:
-    """The old spelling: a one-line note, then the same conversion."""
-    print("invertavatar convert-ict is deprecated; use 'invertavatar convert ict'", file=sys.stderr)
-    return run(args)
