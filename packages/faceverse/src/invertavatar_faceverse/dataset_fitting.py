@@ -237,7 +237,7 @@ def fit_dataset(
             landmarks.append(nearest_face(faces, (resolution / 2, resolution / 2)))
         points = torch.stack(landmarks).to(torch_device)
         try:
-            result = fit_video(face_model, points, resolution, fitting)
+            result = fit_video(face_model, points, resolution, fitting, frame_step=max(1, every))
         except (LandmarkInputError, FitDivergedError) as exc:
             raise UserError(f"{path}: {exc}") from None
         images = torch.stack(crops).to(torch_device)
