@@ -129,6 +129,7 @@ def fit_dataset(
         read_reference_landmarks,
         smooth_boxes,
     )
+    from invertavatar_faceverse.fit_quality import frame_jitter
     from invertavatar_faceverse.fitting import FitDivergedError, FittingConfig, LandmarkInputError, fit_video
     from invertavatar_faceverse.landmark_maps import LANDMARK_MAP_RESOLUTION, landmark_contour_map
     from invertavatar_faceverse.mesh_render import render_mesh
@@ -288,5 +289,14 @@ def fit_dataset(
         mean, worst = float(error.mean()), float(error.max())
         counted = f"{len(frames)} frame" + ("" if len(frames) == 1 else "s")
         print(f"{sequence}: {counted}, landmark error {mean:.2%} of the face size (max {worst:.2%})")
+        if result.flagged:  # fitted and written, but the quality check does not trust them
+            first = result.flagged[0]
+            listed = ", ".join(frame_names[t] for t in result.flagged[:10])
+            print(
+                f"{sequence}: {len(result.flagged)} frame(s) flagged by the fit-quality check ({listed}); "
+                f"frame {frame_names[first]}: {'; '.join(result.quality[first].reasons)}"
+            )
+        if len(frames) > 1:
+            print(f"{sequence}: {frame_jitter(result.expression, result.camera)}")
     print(f"wrote {out}")
     return Path(out)
