@@ -79,16 +79,17 @@ class FittingConfig(BaseModel):
     pose_acceleration: float = 10.0
     """Weight of ``|x_(t+1) - 2 x_t + x_(t-1)|^2`` for rotation and translation in videos, per frame
     (ours). The released tracker starts every frame from its predecessor's solution, which smooths
-    by itself; batched frames do not, and a still head's rotation then jitters by 0.47 deg per
-    frame with 1 px of landmark noise. Raising the first-difference weights instead holds back
-    real turns (at 3, a 86 deg/s turn over 6 frames loses 3-4 deg at its ends); this
-    second-difference term leaves steady motion alone. benchmarks/fit_quality.py."""
+    by itself; batched frames do not, and a still head's rotation then jitters by 0.45 deg per frame
+    with 1 px of landmark noise (0.06 deg with this term). Raising the first-difference weights
+    instead holds real turns back (at 3, a 86 deg/s turn over 6 frames loses 3-4 deg at its ends);
+    second differences leave steady motion alone (a 33 deg/s turn: yaw RMS 0.82 deg, 0.86 without).
+    benchmarks/fit_quality.py."""
     expression_smoothness: float = 0.05
     """Weight of ``|exp_t - exp_(t-1)|^2`` in videos, per frame (ours; the released tracker has
     none). On a still synthetic clip with 1 px landmark noise it cuts the mean frame-to-frame
-    change of the weights from 0.030 to 0.0036 while a jaw opening and closing at 4 Hz (speech
-    rate, 25 fps) is followed as well as without it (RMS 0.067); 0.1 and 0.2 start to flatten it
-    (RMS 0.080, 0.098). benchmarks/fit_quality.py."""
+    change of the weights from 0.028 to 0.0036 (largest 0.26 to 0.04); a jaw opening and closing
+    at 4 Hz (fast speech, 25 fps) is followed with an RMS error of 0.036 instead of 0.028 (0.1:
+    0.046, 0.2: 0.064). benchmarks/fit_quality.py."""
     eye_smoothness: float = 0.05
     """Weight of ``|eyes_t - eyes_(t-1)|^2`` (radians) in videos, per frame (ours, as ``expression_smoothness``)."""
     regions: RegionWeights = RegionWeights()
