@@ -107,6 +107,18 @@ def test_stage3_needs_an_aggregator(full_registry, tmp_path):
         IncrementalStage(experiment, full_registry)
 
 
+def test_a_fine_stage_without_e_tex_trains_e_tri_alone(full_registry, tmp_path):
+    # The Table 3 ablation trained without the neural texture encoder (recipes/evaluation/README.md).
+    experiment = preset_experiment(
+        full_registry, "tiny", aggregator=None, encoders={"texture": None}, training=_training(tmp_path)
+    )
+    stage = OneShotStage(experiment, full_registry)
+    assert stage.models.texture is None and stage.trainable == ("static",)
+    decoder = [p for n, p in stage.models.static.named_parameters() if not n.startswith("trunk.")]
+    assert decoder and all(p.requires_grad for p in decoder) and stage.models.static.training
+    assert not any(p.requires_grad for p in stage.models.latent.parameters())
+
+
 def test_head_masked_image_l1_weighs_only_the_head_when_the_background_weight_is_zero():
     from invertavatar_core.training.stages.runner import image_l1
 

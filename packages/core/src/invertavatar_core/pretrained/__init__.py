@@ -29,7 +29,7 @@ BUILTIN_MODELS: dict[str, str] = {
     DEFAULT_MODEL: "tiny preset (64 px) trained on synthetic procedural heads (recipes/README.md)",
 }
 """Name -> what it is, for every slot this package knows (present or not)."""
-MAX_SHIPPED_BYTES = 25 * 1024 * 1024
+MAX_SHIPPED_BYTES = 25_000_000
 """Size limit of one shipped model folder (issue 13: 25 MB in all)."""
 
 _ROOT = Path(__file__).resolve().parent
