@@ -4,20 +4,27 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from invertavatar_core.config.presets import preset_experiment
 from invertavatar_core.evaluation.metric_set import MetricSet
 from invertavatar_core.evaluation.metrics import (
+    LPIPS,
+    HeadLPIPS,
+    HeadLPIPSConfig,
     HeadMSSSIM,
     HeadMSSSIMConfig,
     HeadPSNR,
     HeadPSNRConfig,
+    LPIPSConfig,
+    LPIPSNetwork,
     MSSSIMConfig,
     composite_over,
     head_psnr,
     ms_ssim,
     psnr,
 )
+from invertavatar_core.evaluation.metrics.lpips import TAP_CHANNELS
 from invertavatar_core.evaluation.protocols import ModelUnderTest, run_protocol
 from invertavatar_core.evaluation.report import EvaluationReport
 from invertavatar_core.inversion.observation import Observation
@@ -152,3 +159,26 @@ def test_an_evaluation_on_data_without_masks_says_so(full_registry):
                        torch.device("cpu"), progress=False)  # fmt: skip
     assert math.isnan(row["head_psnr"]) and row["l1"] == 0.0  # copying a grey frame onto a grey frame
     assert any("head_psnr" in note and "no head masks" in note for note in report.notes)
+
+
+def test_head_lpips_is_lpips_of_the_composites_and_names_its_own_fields(tmp_path):
+    net = LPIPSNetwork()
+    backbone, heads = tmp_path / "alexnet.safetensors", tmp_path / "heads.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items() if k.startswith("features.")}, str(backbone))
+    g = torch.Generator().manual_seed(0)
+    save_file({f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(TAP_CHANNELS)},
+              str(heads))  # fmt: skip
+    ok, reason = HeadLPIPS(HeadLPIPSConfig()).available()
+    assert not ok and "head_lpips.backbone_weights is not set" in reason
+    metric = HeadLPIPS(HeadLPIPSConfig(backbone_weights=backbone, head_weights=heads, background=-1.0))
+    plain = LPIPS(LPIPSConfig(backbone_weights=backbone, head_weights=heads))
+    g = torch.Generator().manual_seed(1)
+    prediction, target = (torch.rand(2, 3, 64, 64, generator=g) * 2 - 1 for _ in range(2))
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 16:48, 16:48] = 1.0
+    metric.update(prediction, target, mask)
+    plain.update(composite_over(prediction, mask, -1.0), composite_over(target, mask, -1.0))
+    assert metric.compute() == pytest.approx(plain.compute(), rel=1e-6) and metric.compute() > 0
+    metric.reset()  # the same image inside the head: nothing outside it counts
+    metric.update(target + (1 - mask) * 0.5, target, mask)
+    assert metric.compute() == 0.0
