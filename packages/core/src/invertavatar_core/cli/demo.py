@@ -8,10 +8,10 @@ known exactly, so no fitting is needed), inverts its first frames one at a time 
 experiment's inverter (the incremental path: per-frame latency and held-out error after each
 frame), drives the avatars from 1 frame and from all source frames with the head's remaining
 frames (same-identity reenactment, scored on the head against the true renders, beside the
-copy-the-source baseline) and orbits them. The models are the built-in trained model when the
-package ships one, else ``--checkpoint``; without either (or with ``--random-weights``) the
-``tiny`` preset with random weights: every step runs for real and the timings are real, but the
-pictures show the pipeline, not a likeness.
+copy-the-source baseline) and orbits them. The models are ``--checkpoint`` when given, else the
+built-in trained model when the package ships one; without either (or with ``--random-weights``)
+the ``tiny`` preset with random weights: every step runs for real and the timings are real, but
+the pictures show the pipeline, not a likeness.
 
 Writes into ``--out``: ``heads/`` (the synthetic head), ``model/`` (random weights only: the
 model used), ``avatar/`` (from all source frames), ``grid.png`` (source / avatar from 1 frame /
