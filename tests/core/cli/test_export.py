@@ -25,15 +25,22 @@ def exported(tmp_path_factory, tiny_models, full_registry):
     prior = tiny_models.prior
     model = full_registry.create("morphable_model", tiny_models.experiment.morphable_model)
     with torch.no_grad():
-        ws = prior.mapping(torch.randn(1, prior.info.z_dim, generator=torch.Generator().manual_seed(2)), torch.zeros(1, 25))
+        ws = prior.mapping(
+            torch.randn(1, prior.info.z_dim, generator=torch.Generator().manual_seed(2)), torch.zeros(1, 25)
+        )
         features = prior.canonical(ws)
         field = prior.animate(features, torch.zeros(1, 3, prior.info.uv_resolution, prior.info.uv_resolution))
     # Random weights give a nearly constant density: the test surface is its median level.
     threshold = float(sample_density(prior, field, 12).median())
     identity = torch.zeros(1, model.n_identity)
-    Avatar(features, tiny_models.experiment.prior.model_dump(mode="json"), identity, 1, "test", {"checkpoint": str(checkpoint)}).save(
-        root / "avatar"
-    )
+    Avatar(
+        features,
+        tiny_models.experiment.prior.model_dump(mode="json"),
+        identity,
+        1,
+        "test",
+        {"checkpoint": str(checkpoint)},
+    ).save(root / "avatar")
     return {"root": root, "avatar": root / "avatar", "threshold": threshold, "box": prior.box_size, "model": model}
 
 
@@ -70,7 +77,15 @@ def _ply_vertices(path):
 
 def test_export_folder_holds_meshes_tensors_and_a_summary(exported, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["export", "--avatar", str(exported["avatar"]), "--resolution", "20", "--threshold", str(exported["threshold"])]
+    argv = [
+        "export",
+        "--avatar",
+        str(exported["avatar"]),
+        "--resolution",
+        "20",
+        "--threshold",
+        str(exported["threshold"]),
+    ]
     argv += ["--out", str(out), "--no-progress", "--device", "cpu"]
     assert main([*argv, "--format", "ply", "glb", "tensors"]) == 0
     assert "vertices" in capsys.readouterr().out
@@ -158,7 +173,11 @@ def test_mesh_of_a_driving_frame_and_the_models_own_curve_names(exported, tmp_pa
     assert main([*argv[:5], "--format", "ply", "--resolution", "12", "--threshold", str(exported["threshold"]),
                  "--out", str(tmp_path / "p"), "--no-progress"]) == 0  # fmt: skip
     assert {p.name for p in (tmp_path / "p").iterdir()} == {
-        ".invertavatar", "mesh.ply", "canonical.safetensors", "canonical.json", "export.json"
+        ".invertavatar",
+        "mesh.ply",
+        "canonical.safetensors",
+        "canonical.json",
+        "export.json",
     }
 
 

@@ -1,4 +1,4 @@
-"""Avatar meshes from analytic fields: the surface sits at the threshold, vertex colours are composited like the renderer."""
+"""Avatar meshes from analytic fields: the surface sits at the threshold, colours are composited like the renderer."""
 
 import math
 
@@ -111,5 +111,7 @@ def test_vertex_colour_is_composited_front_to_back_along_the_normal():
 
 def test_a_vertex_whose_ray_gathers_no_opacity_keeps_its_own_colour():
     prior = _AnalyticPrior(lambda p: torch.zeros_like(p[..., :1]), lambda p: torch.where(p[..., 2:] > 0, BLUE, RED))
-    colors = vertex_colors(prior, torch.zeros(1), torch.tensor([[0.0, 0.0, -0.001]]), torch.tensor([[0.0, 0.0, 1.0]]), depth=0.05)
+    colors = vertex_colors(
+        prior, torch.zeros(1), torch.tensor([[0.0, 0.0, -0.001]]), torch.tensor([[0.0, 0.0, 1.0]]), depth=0.05
+    )
     torch.testing.assert_close(colors, RED[None])

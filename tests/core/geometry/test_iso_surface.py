@@ -80,7 +80,9 @@ def test_largest_component_drops_the_small_piece():
 def test_no_crossing_names_the_field_range():
     field = _sphere(12, 0.3)
     high = float(field[1:-1, 1:-1, 1:-1].max())
-    with pytest.raises(UserError, match=rf"no surface: .*spans \[-?[0-9.]+, {high:.4g}\], never above the threshold 0\.4"):
+    with pytest.raises(
+        UserError, match=rf"no surface: .*spans \[-?[0-9.]+, {high:.4g}\], never above the threshold 0\.4"
+    ):
         marching_cubes(field, 0.4, 1.0)
 
 

@@ -88,10 +88,14 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.add_argument(
         "--all-components", action="store_true", help="keep every piece of the surface (default: the largest only)"
     )
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply mesh coordinates (default 1: canonical units)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply mesh coordinates (default 1: canonical units)"
+    )
     parser.add_argument("--checkpoint", help="model checkpoint holding the prior (default: the avatar's)")
     parser.add_argument("--sequence", help="the --driving sequence to use (needed when it holds several)")
-    parser.add_argument("--fps", type=float, default=25.0, help="frame rate of the driving video, for 'time' (default 25)")
+    parser.add_argument(
+        "--fps", type=float, default=25.0, help="frame rate of the driving video, for 'time' (default 25)"
+    )
     parser.add_argument(
         "--names",
         choices=("arkit", "model"),
@@ -179,7 +183,9 @@ def _load_prior(args: argparse.Namespace, avatar, registry, device):
 
     checkpoint = _checkpoint(args, avatar)
     if not (checkpoint / EXPERIMENT_FILE).is_file():
-        raise CheckpointError(f"{checkpoint}: not a model checkpoint (missing {EXPERIMENT_FILE}); see docs/checkpoints.md")
+        raise CheckpointError(
+            f"{checkpoint}: not a model checkpoint (missing {EXPERIMENT_FILE}); see docs/checkpoints.md"
+        )
     experiment = load_experiment(checkpoint / EXPERIMENT_FILE, registry)
     prior, config = load_component(component_dir(checkpoint, "prior"), registry, "prior")
     if not isinstance(prior, VolumetricPrior):
@@ -203,10 +209,14 @@ def _driving_sequence(args: argparse.Namespace):
     if args.sequence is None:
         if len(sequences) > 1:
             names = ", ".join(sorted(sequences)[:8]) + (", ..." if len(sequences) > 8 else "")
-            raise UserError(f"--driving {args.driving} holds {len(sequences)} sequences ({names}); choose one with --sequence")
+            raise UserError(
+                f"--driving {args.driving} holds {len(sequences)} sequences ({names}); choose one with --sequence"
+            )
         name = next(iter(sequences))
     elif args.sequence not in sequences:
-        raise UserError(f"--sequence {args.sequence}: not in {args.driving}; it holds {', '.join(sorted(sequences)[:8])}")
+        raise UserError(
+            f"--sequence {args.sequence}: not in {args.driving}; it holds {', '.join(sorted(sequences)[:8])}"
+        )
     else:
         name = args.sequence
     return dataset, name, sequences[name]

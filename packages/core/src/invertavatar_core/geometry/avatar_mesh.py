@@ -44,8 +44,11 @@ _FAINT = 1e-3
 
 @dataclass(frozen=True)
 class ColoredMesh:
-    """``vertices (N, 3)`` in canonical units, ``faces (F, 3)`` int64 (counter-clockwise from outside),
-    ``colors (N, 3)`` RGB in [0, 1], ``normals (N, 3)`` unit, outward."""
+    """A vertex-coloured triangle mesh in canonical units.
+
+    ``vertices (N, 3)``; ``faces (F, 3)`` int64, counter-clockwise seen from outside;
+    ``colors (N, 3)`` RGB in [0, 1]; ``normals (N, 3)`` unit, outward.
+    """
 
     vertices: Float[Tensor, "N 3"]
     faces: Int[Tensor, "F 3"]

@@ -39,7 +39,7 @@ class IsoSurface:
 
 
 def grid_points(resolution: int, box_size: float, *, start: int = 0, stop: int | None = None) -> Float[Tensor, "P 3"]:
-    """Nodes ``start:stop`` (flat, C order: x slowest, z fastest) of the ``resolution^3`` grid over the box, ``(P, 3)``."""
+    """Nodes ``start:stop`` (flat, C order: x slowest, z fastest) of the ``resolution^3`` box grid, ``(P, 3)``."""
     stop = resolution**3 if stop is None else stop
     flat = torch.arange(start, stop, dtype=torch.int64)
     index = torch.stack([flat // resolution**2, (flat // resolution) % resolution, flat % resolution], dim=-1)

@@ -70,7 +70,11 @@ def canonical_description(
         "invertavatar_version": __version__,
         "prior": dict(prior_config),
         "tensors": {
-            name: {"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."), "meaning": _meaning(name, info)}
+            name: {
+                "shape": list(t.shape),
+                "dtype": str(t.dtype).removeprefix("torch."),
+                "meaning": _meaning(name, info),
+            }
             for name, t in tensors.items()
         },
         "conventions": dict(_CONVENTIONS),

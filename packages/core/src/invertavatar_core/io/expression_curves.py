@@ -120,7 +120,7 @@ def non_arkit_names(names: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class ExpressionCurves:
-    """Expression weights over time: ``values (T, K)`` for ``names`` (K), at ``frames`` (T frame numbers) and ``times`` (s).
+    """Expression weights over time: ``values (T, K)`` for ``names`` (K) at ``frames`` (T numbers) and ``times`` (s).
 
     ``model`` names the morphable model; ``naming`` is ``"arkit"`` or ``"model"`` (the model's own
     names); ``not_modelled``: ARKit shapes the model lacks (written as 0); ``clipped``: how many
@@ -180,7 +180,7 @@ def to_arkit(curves: ExpressionCurves) -> ExpressionCurves:
 
 
 def curves_json(curves: ExpressionCurves) -> str:
-    """The curves as JSON text: metadata, ``names`` and one ``{"frame", "time", "weights": {name: value}}`` per frame."""
+    """The curves as JSON text: metadata, ``names``, one ``{"frame", "time", "weights": {name: value}}`` per frame."""
     rows = [
         {"frame": frame, "time": round(time, 6), "weights": dict(zip(curves.names, map(_round, row), strict=True))}
         for frame, time, row in zip(curves.frames, curves.times, curves.values.tolist(), strict=True)

@@ -48,7 +48,9 @@ def _arrays(vertices, faces, colors, normals):
     c = np.clip(np.asarray(_numpy(colors), dtype=np.float32), 0.0, 1.0)
     n = None if normals is None else np.ascontiguousarray(_numpy(normals), dtype=np.float32)
     if v.ndim != 2 or v.shape[1] != 3 or f.ndim != 2 or f.shape[1] != 3 or c.shape != v.shape:
-        raise ValueError(f"mesh: expected vertices (N, 3), faces (F, 3), colours (N, 3); got {v.shape}, {f.shape}, {c.shape}")
+        raise ValueError(
+            f"mesh: expected vertices (N, 3), faces (F, 3), colours (N, 3); got {v.shape}, {f.shape}, {c.shape}"
+        )
     if n is not None and n.shape != v.shape:
         raise ValueError(f"mesh: normals {n.shape} do not match vertices {v.shape}")
     if len(f) and (f.min() < 0 or f.max() >= len(v)):
@@ -120,7 +122,7 @@ def glb_bytes(
     colors: Float[Tensor, "N 3"],
     normals: Float[Tensor, "N 3"] | None = None,
 ) -> bytes:
-    """glTF 2.0 binary: one triangle mesh with ``POSITION``, ``NORMAL`` (if given), ``COLOR_0`` and uint32 indices."""
+    """GLB (glTF 2.0 binary): one triangle mesh with ``POSITION``, ``NORMAL`` (if given), ``COLOR_0``, uint32 indices."""
     v, f, c, n = _arrays(vertices, faces, colors, normals)
     if len(v) and len(f) and f.max() >= 2**32 - 1:
         raise ValueError(f"glb: {len(v)} vertices exceed uint32 indices")
@@ -139,8 +141,12 @@ def glb_bytes(
         chunks.append(raw)
         offset += len(raw)  # float32 VEC3 blocks keep 4-byte alignment
     indices = f.astype("<u4").tobytes()
-    buffer_views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(indices), "target": _ELEMENT_ARRAY_BUFFER})
-    accessors.append({"bufferView": len(buffer_views) - 1, "componentType": _UNSIGNED_INT, "count": f.size, "type": "SCALAR"})
+    buffer_views.append(
+        {"buffer": 0, "byteOffset": offset, "byteLength": len(indices), "target": _ELEMENT_ARRAY_BUFFER}
+    )
+    accessors.append(
+        {"bufferView": len(buffer_views) - 1, "componentType": _UNSIGNED_INT, "count": f.size, "type": "SCALAR"}
+    )
     chunks.append(indices)
     binary = _pad(b"".join(chunks), b"\0")
     document = {
