@@ -122,7 +122,7 @@ def glb_bytes(
     colors: Float[Tensor, "N 3"],
     normals: Float[Tensor, "N 3"] | None = None,
 ) -> bytes:
-    """GLB (glTF 2.0 binary): one triangle mesh with ``POSITION``, ``NORMAL`` (if given), ``COLOR_0``, uint32 indices."""
+    """GLB (glTF 2.0 binary): a triangle mesh with ``POSITION``, ``NORMAL`` (if given), ``COLOR_0``, uint32 indices."""
     v, f, c, n = _arrays(vertices, faces, colors, normals)
     if len(v) and len(f) and f.max() >= 2**32 - 1:
         raise ValueError(f"glb: {len(v)} vertices exceed uint32 indices")
