@@ -139,7 +139,10 @@ def test_export_one_mesh_file_and_refusals(exported, tmp_path, capsys):
         assert main(bad) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
-    # An untrained field nowhere above a high threshold: the range is named.
+    # An untrained field: the renderer draws nothing opaque, so there is no default level.
+    assert main([*argv[:5], "--no-progress", "--out", str(tmp_path / "v.ply")]) == 2
+    assert "no surface the renderer would draw" in capsys.readouterr().err
+    # A threshold the field never exceeds: its range is named.
     assert main([*argv, "--threshold", "1000", "--out", str(tmp_path / "w.ply")]) == 2
     assert "never above the threshold 1000" in capsys.readouterr().err
     assert not (tmp_path / "w.ply").exists() and not list(tmp_path.glob(".*tmp-*"))

@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from invertavatar_core.geometry.avatar_mesh import extract_mesh, sample_density, surface_threshold, vertex_colors
+from invertavatar_core.errors import UserError
+from invertavatar_core.geometry.avatar_mesh import extract_mesh, sample_density, silhouette_threshold, vertex_colors
+from invertavatar_core.geometry.iso_surface import grid_points
 from invertavatar_core.plugin.protocols import CanonicalFeatures, VolumetricPrior
 
 pytest.importorskip("skimage")
@@ -53,21 +55,58 @@ def _ball(points, radius=0.3, peak=40.0, softness=0.01):
 def test_surface_sits_where_the_density_crosses_the_threshold():
     prior = _AnalyticPrior(_ball, lambda p: RED.expand(*p.shape[:-1], 3))
     assert isinstance(prior, VolumetricPrior)
-    level = surface_threshold(prior)
-    assert level == pytest.approx(math.log(2) / 0.05)
     n = 40
-    mesh = extract_mesh(prior, _features(), torch.zeros(1, 3, 4, 4), resolution=n)
-    # 40 * sigmoid((0.3 - r) / 0.01) = level  <=>  r = 0.3 - 0.01 * logit(level / 40)
-    p = level / 40
-    expected = 0.3 - 0.01 * math.log(p / (1 - p))
-    radius = mesh.vertices.norm(dim=-1)
-    assert (radius - expected).abs().max() < 1 / (n - 1)
-    torch.testing.assert_close(mesh.colors, RED.expand_as(mesh.colors))
-    assert ((mesh.normals * mesh.vertices).sum(dim=-1) > 0).all()
-    # A higher threshold moves the surface inwards, by the closed form.
-    inner = extract_mesh(prior, _features(), torch.zeros(1, 3, 4, 4), resolution=n, threshold=30.0)
-    expected_inner = 0.3 - 0.01 * math.log(0.75 / 0.25)
-    assert (inner.vertices.norm(dim=-1) - expected_inner).abs().max() < 1 / (n - 1)
+    for level in (15.0, 30.0):
+        mesh = extract_mesh(prior, _features(), torch.zeros(1, 3, 4, 4), resolution=n, threshold=level)
+        assert mesh.threshold == level
+        # 40 * sigmoid((0.3 - r) / 0.01) = level  <=>  r = 0.3 - 0.01 * logit(level / 40)
+        p = level / 40
+        expected = 0.3 - 0.01 * math.log(p / (1 - p))
+        assert (mesh.vertices.norm(dim=-1) - expected).abs().max() < 1 / (n - 1)
+        torch.testing.assert_close(mesh.colors, RED.expand_as(mesh.colors))
+        assert ((mesh.normals * mesh.vertices).sum(dim=-1) > 0).all()
+
+
+def _soft(points):
+    return 10 * torch.sigmoid((0.3 - points.norm(dim=-1, keepdim=True)) / 0.03)
+
+
+def test_default_threshold_matches_the_silhouette_the_renderer_draws():
+    # Where along an axis does a ray through the soft ball gather opacity 0.5 (integral ln 2)?
+    s = torch.linspace(-0.5, 0.5, 4001)
+    rho = torch.linspace(0.2, 0.45, 2501)
+    points = torch.stack([rho[:, None].expand(-1, len(s)), s.expand(len(rho), -1), torch.zeros(len(rho), len(s))], -1)
+    integral = _soft(points)[..., 0].sum(dim=1) * (s[1] - s[0])
+    edge = float(rho[(integral > math.log(2)).sum() - 1])  # the rendered silhouette's radius
+    n = 64
+    volume = _soft(grid_points(n, 1.0)).reshape(n, n, n)
+    level = silhouette_threshold(volume, 1.0)
+    # The mesh's silhouette radius is where the density equals the level on the ray's closest point.
+    radius = 0.3 - 0.03 * math.log(level / (10 - level))
+    assert abs(radius - edge) < 1 / (n - 1)
+    # A fixed "one renderer step half opaque" level (ln 2 / 0.05 = 13.9) is above this field's peak.
+    assert level < 10 < math.log(2) / 0.05
+    mesh = extract_mesh(
+        _AnalyticPrior(_soft, lambda p: RED.expand(*p.shape[:-1], 3)),
+        _features(),
+        torch.zeros(1, 3, 4, 4),
+        resolution=n,
+    )
+    assert mesh.threshold == level
+    assert (mesh.vertices.norm(dim=-1) - radius).abs().max() < 1 / (n - 1)
+
+
+def test_a_sharp_field_takes_the_middle_of_the_levels_that_all_fit():
+    n = 32
+    volume = torch.where(grid_points(n, 1.0).norm(dim=-1) < 0.3, 1000.0, 0.0).reshape(n, n, n)
+    level = silhouette_threshold(volume, 1.0)
+    assert 10 < level < 100  # near sqrt(1 * 1000): every level in (0, 1000) gives the same silhouette
+
+
+def test_a_field_nothing_draws_has_no_default_surface():
+    volume = torch.full((16, 16, 16), 0.3)  # an untrained prior: opacity 1 - exp(-0.3) = 0.26 through the box
+    with pytest.raises(UserError, match=r"no surface the renderer would draw: .*opacity 0\.2[56]"):
+        silhouette_threshold(volume, 1.0)
 
 
 def test_sample_density_visits_every_node_once_in_chunks():

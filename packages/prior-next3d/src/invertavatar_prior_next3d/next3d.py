@@ -18,7 +18,6 @@ Level names are the paper's at every preset (``x32`` is "after the nominal-32 bl
 tiny preset runs it at 8 pixels); :attr:`Next3DPrior.info` gives the actual shapes.
 """
 
-import math
 from typing import Literal
 
 import torch.nn.functional as F
@@ -343,11 +342,6 @@ class Next3DPrior(nn.Module):
         """Depth between the renderer's stratified samples: its ray span ``near_offset + far_offset`` over ``S - 1``."""
         s = self.sizes
         return (self.config.near_offset + self.config.far_offset) / max(s.samples_per_ray - 1, 1)
-
-    @property
-    def surface_density(self) -> float:
-        """``ln 2 / sample_spacing``: the density at which one renderer step is half opaque (mesh export's default)."""
-        return math.log(2.0) / self.sample_spacing
 
     def query_field(
         self, planes: Float[Tensor, "B 3 C R R"], points: Float[Tensor, "B N 3"]

@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.add_argument(
         "--threshold",
         type=float,
-        help="density of the surface (default: where one renderer step is half opaque, ln 2 / sample spacing)",
+        help="density of the surface (default: the level whose silhouettes match the rendered ones best)",
     )
     parser.add_argument(
         "--expression",
@@ -409,17 +409,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _mesh(args, prior, experiment, avatar, registry, driving, device):
     """Extract the mesh; returns it and its summary entry."""
-    from invertavatar_core.geometry.avatar_mesh import extract_mesh, surface_threshold
+    from invertavatar_core.geometry.avatar_mesh import extract_mesh
 
     expression_uv, expression = _expression_uv(args, experiment, prior, avatar, registry, driving, device)
-    threshold = surface_threshold(prior) if args.threshold is None else args.threshold
     began = time.perf_counter()
     mesh = extract_mesh(
         prior,
         avatar.features,
         expression_uv,
         resolution=args.resolution,
-        threshold=threshold,
+        threshold=args.threshold,
         keep_largest=not args.all_components,
         progress=not args.no_progress,
     )
@@ -428,7 +427,8 @@ def _mesh(args, prior, experiment, avatar, registry, driving, device):
         "vertices": len(mesh.vertices),
         "faces": len(mesh.faces),
         "resolution": args.resolution,
-        "threshold": threshold,
+        "threshold": mesh.threshold,
+        "threshold_rule": "matches the rendered silhouettes" if args.threshold is None else "given",
         "expression": expression,
         "largest_component_only": not args.all_components,
         "scale": args.scale,
