@@ -90,3 +90,22 @@ def test_missing_scikit_image_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "skimage.measure", None)
     with pytest.raises(UserError, match=r'pip install "invertavatar-core\[export\]"'):
         marching_cubes(_sphere(12, 0.3), 0.0, 1.0)
+
+
+def test_components_of_many_pieces_are_found_whatever_the_numbering():
+    # 5 balls along x, vertex numbers shuffled: the kept piece is the biggest ball, wherever it lies.
+    n = 48
+    points = grid_points(n, 1.0)
+    radii = (0.06, 0.08, 0.05, 0.09, 0.07)
+    field = torch.stack(
+        [r - (points - torch.tensor([x, 0.0, 0.0])).norm(dim=-1) for r, x in zip(radii, (-0.4, -0.2, 0.0, 0.2, 0.4))]
+    ).amax(dim=0)
+    surface = marching_cubes(field.reshape(n, n, n), 0.0, 1.0)
+    order = torch.randperm(len(surface.vertices))
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order))
+    shuffled = type(surface)(surface.vertices[order], inverse[surface.faces], surface.normals[order])
+    kept = keep_largest_component(shuffled)
+    centre = kept.vertices.mean(dim=0)
+    torch.testing.assert_close(centre, torch.tensor([0.2, 0.0, 0.0]), atol=1e-3, rtol=0)
+    assert (kept.vertices - centre).norm(dim=-1).max() < 0.09 + 1 / (n - 1)

@@ -91,16 +91,21 @@ def keep_largest_component(surface: IsoSurface) -> IsoSurface:
     vertices, faces = surface.vertices, surface.faces
     if len(faces) == 0:
         return surface
-    # Union-find by repeated min-label propagation over faces with pointer jumping: a few dozen
-    # vectorised passes even for long, thin pieces.
+    # Connected components by hooking and pointer jumping (Shiloach-Vishkin): each round, every
+    # tree root takes the smallest root among the faces touching its tree, then every vertex
+    # points straight at its root; a few dozen vectorised rounds even for a million faces.
     label = torch.arange(len(vertices), dtype=torch.int64)
     while True:
-        face_min = label[faces].amin(dim=1)
-        new = label.scatter_reduce(0, faces.reshape(-1), face_min.repeat_interleave(3), reduce="amin")
-        new = new[new]  # jump: a vertex takes its label's label
-        if torch.equal(new, label):
+        roots = label[faces]
+        hooked = label.scatter_reduce(0, roots.reshape(-1), roots.amin(dim=1).repeat_interleave(3), reduce="amin")
+        while True:  # full shortcut: labels are roots again
+            jumped = hooked[hooked]
+            if torch.equal(jumped, hooked):
+                break
+            hooked = jumped
+        if torch.equal(hooked, label):
             break
-        label = new
+        label = hooked
     face_label = label[faces[:, 0]]
     largest = torch.bincount(face_label).argmax()
     kept_faces = faces[face_label == largest]
