@@ -222,7 +222,7 @@ def _driving_sequence(args: argparse.Namespace):
     return dataset, name, sequences[name]
 
 
-def _driving_model(args: argparse.Namespace, dataset, registry):
+def _driving_model(args: argparse.Namespace, dataset):
     """``(model name, model config)`` the driving frames were fitted with (official layout: FaceVerse)."""
     meta = getattr(dataset, "meta", None)
     if meta is None:
@@ -239,7 +239,7 @@ def _curves(args: argparse.Namespace, dataset, sequence: str, indices: list[int]
 
     from invertavatar_core.io.expression_curves import ExpressionCurves, NotArkitNamedError, non_arkit_names, to_arkit
 
-    model_name, config = _driving_model(args, dataset, registry)
+    model_name, config = _driving_model(args, dataset)
     if config is None:
         raise UserError(
             f"--driving {args.driving}: the official layout's FaceVerse expressions are not ARKit-named, and "
@@ -308,7 +308,7 @@ def _expression_uv(args, experiment, prior, avatar, registry, driving, device):
         raise UserError(f"--expression {position}: sequence {sequence!r} of --driving has {len(indices)} frames")
     frame = dataset[indices[position]]
     label = f"{sequence}/{dataset.frame_name(indices[position])[1]}"
-    model_name, _ = _driving_model(args, dataset, registry)
+    model_name, _ = _driving_model(args, dataset)
     if avatar.identity is not None and frame.expression is not None:
         if model_name != experiment.morphable_model.name:
             raise UserError(
