@@ -102,16 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     _random_checkpoints(root)
 
     # The README's training commands (Fig. 6 aggregators; Table 3's retrained ablations).
-    _run([cli, "sweep", "--config", "recipes/configs/stage3-incremental.yaml", "--set",
-          "aggregator.name=conv_fusion,mean", "--train", "incremental", "--no-evaluate", "--out", "runs/fig6",
-          "--no-progress"], root, times)  # fmt: skip
+    for aggregator in ("conv_fusion", "mean"):
+        _run([cli, "train", "incremental", "--config", "recipes/configs/stage3-incremental.yaml", "--set",
+              f"aggregator.name={aggregator}", "--steps", "1", "--out", f"runs/fig6/{aggregator}", "--no-progress"],
+             root, times)  # fmt: skip
     offsets = ["--set", "encoders.static.name=triplane_offset_unet", "--set", "encoders.static.preset=tiny"]
     for label, change in (("offsets", offsets), ("no-texture", ["--set", "encoders.texture=null"])):
-        _run([cli, "train", "oneshot", "--config", "recipes/configs/stage2-oneshot.yaml", *change,
+        _run([cli, "train", "oneshot", "--config", "recipes/configs/stage2-oneshot.yaml", *change, "--steps", "1",
               "--out", f"runs/ablation/{label}-s2", "--no-progress"], root, times)  # fmt: skip
         _run([cli, "train", "incremental", "--config", "recipes/configs/stage3-incremental.yaml", *change,
-              "--set", f"training.init_from=runs/ablation/{label}-s2", "--out", f"runs/ablation/{label}-s3",
-              "--no-progress"], root, times)  # fmt: skip
+              "--steps", "1", "--set", f"training.init_from=runs/ablation/{label}-s2", "--out",
+              f"runs/ablation/{label}-s3", "--no-progress"], root, times)  # fmt: skip
 
     for name in ("fig6-aggregators", "table2-inverters", "table3-encoders", "table3-retrained"):
         _run([cli, "evaluate", "--config", f"recipes/evaluation/{name}.yaml", "--no-progress"], root, times)
