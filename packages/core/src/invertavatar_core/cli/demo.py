@@ -17,6 +17,7 @@ Writes into ``--out``: ``heads/`` (the synthetic dataset), ``model/`` (the model
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -205,9 +206,12 @@ def run(args: argparse.Namespace) -> int:
 
     avatar = session.avatar()
     origin = f"{out / 'heads'} (synthetic, held-out head {args.seed})"
-    extra = {"checkpoint": str(checkpoint.resolve()), "sources": origin}
-    avatar = type(avatar)(avatar.features, avatar.prior_config, avatar.identity, avatar.frame_count,
-                          avatar.inverter, extra)  # fmt: skip
+    extra = {
+        "checkpoint": str(checkpoint.resolve()),
+        "sources": origin,
+        "morphable_model": models.experiment.morphable_model.model_dump(mode="json"),
+    }
+    avatar = dataclasses.replace(avatar, extra=extra, source_camera=sources.camera[:1].cpu())
     avatar.save(out / "avatar")
 
     size = info.image_resolution
