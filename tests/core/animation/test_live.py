@@ -156,3 +156,23 @@ def test_jitter_helpers():
     assert stillest_window(values, 3) == slice(1, 4)
     assert stillest_window(values, 10) == slice(0, 5)
     assert LiveReport().jitter(3) == {} and LiveReport().fps == 0.0
+
+
+def test_a_paced_source_restarts_its_clock_after_the_slow_first_face(animator, tmp_path, monkeypatch):
+    clip = _clip(tmp_path / "clip.mp4", 8)
+    now = [100.0]
+    fake = types.SimpleNamespace(perf_counter=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(capture, "time", fake)
+    for pipeline in (False, True):
+        session, tracker = _session(animator, clip, pipeline, missing=())
+        session.source = FrameSource(str(clip), realtime=True)
+        fit = tracker.fit_landmarks
+
+        def slow_first_fit(points, fit=fit, tracker=tracker):
+            if tracker.identity is None:
+                now[0] += 2.0  # the full fit of the first face: 50 frame periods
+            return fit(points)
+
+        tracker.fit_landmarks = slow_first_fit
+        frames = list(session.frames())
+        assert session.report.dropped == 0 and [f.index for f in frames] == list(range(8)), pipeline

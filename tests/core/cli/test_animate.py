@@ -4,6 +4,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -81,6 +82,19 @@ def test_same_identity_reproduces_render_of_the_driving_frames(workspace, tmp_pa
         assert torch.equal(a, b)
 
 
+def test_auto_mode_calls_the_avatars_own_source_video_same_identity(workspace, tiny_frames, tmp_path):
+    from invertavatar_core.cli.animate import _own_sources
+    from invertavatar_core.inversion.avatar import Avatar
+
+    avatar = Avatar.load(workspace / "avatar")
+    video = write_video(list(tiny_frames.image), tmp_path / "source.mp4", fps=5.0)
+    assert not _own_sources(avatar, workspace / "same", video)
+    avatar = dataclasses.replace(avatar, extra={**avatar.extra, "sources": [str(video)]})
+    assert _own_sources(avatar, tmp_path / "elsewhere", video)
+    avatar = dataclasses.replace(avatar, extra={**avatar.extra, "fit": str(workspace / "same")})
+    assert _own_sources(avatar, workspace / "same", workspace / "same")
+
+
 def test_cross_identity_transfers_relative_yaw_onto_the_source_pose(workspace, tiny_frames, tmp_path, monkeypatch,
                                                                     capsys):  # fmt: skip
     from invertavatar_core.animation import driving
@@ -99,7 +113,7 @@ def test_cross_identity_transfers_relative_yaw_onto_the_source_pose(workspace, t
     monkeypatch.setattr(driving.AvatarAnimator, "render", spy)
     assert _animate(workspace, tmp_path / "cross.mp4", "--driving", str(fit)) == 0
     out = capsys.readouterr().out
-    assert "mode: cross identity (identity distance" in out and "another person drives" in out
+    assert "mode: cross identity (identity distance" in out and "taken as another person" in out
     passed = torch.cat([camera for _, camera in seen])
     source = look_at_camera(-0.2, 0.05)
     torch.testing.assert_close(passed[0:1], source, atol=1e-5, rtol=0)
@@ -176,6 +190,15 @@ def test_live_on_a_generated_clip_writes_every_frame_and_reports_fps(workspace, 
     assert read_video_frames(out, [0])[0].shape == (3, 64, 128)
 
 
-def test_live_needs_somewhere_to_show(workspace, capsys):
-    assert main(["live", "--avatar", str(workspace / "avatar"), "--source", "x.mp4"]) == 2
+def test_live_needs_somewhere_to_show_and_a_source(workspace, tmp_path, capsys, monkeypatch):
+    live = ["live", "--avatar", str(workspace / "avatar")]
+    assert main([*live, "--source", "x.mp4"]) == 2
     assert "nothing to show" in capsys.readouterr().err
+    if sys.platform.startswith("linux"):
+        monkeypatch.delenv("DISPLAY", raising=False)
+        monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+        assert main([*live, "--window"]) == 2
+        assert "--window: no display here" in capsys.readouterr().err
+    if importlib.util.find_spec("cv2") is not None:
+        assert main([*live, "--source", str(tmp_path / "absent.mp4"), "--out", str(tmp_path / "o.mp4")]) == 2
+        assert "absent.mp4: file not found" in capsys.readouterr().err

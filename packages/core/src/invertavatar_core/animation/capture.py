@@ -46,7 +46,13 @@ def open_capture(source: str | int):
         ) from None
     if isinstance(source, str) and "://" not in source and not Path(source).is_file():
         raise UserError(f"--source {source}: file not found (give a video file, a camera index such as 0, or a URL)")
-    capture = cv2.VideoCapture(source)
+    # OpenCV logs every backend it tried to stderr; the one-line error below says what matters.
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # 0: silent
+    try:
+        capture = cv2.VideoCapture(source)
+    finally:
+        cv2.setLogLevel(level)
     if not capture.isOpened():
         kind = "camera" if isinstance(source, int) else "stream or video"
         raise UserError(f"--source {source}: could not open the {kind} (is it connected and readable?)")

@@ -15,7 +15,7 @@ Two ways to drive an avatar:
   left from its source pose, wherever both started.
 
 ``"auto"`` (:func:`choose_mode`) picks same identity when the driving frames are the avatar's own
-fitted sources or when the identity coefficients agree (relative distance under
+sources or when the identity coefficients clearly agree (relative distance under
 :data:`SAME_IDENTITY_DISTANCE`), else cross identity, and says why.
 
 Coefficients fitted with one morphable model mean nothing to another: :func:`check_morphable_model`
@@ -55,10 +55,12 @@ __all__ = [
 AnimationMode = Literal["same", "cross"]
 """Same-identity (absolute pose) or cross-identity (relative pose) driving."""
 
-SAME_IDENTITY_DISTANCE = 0.5
+SAME_IDENTITY_DISTANCE = 0.25
 """``"auto"`` treats driving identity coefficients within this relative distance of the avatar's as
-the same person. Two independent draws of N(0, 1) coefficients lie about sqrt(2) apart; refits
-of one person land well inside 0.5 on our synthetic heads."""
+the same person. Measured with the procedural model (docs/animation.md): single-frame fits of one
+synthetic head lie 0.34-0.65 apart, of one real talking head 0.25-0.51, of different heads
+0.45-1.2; so only a clear match (or the avatar's own sources) counts as the same person, and
+anything else gets the relative pose, which is also right for the same person."""
 
 
 class MorphableModelMismatchError(UserError, ValueError):
@@ -123,7 +125,7 @@ def choose_mode(
 ) -> tuple[AnimationMode, str]:
     """``(mode, why)`` for ``requested`` in ``"auto"``, ``"same"``, ``"cross"``.
 
-    ``auto``: same identity when ``own_sources`` (the driving frames are the avatar's fitted
+    ``auto``: same identity when ``own_sources`` (the driving frames are the avatar's own
     sources) or the identities lie within :data:`SAME_IDENTITY_DISTANCE`; cross identity when
     they lie further apart; same identity, with a note, when either identity is unknown.
     """
@@ -139,7 +141,10 @@ def choose_mode(
     distance = identity_distance(avatar_identity, driving_identity)
     if distance <= SAME_IDENTITY_DISTANCE:
         return "same", f"identity distance {distance:.2f} <= {SAME_IDENTITY_DISTANCE}"
-    return "cross", f"identity distance {distance:.2f} > {SAME_IDENTITY_DISTANCE}: another person drives"
+    return "cross", (
+        f"identity distance {distance:.2f} > {SAME_IDENTITY_DISTANCE}: taken as another person; "
+        "--mode same uses the driving poses as they are"
+    )
 
 
 def relative_cameras(driving: Camera, reference: Float[Tensor, "1 25"], source: Float[Tensor, "1 25"]) -> Camera:

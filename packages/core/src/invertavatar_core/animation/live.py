@@ -392,6 +392,8 @@ class LiveSession:
                     tracked = self.tracker.fit_landmarks(points)
                     if not started:
                         self._decide()
+                        # The first face's full fit is start-up: a paced file resumes from here, not behind.
+                        self.source.sync()
                 if tracked is None and self._last is None and in_flight is None:
                     continue  # nothing to show before the first face
                 job = None if tracked is None else (*self._drive(tracked, captured.time),)

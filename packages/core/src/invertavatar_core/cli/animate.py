@@ -116,6 +116,16 @@ def _sequence(args: argparse.Namespace, dataset, name_hint: str | None) -> tuple
     return name, sequences[name]
 
 
+def _own_sources(avatar, fit_dir: Path, driving: Path) -> bool:
+    """Whether the driving frames are the avatar's own: its fit folder, or one of its source files."""
+    recorded = avatar.extra.get("fit")
+    if recorded is not None and Path(recorded).resolve() == fit_dir.resolve():
+        return True
+    sources = avatar.extra.get("sources")
+    sources = [sources] if isinstance(sources, str) else sources or []
+    return driving.is_file() and any(Path(s).resolve() == driving.resolve() for s in sources)
+
+
 def _compose(avatar_image, driving_image):
     """``(3, H, 2W)``: the driving frame resized to the avatar's size, then the avatar."""
     import torch
@@ -200,8 +210,7 @@ def _animate(args: argparse.Namespace, avatar, models, fit_dir: Path, sequence: 
     if args.reference_frame >= len(indices):
         raise UserError(f"--reference-frame {args.reference_frame}: the driving clip has {len(indices)} frames")
     reference = dataset[indices[args.reference_frame]]
-    own_fit = avatar.extra.get("fit")
-    own = own_fit is not None and Path(own_fit).resolve() == Path(fit_dir).resolve()
+    own = _own_sources(avatar, fit_dir, Path(args.driving))
     mode, why = choose_mode(args.mode, avatar.identity, reference.identity, own_sources=own)
     print(f"mode: {mode} identity ({why})")
     source_camera, note = avatar_source_camera(avatar)

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 from invertavatar_core.cli import cli_registry, count_noun
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     from invertavatar_core.inversion.avatar import Avatar
     from invertavatar_core.inversion.models import InversionModels
     from invertavatar_core.io.atomic import atomic_write_text, check_output_file
-    from invertavatar_core.io.media import write_video
+    from invertavatar_core.io.media import VideoWriteError, write_video
 
     if not args.out and not args.window:
         raise UserError("nothing to show: pass --out FILE (a video) and/or --window")
@@ -187,11 +188,19 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.startup_steps < 1:
         raise UserError(f"--startup-steps must be at least 1, got {args.startup_steps}")
+    if (
+        args.window
+        and sys.platform.startswith("linux")
+        and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    ):
+        raise UserError("--window: no display here (DISPLAY is not set); write a video with --out instead")
     for option, path in (("--out", args.out), ("--report", args.report)):
         if path:
             check_output_file(path, what=option)  # before anything is loaded
     settings = _settings(args)
     device = resolve_device(args.device)
+    # The source first: a camera that is not there is one line before any model loads.
+    source = FrameSource(args.source, realtime=not args.as_fast_as_possible, max_frames=args.max_frames)
     avatar = Avatar.load(args.avatar, device)
     models = InversionModels.load(avatar_checkpoint(args, avatar), cli_registry(), device=device).eval()
     if avatar.identity is None:
@@ -199,7 +208,6 @@ def run(args: argparse.Namespace) -> int:
     model, rasterizer = driving_components(models)
     animator = AvatarAnimator(avatar, models.prior, model, rasterizer)
     tracker = _tracker(model, args.startup_steps)
-    source = FrameSource(args.source, realtime=not args.as_fast_as_possible, max_frames=args.max_frames)
     session = LiveSession(source, tracker, animator, settings)
     stop = _Stop()
     total = args.max_frames
@@ -223,7 +231,12 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, stop)
     try:
         if args.out:
-            write_video(frames(), args.out, fps=source.fps)
+            try:
+                write_video(frames(), args.out, fps=source.fps)
+            except VideoWriteError:
+                if session.report.frames == 0:
+                    raise UserError(f"--source {args.source}: no face found in any frame") from None
+                raise
         else:
             for _ in frames():
                 pass
