@@ -104,6 +104,7 @@ def test_live_renders_each_frame_holds_lost_faces_and_pipelining_changes_nothing
         rows = report.phase_rows()
         assert [r["phase"] for r in rows] == [*PHASES, "end to end"]
         assert (rows[0]["cpu_ms"] is None) is pipeline  # per-phase CPU only when one thread does everything
+        assert rows[3]["phase"] == "render" and rows[3]["cpu_ms"] > 0  # the render's own thread, pipelined too
     for a, b in zip(outputs[False], outputs[True], strict=True):
         assert torch.equal(a.avatar, b.avatar)
 

@@ -159,9 +159,9 @@ class LiveReport:
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     """Wall seconds per phase, summed over the timed frames."""
     cpu_seconds: dict[str, float] = field(default_factory=dict)
-    """CPU seconds of this process per phase (every thread: MediaPipe's too), when one thread runs
-    every phase (not pipelined); on a machine shared with other work this is what the phase takes
-    alone, where the wall time also counts waiting for a core."""
+    """CPU seconds of this process per phase (every thread: MediaPipe's too) when one thread runs
+    every phase; pipelined, only the render's (its thread's CPU time). On a machine shared with
+    other work this is what the phase takes alone, where the wall time also counts waiting for a core."""
     cpu_s: float = 0.0
     """CPU seconds of this process over the timed loop (all threads)."""
     stalled_s: float = 0.0
@@ -196,7 +196,7 @@ class LiveReport:
         return self.timed / self.cpu_s if self.cpu_s > 0 else 0.0
 
     def phase_ms(self, cpu: bool = False) -> dict[str, float | None]:
-        """Mean milliseconds per frame of each phase (wall time, or CPU time with ``cpu``: None when pipelined)."""
+        """Mean milliseconds per frame of each phase (wall time, or CPU time with ``cpu``: None where not separable)."""
         source = self.cpu_seconds if cpu else self.seconds
         return {k: 1000.0 * source[k] / self.timed if self.timed and k in source else None for k in PHASES}
 
@@ -350,7 +350,7 @@ class LiveSession:
         eyes = None if tracked.eyes is None else coefficients_s[:, e:]
         return camera, coefficients_s[:, :e], eyes
 
-    def _render(self, expression: Tensor, eyes: Tensor | None, camera: Tensor) -> tuple[Tensor, float, float]:
+    def _render(self, camera: Tensor, expression: Tensor, eyes: Tensor | None) -> tuple[Tensor, float, float]:
         """The avatar image ``(3, H, W)``, with the wall and thread CPU seconds it took (run in either thread)."""
         wall, cpu = time.perf_counter(), time.thread_time()
         uv = self.animator.expression_uv(expression, eyes)
@@ -396,14 +396,14 @@ class LiveSession:
                         self.source.sync()
                 if tracked is None and self._last is None and in_flight is None:
                     continue  # nothing to show before the first face
-                job = None if tracked is None else (*self._drive(tracked, captured.time),)
+                job = None if tracked is None else self._drive(tracked, captured.time)
                 t3 = _clock()
                 item = _InFlight(captured, (t0, t1, t2, t3))
                 if executor is None:
-                    item.result = None if job is None else self._render(job[1], job[2], job[0])
+                    item.result = None if job is None else self._render(*job)
                     yield from self._emit(item)
                 else:
-                    item.future = None if job is None else executor.submit(self._render, job[1], job[2], job[0])
+                    item.future = None if job is None else executor.submit(self._render, *job)
                     if in_flight is not None:
                         yield from self._emit(in_flight)
                     in_flight = item
@@ -443,12 +443,14 @@ class LiveSession:
         walls = (t1[0] - t0[0] - waited, t2[0] - t1[0], t3[0] - t2[0], render_wall, t5[0] - t4[0])
         for name, seconds in zip(PHASES, walls, strict=True):
             report.seconds[name] += seconds
-        if not pipelined:  # CPU per phase is only separable when one thread does everything
+        if pipelined:
+            # Phases overlap: only the render, alone in its thread, has a CPU time of its own.
+            report.cpu_seconds["render"] = report.cpu_seconds.get("render", 0.0) + render_cpu
+            report.stalled_s += t4[0] - t_wait[0]
+        else:
             marks = (t0, t1, t2, t3, t4, t5)
             for k, name in enumerate(PHASES):
                 report.cpu_seconds[name] = report.cpu_seconds.get(name, 0.0) + marks[k + 1][1] - marks[k][1]
-        if pipelined:
-            report.stalled_s += t4[0] - t_wait[0]
         report.timed += 1
         report.wall_s = time.perf_counter() - self._loop_start
         report.cpu_s = time.process_time() - self._cpu_start
