@@ -15,7 +15,8 @@ label (docs/dataset-layout.md, conventions). It is the per-frame counterpart of 
   tracker's weights, docs/design/preprocessing.md, landmark fitting) plus a pull towards the
   previous frame's values. The Jacobian comes from forward-mode differentiation of the same
   projection, so any model with ``landmark_indices`` works. Expression weights are kept in
-  their documented range [0, 1] after each step.
+  their documented range after each step (``[0, model.expression_max]``; ``[0, 1]`` for blendshape
+  models, which is what a model that does not say gets).
 
 The pose is the batch fit's parametrisation: world-to-camera rotation ``R(omega) R0`` (axis-angle
 ``omega`` about the frontal look-at camera ``R0``) and translation ``t``; :func:`pose_camera`
@@ -71,7 +72,7 @@ class TrackedFrame:
     """One tracked frame (batch 1).
 
     ``pose (1, 6)`` axis-angle offset and translation of world-to-camera (:func:`pose_camera`),
-    ``expression (1, E)`` in [0, 1], ``eyes (1, n_eye)`` or None, ``landmarks (478, 2)`` in
+    ``expression (1, E)`` in the documented range, ``eyes (1, n_eye)`` or None, ``landmarks (478, 2)`` in
     pixels of the tracker's crop frame, ``error`` the mean landmark error as a fraction of the
     face size, ``iterations`` the steps taken.
     """
@@ -213,6 +214,7 @@ class LiveFaceTracker:
         self._region_weights = weights if valid is None else weights * valid.to(weights)
         self._n_expression = int(model.n_expression)
         self._n_eye = int(model.n_eye)
+        self._expression_max = getattr(model, "expression_max", 1.0)  # None: no upper bound
         # Forward-difference steps: exact for the linear expression part; eyes turn (small steps).
         self._fd_steps = torch.cat([torch.full((self._n_expression,), 1e-2), torch.full((self._n_eye,), 1e-3)])
         self._rotation = torch.eye(3)
@@ -254,7 +256,7 @@ class LiveFaceTracker:
         self.identity = result.identity[:1].detach()
         pose = pose_from_camera(result.camera)
         eyes = result.eyes if result.eyes is not None else landmarks.new_zeros(1, 0)
-        expression = result.expression.clamp(0.0, 1.0)
+        expression = result.expression.clamp(0.0, self._expression_max)
         self._state = torch.cat([pose, expression, eyes], 1)[0]
         self._rotation = _rodrigues(pose[0, :3]) @ self._r0
         self._prepare()
@@ -378,7 +380,7 @@ class LiveFaceTracker:
             turned = turned + delta[:3]
             translation = translation + delta[3:6]
             coefficients = coefficients + delta[6:]
-            coefficients[:e].clamp_(0.0, 1.0)  # blendshape weights: documented range [0, 1]
+            coefficients[:e].clamp_(0.0, self._expression_max)  # the documented range of the weights
             steps += 1
             points, eye_jacobian = self._landmarks(coefficients)
             if steps >= limit:
