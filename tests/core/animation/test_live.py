@@ -159,6 +159,18 @@ def test_jitter_helpers():
     assert LiveReport().jitter(3) == {} and LiveReport().fps == 0.0
 
 
+def test_the_report_keeps_bounded_history_but_averages_over_every_frame():
+    report = LiveReport(history_frames=10)
+    for t in range(100):
+        moving = 0.01 * t if t < 50 else 0.5  # the head turns, then holds still
+        pose = torch.tensor([[moving, 0.0, 0.0, 0.0, 0.0, 2.7]])
+        report.record(pose, pose, torch.zeros(1, 3), torch.zeros(1, 3))
+    assert len(report.history) == 10
+    jitter = report.jitter(still_frames=5)["rotation_deg"]
+    assert jitter["raw"] == pytest.approx(0.01 * 180 / np.pi * 50 / 99, rel=1e-4)  # over all 99 steps
+    assert jitter["raw_still"] == 0.0 and jitter["smoothed"] == jitter["raw"]
+
+
 def test_a_paced_source_restarts_its_clock_after_the_slow_first_face(animator, tmp_path, monkeypatch):
     clip = _clip(tmp_path / "clip.mp4", 8)
     now = [100.0]

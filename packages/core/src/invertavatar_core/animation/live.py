@@ -27,6 +27,7 @@ weights, raw and smoothed, over all tracked frames and over the stillest second.
 
 import math
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -174,10 +175,41 @@ class LiveReport:
     notes: list[str] = field(default_factory=list)
     """Things the user should know (printed by the command)."""
     source_fps: float = 0.0
-    raw_pose: list[Tensor] = field(default_factory=list)
-    smooth_pose: list[Tensor] = field(default_factory=list)
-    raw_expression: list[Tensor] = field(default_factory=list)
-    smooth_expression: list[Tensor] = field(default_factory=list)
+    history_frames: int = 9000
+    """Frames of signal kept for the stillest-window figure (memory stays bounded on a long run;
+    the all-frames figures are running sums)."""
+    history: deque = field(default_factory=deque)
+    """The latest ``history_frames`` ``(raw pose, smoothed pose, raw expression, smoothed expression)``."""
+    _sums: dict[str, list[float]] = field(default_factory=dict)
+    _steps: int = 0
+
+    def record(self, raw_pose: Tensor, smooth_pose: Tensor, raw_expression: Tensor, smooth_expression: Tensor) -> None:
+        """Add one tracked frame's signals (each ``(1, D)``): running jitter sums and the bounded history."""
+        row = tuple(
+            t.detach().reshape(-1).float().cpu() for t in (raw_pose, smooth_pose, raw_expression, smooth_expression)
+        )
+        if self.history:
+            for name, (now, before) in self._signals(row, self.history[-1]).items():
+                sums = self._sums.setdefault(name, [0.0, 0.0])
+                sums[0] += float((now[0] - before[0]).norm())
+                sums[1] += float((now[1] - before[1]).norm())
+            self._steps += 1
+        self.history.append(row)
+        while len(self.history) > self.history_frames:
+            self.history.popleft()
+
+    @staticmethod
+    def _signals(row: tuple, before: tuple) -> dict[str, tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]]:
+        """``{signal: ((raw, smoothed) now, (raw, smoothed) before)}`` in the report's units."""
+        degrees = 180.0 / math.pi
+        out = {}
+        for name, pick in (
+            ("rotation_deg", lambda r: (r[0][:3] * degrees, r[1][:3] * degrees)),
+            ("translation", lambda r: (r[0][3:6], r[1][3:6])),
+            ("expression", lambda r: (r[2], r[3])),
+        ):
+            out[name] = (pick(row), pick(before))
+        return out
 
     @property
     def fps(self) -> float:
@@ -207,22 +239,25 @@ class LiveReport:
         the head is about 0.5 wide), ``expression`` (weights). ``*_still`` are over the
         ``still_frames`` frames where the smoothed pose moves least.
         """
-        if len(self.raw_pose) < 2:
+        if self._steps < 1:
             return {}
-        raw_p, smooth_p = torch.cat(self.raw_pose), torch.cat(self.smooth_pose)
-        raw_e, smooth_e = torch.cat(self.raw_expression), torch.cat(self.smooth_expression)
-        still = stillest_window(smooth_p, still_frames)
+        rows = list(self.history)
+        smooth_pose = torch.stack([r[1] for r in rows])
+        still = stillest_window(smooth_pose, still_frames)
+        window = rows[still]
         out = {}
-        for name, raw, smooth in (
-            ("rotation_deg", raw_p[:, :3] * (180.0 / math.pi), smooth_p[:, :3] * (180.0 / math.pi)),
-            ("translation", raw_p[:, 3:], smooth_p[:, 3:]),
-            ("expression", raw_e, smooth_e),
-        ):
+        for name, (raw, smooth) in self._sums.items():
+            change = {"raw": 0.0, "smoothed": 0.0}
+            for now, before in zip(window[1:], window[:-1], strict=False):
+                (raw_now, smooth_now), (raw_before, smooth_before) = self._signals(now, before)[name]
+                change["raw"] += float((raw_now - raw_before).norm())
+                change["smoothed"] += float((smooth_now - smooth_before).norm())
+            steps = max(len(window) - 1, 1)
             out[name] = {
-                "raw": frame_to_frame_change(raw),
-                "smoothed": frame_to_frame_change(smooth),
-                "raw_still": frame_to_frame_change(raw[still]),
-                "smoothed_still": frame_to_frame_change(smooth[still]),
+                "raw": raw / self._steps,
+                "smoothed": smooth / self._steps,
+                "raw_still": change["raw"] / steps,
+                "smoothed_still": change["smoothed"] / steps,
             }
         return out
 
@@ -340,10 +375,7 @@ class LiveSession:
         else:
             pose, coefficients_s = tracked.pose, coefficients
         report = self.report
-        report.raw_pose.append(tracked.pose.detach().cpu())
-        report.smooth_pose.append(pose.detach().cpu())
-        report.raw_expression.append(tracked.expression.detach().cpu())
-        report.smooth_expression.append(coefficients_s[:, :e].detach().cpu())
+        report.record(tracked.pose, pose, tracked.expression, coefficients_s[:, :e])
         camera = self.tracker.camera(pose)
         if self._reference is None:
             self._reference = camera
