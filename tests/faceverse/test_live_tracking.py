@@ -88,3 +88,34 @@ def test_landmarks_outside_the_crop_frame_are_ignored_not_fatal(head):
     shifted[:40] = float("nan")  # a few points lost (e.g. occluded, off the frame)
     tracked = tracker.fit_landmarks(shifted)
     assert torch.isfinite(tracked.pose).all() and tracked.error < 0.01
+
+
+class SquaredExpressions:
+    """The procedural head with its expression weights squared: a model that is not linear in them."""
+
+    def __init__(self, head):
+        self.head = head
+        self.n_identity, self.n_expression, self.n_eye = head.n_identity, head.n_expression, head.n_eye
+        self.landmark_indices, self.landmark_valid, self.to_canonical = (
+            head.landmark_indices,
+            head.landmark_valid,
+            head.to_canonical,
+        )
+
+    def vertices(self, identity, expression, eyes=None):
+        return self.head.vertices(identity, expression.square(), eyes)
+
+
+def test_a_model_not_linear_in_its_expressions_is_evaluated_in_full(head):
+    model = SquaredExpressions(head)
+    jaw = head.expression_names.index("jaw_open")
+    tracker = LiveFaceTracker(model, fitting=FittingConfig(identity_steps=200))
+    identity = torch.zeros(1, head.n_identity)
+    jaws = []
+    for k, opening in enumerate((0.3, 0.5, 0.7)):
+        expression = torch.zeros(1, head.n_expression)
+        expression[0, jaw] = opening
+        tracked = tracker.fit_landmarks(_project(model, identity, expression, look_at_camera(0.02 * k, 0.0)))
+        jaws.append(float(tracked.expression[0, jaw]))
+        assert tracked.error < 0.01  # the landmarks are matched: the points are the model's, not a linearisation
+    assert tracker._linear is False and jaws[0] < jaws[1] < jaws[2]

@@ -292,8 +292,14 @@ class LiveFaceTracker:
             )
         self._base = points[0]
         jacobian = (points[1:] - points[:1]) / steps[:, None, None]  # (K, L, 3)
-        # The model's landmarks are linear in the expression weights (every model here is linear).
         self._expression_basis = jacobian[:e].reshape(e, -1).T.contiguous()  # (L*3, E)
+        # Every model here is linear in its expression weights; one that is not (a plugin's) gets
+        # its landmarks and their Jacobian evaluated in full at every step instead.
+        probe = torch.full((1, e), 0.5)
+        with torch.no_grad():
+            exact = model_landmarks(self.model, self.identity, probe, torch.zeros(1, n_eye) if n_eye else None)[0]
+        linear = self._base + (self._expression_basis @ probe[0]).view(-1, 3)
+        self._linear = bool((exact - linear).abs().max() <= 1e-4 * self._base.abs().max().clamp_min(1e-6))
         moved = jacobian[e:].abs().amax(dim=(0, 2)) > 0 if n_eye else torch.zeros(NUM_LANDMARKS, dtype=torch.bool)
         self._eye_points = torch.nonzero(moved).flatten()
         subset = getattr(self.model, "vertices_at", None)
@@ -318,15 +324,27 @@ class LiveFaceTracker:
         jacobian = (points[1:] - points[:1]).permute(1, 2, 0) / self._fd_steps[e:]
         return points[0], jacobian
 
-    def _landmarks(self, coefficients: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Canonical landmarks ``(478, 3)`` of ``(K,)`` coefficients; and the eye Jacobian of the eye-moved ones."""
-        e = self._n_expression
+    def _landmarks(self, coefficients: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Canonical landmarks ``(478, 3)`` of ``(K,)`` coefficients, and what changed in their Jacobian.
+
+        Returns ``(points, rows, jacobian)``: for a linear model the eye-moved landmarks ``rows``
+        and their eye Jacobian ``(M, 3, n_eye)`` (the expression part is constant); otherwise
+        ``rows`` None and the full Jacobian ``(478, 3, K)``, by forward differences in one batch.
+        """
+        e, n_eye = self._n_expression, self._n_eye
+        if not self._linear:
+            k = len(coefficients)
+            batch = coefficients.expand(k + 1, k).clone()
+            batch[1:] += torch.diag(self._fd_steps)
+            identity = self.identity.expand(k + 1, -1)
+            points = model_landmarks(self.model, identity, batch[:, :e], batch[:, e:] if n_eye else None)
+            return points[0], None, (points[1:] - points[:1]).permute(1, 2, 0) / self._fd_steps
         points = self._base + (self._expression_basis @ coefficients[:e]).view(-1, 3)
         if not len(self._eye_points):
-            return points, None
+            return points, self._eye_points, None
         eye_points, eye_jacobian = self._eye_landmarks(coefficients)
         points = points.index_copy(0, self._eye_points, eye_points)
-        return points, eye_jacobian
+        return points, self._eye_points, eye_jacobian
 
     def _project(self, camera_points: Tensor) -> Tensor:
         """Camera-space points ``(478, 3)`` -> crop pixels ``(478, 2)``."""
@@ -355,11 +373,13 @@ class LiveFaceTracker:
         d_points = torch.empty(NUM_LANDMARKS, 3, e + n_eye)
         d_points[:, :, :e] = self._expression_basis.view(NUM_LANDMARKS, 3, e)
         d_points[:, :, e:] = 0.0
-        points, eye_jacobian = self._points  # the previous frame's, at this start state
+        points, rows, jacobian = self._points  # the previous frame's, at this start state
         steps, limit = 0, self.config.iterations
         while True:
-            if eye_jacobian is not None:
-                d_points[self._eye_points, :, e:] = eye_jacobian
+            if rows is None:
+                d_points = jacobian
+            elif jacobian is not None:
+                d_points[rows, :, e:] = jacobian
             q = points @ rotation.T  # (L, 3): rotated, before translation
             cam = q + translation
             inv_z = 1.0 / cam[:, 2:]
@@ -382,14 +402,14 @@ class LiveFaceTracker:
             coefficients = coefficients + delta[6:]
             coefficients[:e].clamp_(0.0, self._expression_max)  # the documented range of the weights
             steps += 1
-            points, eye_jacobian = self._landmarks(coefficients)
+            points, rows, jacobian = self._landmarks(coefficients)
             if steps >= limit:
                 error = self._relative_error(self._project(points @ rotation.T + translation), target, weights)
                 if error <= self.config.recover_error or limit >= self.config.recover_iterations:
                     break
                 limit = self.config.recover_iterations
         self._rotation = rotation
-        self._points = (points, eye_jacobian)
+        self._points = (points, rows, jacobian)
         pose = torch.cat([_axis_angle(rotation @ self._r0.T), translation])
         self._state = torch.cat([pose, coefficients])
         return self._frame(self._state, landmarks, error, steps)
