@@ -101,6 +101,7 @@ class SquaredExpressions:
             head.landmark_valid,
             head.to_canonical,
         )
+        self.faces, self.uvs, self.face_mask = head.faces, head.uvs, head.face_mask
 
     def vertices(self, identity, expression, eyes=None):
         return self.head.vertices(identity, expression.square(), eyes)

@@ -11,14 +11,14 @@ from invertavatar_core.animation.driving import (
     SAME_IDENTITY_DISTANCE,
     AvatarAnimator,
     DrivingFrame,
-    MorphableModelMismatchError,
     animation_steps,
     avatar_source_camera,
-    check_morphable_model,
+    check_driving_model,
     choose_mode,
     identity_distance,
     relative_cameras,
 )
+from invertavatar_core.data.datasets import MorphableModelMismatchError
 from invertavatar_core.errors import UserError
 from invertavatar_core.geometry.cameras import look_at_camera, make_camera, split_camera
 
@@ -123,11 +123,19 @@ def test_mode_choice_and_identity_distance():
         choose_mode("sideways", a, b)
 
 
-def test_a_driving_fit_of_another_model_is_refused_naming_both(animator, tiny_frames):
-    with pytest.raises(MorphableModelMismatchError, match=r"'ict' morphable model.*avatar A/ uses 'procedural'"):
-        check_morphable_model({"name": "procedural"}, {"name": "ict", "path": "x"}, avatar="A/", driving="fit/")
-    check_morphable_model({"name": "procedural", "rows": 56}, {"name": "procedural"}, avatar="A/", driving="fit/")
-    check_morphable_model({"name": "procedural"}, None, avatar="A/", driving="fit/")  # nothing recorded
+def test_a_driving_fit_of_another_model_is_refused_naming_both(animator, avatar, tiny_frames):
+    procedural, model = {"name": "procedural"}, animator.model
+    with pytest.raises(
+        MorphableModelMismatchError, match=r"fit/ was fitted with morphable model 'ict' but .*'procedural'"
+    ):
+        check_driving_model(procedural, {"name": "ict", "path": "x"}, model, None, avatar="A/", driving="fit/")
+    check_driving_model(
+        procedural, {"name": "procedural", "rows": 56}, model, avatar.identity, avatar="A/", driving="f"
+    )
+    check_driving_model(procedural, None, model, avatar.identity, avatar="A/", driving="fit/")  # nothing recorded
+    # An avatar whose identity coefficients are not its model's (made with another model's variant).
+    with pytest.raises(MorphableModelMismatchError, match="avatar A/ has 7 identity coefficients"):
+        check_driving_model(procedural, None, model, torch.zeros(1, 7), avatar="A/", driving="fit/")
     # A folder that records no model is still caught on the coefficient sizes, before any rendering.
     wrong = DrivingFrame(camera=tiny_frames.camera[:1], expression=torch.zeros(1, 53))
     with pytest.raises(MorphableModelMismatchError, match="53 values.*'procedural' has 25"):

@@ -145,11 +145,11 @@ def test_a_driving_fit_of_another_model_is_refused_naming_both(workspace, tiny_f
     monkeypatch.setattr(driving.AvatarAnimator, "render", lambda *a: pytest.fail("rendered before the check"))
     assert _animate(workspace, tmp_path / "x.mp4", "--driving", str(fit)) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "'ict' morphable model" in err and "uses 'procedural'" in err
+    assert "\n" not in err and "fitted with morphable model 'ict'" in err and "uses 'procedural'" in err
     assert not (tmp_path / "x.mp4").exists()
     render = ["render", "--avatar", str(workspace / "avatar"), "--drive", str(fit), "--out", str(tmp_path / "y.mp4")]
     assert main(render) == 2
-    assert "'ict' morphable model" in capsys.readouterr().err and not (tmp_path / "y.mp4").exists()
+    assert "morphable model 'ict'" in capsys.readouterr().err and not (tmp_path / "y.mp4").exists()
 
 
 def test_bad_animate_input_is_one_line_before_any_work(workspace, tmp_path, capsys):

@@ -18,8 +18,9 @@ Two ways to drive an avatar:
 sources or when the identity coefficients clearly agree (relative distance under
 :data:`SAME_IDENTITY_DISTANCE`), else cross identity, and says why.
 
-Coefficients fitted with one morphable model mean nothing to another: :func:`check_morphable_model`
-refuses a driving fit of another model with one line naming both, before anything is rendered.
+Coefficients fitted with one morphable model mean nothing to another: :func:`check_driving_model`
+refuses a driving fit of another model with one line naming both, before anything is rendered
+(with :func:`invertavatar_core.data.datasets.check_morphable_model`).
 """
 
 import math
@@ -29,6 +30,7 @@ from typing import Any, Literal
 
 import torch
 
+from invertavatar_core.data.datasets import MorphableModelMismatchError, check_morphable_model
 from invertavatar_core.errors import UserError
 from invertavatar_core.geometry.cameras import make_camera, split_camera
 from invertavatar_core.inversion.avatar import Avatar
@@ -41,10 +43,9 @@ __all__ = [
     "AnimationStep",
     "AvatarAnimator",
     "DrivingFrame",
-    "MorphableModelMismatchError",
     "animation_steps",
     "avatar_source_camera",
-    "check_morphable_model",
+    "check_driving_model",
     "choose_mode",
     "dataset_morphable_model",
     "driving_frames",
@@ -63,34 +64,36 @@ synthetic head lie 0.34-0.65 apart, of one real talking head 0.25-0.51, of diffe
 anything else gets the relative pose, which is also right for the same person."""
 
 
-class MorphableModelMismatchError(UserError, ValueError):
-    """Driving coefficients of another morphable model than the avatar's."""
-
-
-def check_morphable_model(
-    avatar_model: Mapping[str, Any] | None,
+def check_driving_model(
+    avatar_model: Mapping[str, Any],
     driving_model: Mapping[str, Any] | None,
+    model: MorphableModel | None,
+    identity: Tensor | None,
     *,
     avatar: str,
     driving: str,
 ) -> None:
-    """Raise :class:`MorphableModelMismatchError` (one line naming both) when the models differ.
+    """Refuse, in one line naming both, driving coefficients of another morphable model than the avatar's.
 
-    Args:
-        avatar_model: config of the morphable model the avatar's experiment uses (``{"name": ...}``).
-        driving_model: config of the model the driving frames were fitted with (a fit folder's
-            ``dataset.json`` ``model``); None when the folder does not record one (nothing to check).
-        avatar: what to call the avatar in the message (its folder).
-        driving: what to call the driving frames (their folder or file).
+    Before anything is rendered: the model the driving frames were fitted with
+    (:func:`dataset_morphable_model`; None: not recorded, nothing to compare) against the
+    avatar's experiment's, then the avatar's identity coefficients against that model's size.
+    The checks are :func:`invertavatar_core.data.datasets.check_morphable_model`'s.
+
+    Raises:
+        MorphableModelMismatchError: the models differ.
     """
-    if not avatar_model or not driving_model:
-        return
-    expected, found = avatar_model.get("name"), driving_model.get("name")
-    if expected != found:
-        raise MorphableModelMismatchError(
-            f"{driving}: fitted with the {found!r} morphable model, but the avatar {avatar} uses {expected!r}; "
-            f"refit the driving clip with --model {expected} (or pass the video itself, which is fitted with the "
-            "avatar's model)"
+    check_morphable_model(
+        driving_model, avatar_model, found_from=f"the driving frames {driving}", expected_from=f"the avatar {avatar}"
+    )
+    if model is not None and identity is not None:
+        check_morphable_model(
+            None,
+            avatar_model,
+            found_from=f"the avatar {avatar}",
+            expected_from="its model checkpoint",
+            identity_size=int(identity.shape[-1]),
+            expected_identity_size=int(model.n_identity),
         )
 
 
@@ -107,7 +110,7 @@ def _check_coefficients(model: MorphableModel, frame: "DrivingFrame", driving: s
             )
 
 
-def identity_distance(a: Float[Tensor, "1 S"], b: Float[Tensor, "1 S"]) -> float:
+def identity_distance(a: Float[Tensor, "1 Sa"], b: Float[Tensor, "1 Sb"]) -> float:
     """``|a - b| / max(|a|, |b|)`` of two identity coefficient rows (0 for two mean faces)."""
     a, b = a.detach().float().reshape(-1).cpu(), b.detach().float().reshape(-1).cpu()
     if a.shape != b.shape:

@@ -190,7 +190,7 @@ def _animate(args: argparse.Namespace, avatar, models, fit_dir: Path, sequence: 
         AvatarAnimator,
         animation_steps,
         avatar_source_camera,
-        check_morphable_model,
+        check_driving_model,
         choose_mode,
         dataset_morphable_model,
         driving_frames,
@@ -202,8 +202,10 @@ def _animate(args: argparse.Namespace, avatar, models, fit_dir: Path, sequence: 
     size = models.prior.info.image_resolution
     dataset = open_dataset(fit_dir, image_resolution=size if args.side_by_side else None)
     avatar_model = models.experiment.morphable_model.model_dump(mode="json")
+    model, rasterizer = driving_components(models)
     # Coefficients of another morphable model mean nothing to this avatar: refused before any rendering.
-    check_morphable_model(avatar_model, dataset_morphable_model(dataset), avatar=args.avatar, driving=args.driving)
+    check_driving_model(avatar_model, dataset_morphable_model(dataset), model, avatar.identity,
+                        avatar=args.avatar, driving=args.driving)  # fmt: skip
     name, indices = _sequence(args, dataset, sequence)
     if args.frames is not None:
         indices = indices[: args.frames]
@@ -216,7 +218,7 @@ def _animate(args: argparse.Namespace, avatar, models, fit_dir: Path, sequence: 
     source_camera, note = avatar_source_camera(avatar)
     if mode == "cross" and note:
         print(f"note: {note}")
-    animator = AvatarAnimator(avatar, models.prior, *driving_components(models))
+    animator = AvatarAnimator(avatar, models.prior, model, rasterizer)
     if not animator.can_transfer or reference.expression is None:
         print("note: the driving frames' own expression UV renders are used (no identity or expression coefficients)")
     steps = animation_steps(

@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from invertavatar_core.animation.capture import FrameSource
-    from invertavatar_core.animation.driving import AvatarAnimator
+    from invertavatar_core.animation.driving import AvatarAnimator, check_driving_model
     from invertavatar_core.animation.live import LiveSession
     from invertavatar_core.cli.render import avatar_checkpoint, driving_components
     from invertavatar_core.config.compute import resolve_device
@@ -206,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
     if avatar.identity is None:
         raise UserError(f"{args.avatar}: the avatar records no identity coefficients, which live driving needs")
     model, rasterizer = driving_components(models)
+    avatar_model = models.experiment.morphable_model.model_dump(mode="json")
+    check_driving_model(avatar_model, None, model, avatar.identity, avatar=args.avatar, driving=str(args.source))
     animator = AvatarAnimator(avatar, models.prior, model, rasterizer)
     tracker = _tracker(model, args.startup_steps)
     session = LiveSession(source, tracker, animator, settings)

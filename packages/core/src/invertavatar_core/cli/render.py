@@ -119,7 +119,7 @@ def _driven(args: argparse.Namespace, models, avatar, device):
     from invertavatar_core.animation.driving import (
         AvatarAnimator,
         animation_steps,
-        check_morphable_model,
+        check_driving_model,
         dataset_morphable_model,
         driving_frames,
     )
@@ -131,9 +131,11 @@ def _driven(args: argparse.Namespace, models, avatar, device):
     if len(dataset) == 0:
         raise UserError(f"--drive {args.drive}: holds no fitted frames")
     avatar_model = models.experiment.morphable_model.model_dump(mode="json")
+    model, rasterizer = driving_components(models)
     # Coefficients of another morphable model mean nothing here: refused before anything renders.
-    check_morphable_model(avatar_model, dataset_morphable_model(dataset), avatar=args.avatar, driving=args.drive)
-    animator = AvatarAnimator(avatar, models.prior, *driving_components(models))
+    check_driving_model(avatar_model, dataset_morphable_model(dataset), model, avatar.identity,
+                        avatar=args.avatar, driving=args.drive)  # fmt: skip
+    animator = AvatarAnimator(avatar, models.prior, model, rasterizer)
     steps = animation_steps(
         animator,
         driving_frames(dataset, range(len(dataset))),
