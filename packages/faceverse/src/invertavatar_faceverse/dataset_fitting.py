@@ -95,7 +95,9 @@ def fit_dataset(
             ``dense_uv_expanded_mask_onlyFace.png``).
         every: use every k-th video frame.
         max_frames: at most this many frames per video.
-        steps: per-frame optimisation steps (default: :class:`~invertavatar_faceverse.fitting.FittingConfig`'s).
+        steps: optimisation steps per batch of video frames (default 200); photos and a video's identity
+            frames get 2.5 times as many (default 500); see
+            :meth:`~invertavatar_faceverse.fitting.FittingConfig.with_steps`.
         face_index: with several faces in a frame, fit the K-th largest (None or 0: the largest).
         device: torch device (default: ``INVERTAVATAR_DEVICE``, else CUDA when available, else the CPU).
         progress: show progress bars.
@@ -136,6 +138,8 @@ def fit_dataset(
     for path in inputs:
         if not path.is_file():
             raise UserError(f"input not found: {path}")
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps: expected 1 or more, got {steps}")
     if face_index is not None and face_index < 0:
         raise UserError(f"--face-index: expected 0 (the largest face) or more, got {face_index}")
     if crop not in ("ffhq", "eg3d"):
@@ -165,7 +169,7 @@ def fit_dataset(
     face_model = registry.create("morphable_model", model_config).to(torch_device)
     rasterizer = registry.create("rasterizer", "torch")
     detector = registry.create("landmark_detector", "mediapipe")
-    fitting = FittingConfig(**({"steps": steps} if steps else {}))
+    fitting = FittingConfig() if steps is None else FittingConfig().with_steps(steps)
     valid = getattr(face_model, "landmark_valid", None)
     if valid is not None and not bool(valid.all()):
         print(
@@ -233,7 +237,7 @@ def fit_dataset(
             landmarks.append(nearest_face(faces, (resolution / 2, resolution / 2)))
         points = torch.stack(landmarks).to(torch_device)
         try:
-            result = fit_video(face_model, points, resolution, fitting)
+            result = fit_video(face_model, points, resolution, fitting, frame_step=max(1, every))
         except (LandmarkInputError, FitDivergedError) as exc:
             raise UserError(f"{path}: {exc}") from None
         images = torch.stack(crops).to(torch_device)

@@ -21,6 +21,7 @@ from all / truth, one row per driving frame), ``orbit.png`` (both avatars over a
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -277,10 +278,13 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(table))
 
     origin = f"{out / 'heads'} (synthetic, held-out head {args.seed})"
-    extra = {"checkpoint": str(checkpoint.resolve()), "sources": origin}
-    avatar = avatars[many]
-    avatar = type(avatar)(avatar.features, avatar.prior_config, avatar.identity, avatar.frame_count,
-                          avatar.inverter, extra)  # fmt: skip
+    extra = {
+        "checkpoint": str(checkpoint.resolve()),
+        "sources": origin,
+        "morphable_model": models.experiment.morphable_model.model_dump(mode="json"),
+    }
+    # The first source's camera: the pose a cross-identity animation moves the avatar relative to.
+    avatar = dataclasses.replace(avatars[many], extra=extra, source_camera=sources.camera[:1].cpu())
     avatar.save(out / "avatar")
 
     truth = resize_square(driving.image, size).clamp(-1, 1)

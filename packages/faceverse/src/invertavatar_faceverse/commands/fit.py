@@ -76,7 +76,14 @@ def register(subparsers, groups) -> None:
     )
     parser.add_argument("--every", type=int, default=1, help="use every k-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
-    parser.add_argument("--steps", type=int, default=None, help="per-frame optimisation steps (default 100)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimisation steps per batch of video frames (default 200); photos and the frames that fix a "
+        "video's identity get 2.5x N (default 500)",
+    )
     parser.add_argument(
         "--face-index",
         type=int,
