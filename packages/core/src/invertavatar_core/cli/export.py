@@ -160,28 +160,15 @@ def _plan(args: argparse.Namespace) -> tuple[Path, bool, list[str]]:
 # ---------------------------------------------------------------------------------------------- inputs
 
 
-def _checkpoint(args: argparse.Namespace, avatar) -> Path:
-    if args.checkpoint:
-        checkpoint = Path(args.checkpoint)
-        if not checkpoint.is_dir():
-            raise UserError(f"--checkpoint {checkpoint}: folder not found")
-        return checkpoint
-    recorded = avatar.extra.get("checkpoint")
-    if not recorded:
-        raise UserError(f"{args.avatar}: avatar.json records no checkpoint; pass --checkpoint RUN")
-    if not Path(recorded).is_dir():
-        raise UserError(f"{args.avatar}: its model checkpoint {recorded} is gone; pass --checkpoint RUN")
-    return Path(recorded)
-
-
 def _load_prior(args: argparse.Namespace, avatar, registry, device):
     """``(prior, experiment)`` of the avatar's model checkpoint; the prior must answer point queries."""
+    from invertavatar_core.cli.render import avatar_checkpoint
     from invertavatar_core.config.experiment import load_experiment
     from invertavatar_core.inversion.models import EXPERIMENT_FILE, component_dir
     from invertavatar_core.io.checkpoints import CheckpointError, load_component
     from invertavatar_core.plugin.protocols import VolumetricPrior
 
-    checkpoint = _checkpoint(args, avatar)
+    checkpoint = avatar_checkpoint(args, avatar)
     if not (checkpoint / EXPERIMENT_FILE).is_file():
         raise CheckpointError(
             f"{checkpoint}: not a model checkpoint (missing {EXPERIMENT_FILE}); see docs/checkpoints.md"

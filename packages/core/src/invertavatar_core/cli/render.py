@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
 def avatar_checkpoint(args: argparse.Namespace, avatar) -> Path:
     """``--checkpoint``, else the model checkpoint the avatar records; a one-line error when neither is there."""
     if args.checkpoint:
+        if not Path(args.checkpoint).is_dir():
+            raise UserError(f"--checkpoint {args.checkpoint}: folder not found")
         return Path(args.checkpoint)
     recorded = avatar.extra.get("checkpoint")
     if not recorded:
