@@ -29,14 +29,14 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
         "driven by the expressions and cameras of a fitted video (same-person or cross-person reenactment).",
         epilog="examples:\n"
         "  invertavatar render --avatar avatar/ --orbit --frames 60 --out orbit.mp4\n"
-        "  invertavatar fit driver.mp4 --out driving/ && invertavatar render --avatar avatar/ --drive driving/ "
+        "  invertavatar preprocess driver.mp4 --out driving/ && invertavatar render --avatar avatar/ --drive driving/ "
         "--out driven.mp4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--avatar", required=True, help="avatar folder (from 'invertavatar reconstruct')")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--orbit", action="store_true", help="novel-view orbit with the neutral expression")
-    mode.add_argument("--drive", metavar="FITDIR", help="driving frames: a folder written by 'invertavatar fit'")
+    mode.add_argument("--drive", metavar="FITDIR", help="driving frames: a folder written by 'invertavatar preprocess'")
     parser.add_argument("--checkpoint", help="model checkpoint holding the prior (default: the avatar's)")
     parser.add_argument("--frames", type=int, default=60, help="orbit length in frames (default 60)")
     parser.add_argument("--fps", type=float, default=25.0, help="video frame rate (default 25)")
