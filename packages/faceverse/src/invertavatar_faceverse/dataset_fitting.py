@@ -24,6 +24,7 @@ kept, so an interrupted run resumes where it stopped and nothing stale is reused
 what was written and what was skipped, and why.
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -421,6 +422,17 @@ class _Context:
     timings: dict[str, float]
 
 
+@contextlib.contextmanager
+def _saved_on_interruption(track, path: Path, key: str) -> Iterator[None]:
+    """Save the track so far when pass 1 stops early (Ctrl-C, an error), so that a rerun resumes from it."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the original error matters more
+            track.save(path, key)
+        raise
+
+
 def _track(source: _Source, key: str, ctx: _Context):
     """Pass 1: the chosen face's landmarks in every used frame, resumed from and saved to ``tracks/``."""
     from tqdm.auto import tqdm
@@ -444,7 +456,7 @@ def _track(source: _Source, key: str, ctx: _Context):
         unit="frame",
         disable=not ctx.progress,
     )
-    with bar:
+    with bar, _saved_on_interruption(track, path, key):
         for number, frame in _timed_iter(source.read(todo), ctx.timings, "decode"):
             if frame is None:
                 track.add(number, None, 0, "unreadable image")
@@ -655,9 +667,17 @@ def _write(source: _Source, result, numbers, boxes, crop_landmarks, todo: list[i
         with _Timed(ctx.timings, "render"):
             return _render(ctx, result, rows, torch.stack(crops), crop_landmarks[rows])
 
+    stopped = threading.Event()  # after a failed write, the frames queued behind it are not written
+
     def write_one(name: str, frame) -> None:
-        with _Timed(ctx.timings, "write"):
-            writer.add(source.name, name, frame, flush=False)
+        if stopped.is_set():
+            return
+        try:
+            with _Timed(ctx.timings, "write"):
+                writer.add(source.name, name, frame, flush=False)
+        except BaseException:
+            stopped.set()
+            raise
 
     def flush() -> None:
         with _Timed(ctx.timings, "write"):
@@ -698,13 +718,21 @@ def _write(source: _Source, result, numbers, boxes, crop_landmarks, todo: list[i
             hand_over(block=True)
             writing.append(writer_pool.submit(flush))
             hand_over(block=True)
-    finally:
+    except BaseException:
+        # Stopped early (Ctrl-C, an error): let the threads finish what they hold, then index
+        # every frame whose files were all written, so that a rerun keeps them.
+        stopped.set()
         for _, future in rendering:
             future.cancel()
         for future in writing:
             future.cancel()
         render_pool.shutdown(wait=True)
         writer_pool.shutdown(wait=True)
+        with contextlib.suppress(Exception):  # the original error matters more
+            writer.flush()
+        raise
+    render_pool.shutdown(wait=True)
+    writer_pool.shutdown(wait=True)
 
 
 def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
