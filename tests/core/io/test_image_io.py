@@ -1,5 +1,6 @@
 """Image and video files: exact round trips, clear errors, atomic writes."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,10 +104,8 @@ def test_a_failed_video_write_is_an_error_naming_the_file(tmp_path, capfd):
     assert "ffmpeg" not in capfd.readouterr().err  # nothing leaked to the terminal either
 
 
-def _pattern(height: int, width: int) -> "np.ndarray":
+def _pattern(height: int, width: int) -> np.ndarray:
     """An asymmetric uint8 picture: four coloured blocks, so any turn or flip of it is told apart."""
-    import numpy as np
-
     image = np.zeros((height, width, 3), dtype=np.uint8)
     image[: height // 2, : width // 2] = (250, 20, 20)
     image[: height // 2, width // 2 :] = (20, 250, 20)
@@ -118,7 +117,6 @@ def _pattern(height: int, width: int) -> "np.ndarray":
 
 @pytest.mark.parametrize(("orientation", "turns"), [(3, 2), (6, 1), (8, -1)])
 def test_exif_rotated_photo_reads_upright(tmp_path, orientation, turns):
-    import numpy as np
     from PIL import Image
 
     from invertavatar_core.io.media import read_image_uint8
@@ -141,7 +139,6 @@ def test_rotation_flagged_video_decodes_upright(tmp_path):
     import subprocess
 
     import imageio_ffmpeg
-    import numpy as np
 
     from invertavatar_core.io.media import from_uint8, iter_video_frames, probe_video
 
