@@ -49,7 +49,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 """Files with these suffixes in an input folder are its photos (other files there are ignored)."""
 BOX_SIGMA = 3.0  # released: docs/design/preprocessing.md (crop)
 """Temporal smoothing of a video's crop boxes, in frames of the video."""
-RENDER_BATCH = 8
+RENDER_BATCH = 4
 """Frames rendered together in pass 2 (bounds memory; amortises the rasteriser's per-call cost)."""
 RENDER_THREADS = 2
 """Batches rendered at once in pass 2 (each in its own thread, one torch thread each)."""
