@@ -3,13 +3,15 @@
 import pytest
 
 from invertavatar_core.config.sweep import SweepValidationError
-from invertavatar_core.data.datasets import DatasetFormatError, open_dataset
+from invertavatar_core.data.datasets import DatasetFormatError, MorphableModelMismatchError, open_dataset
 from invertavatar_core.errors import UserError
 from invertavatar_core.io.checkpoints import CheckpointError
 from invertavatar_core.io.media import ImageReadError
 
 
-@pytest.mark.parametrize("error", [DatasetFormatError, ImageReadError, CheckpointError, SweepValidationError])
+@pytest.mark.parametrize(
+    "error", [DatasetFormatError, MorphableModelMismatchError, ImageReadError, CheckpointError, SweepValidationError]
+)
 def test_input_errors_are_user_errors_and_still_value_errors(error):
     assert issubclass(error, UserError) and issubclass(error, ValueError)
 

@@ -55,17 +55,25 @@ def _face(portraits, name: str, side: int, zoom: float = 1.0) -> torch.Tensor:
     return crop_image(image, CropBox(centre[0] - inner / 2, centre[1] - inner / 2, inner), side)
 
 
+# A short fit is not a good one: its quality check would flag it. These tests are about finding,
+# writing and resuming; the quality check has its own tests (and the skipping of flagged frames below).
+LENIENT = {"max_yaw_gap": 180.0, "max_error": 1.0, "bound_tolerance": -1.0, "max_identity": 1e9, "min_landmarks": 0.0}
+
+
 @pytest.fixture
 def fit_calls(monkeypatch):
     """Count landmark fits (frames and options of each), and make each a short one."""
     from invertavatar_faceverse import fitting
+    from invertavatar_faceverse.fit_quality import QualityConfig
 
     real = fitting.fit_video
     calls = []
 
     def short_fit(model, landmarks, image_size, config=None, **kwargs):
         calls.append((len(landmarks), kwargs))
-        config = (config or fitting.FittingConfig()).model_copy(update={"steps": 20, "identity_steps": 40})
+        config = (config or fitting.FittingConfig()).model_copy(
+            update={"steps": 20, "identity_steps": 40, "quality": QualityConfig(**LENIENT)}
+        )
         return real(model, landmarks, image_size, config, **kwargs)
 
     monkeypatch.setattr(fitting, "fit_video", short_fit)
@@ -136,7 +144,7 @@ def test_a_clip_with_face_less_frames_skips_and_reports_them(portraits, fit_call
     assert main(["preprocess", str(clip), "--out", str(out), *SMALL]) == 0
     said = capsys.readouterr().out
     assert "talk: 6 of 8 frames written; skipped: 2 no face (00002, 00003)" in said
-    assert "talk: jitter between consecutive frames: head pose" in said
+    assert "talk: jitter (frames 00004-00007, per frame): head pose" in said
     assert [n for _, n in map(FitDataset(out).frame_name, range(6))] == [
         "00000",
         "00001",
@@ -150,13 +158,46 @@ def test_a_clip_with_face_less_frames_skips_and_reports_them(portraits, fit_call
     assert rows["00004"]["status"] == "written" and 0 < float(rows["00004"]["error_rel"]) < 0.1
     summary = json.loads((out / "report.json").read_text())["talk"]
     assert summary["frames_written"] == 6 and summary["skipped"] == {"no face": ["00002", "00003"]}
-    # Jitter only over neighbours: 00001 -> 00004 is not a pair.
-    assert summary["jitter"]["pairs"] == 4
+    # Jitter over the longest run of neighbours: 00001 -> 00004 is not a step of the video.
+    assert (summary["jitter"]["first"], summary["jitter"]["last"], summary["jitter"]["all"]["frames"]) == (4, 7, 4)
 
     # A clip without any face is an error naming it.
     empty = _clip(portraits, [None, None, None], tmp_path / "empty.mp4")
     assert main(["preprocess", str(empty), "--out", str(out), *SMALL]) == 2
     assert "empty.mp4: no face found in any of its 3 used frames" in capsys.readouterr().err
+
+
+@pytest.mark.assets
+def test_frames_the_fit_fails_or_flags_are_skipped_and_reported(portraits, fit_calls, tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    from invertavatar_faceverse import fitting
+    from invertavatar_faceverse.fit_quality import FrameQuality
+
+    short_fit = fitting.fit_video
+
+    def judged(model, landmarks, image_size, config=None, **kwargs):
+        # Frame 1: an error above the 10 % limit; frame 2: a quality flag.
+        result = short_fit(model, landmarks, image_size, config, **kwargs)
+        error = result.error.clone()
+        error[1] = 0.5 * result.face_size[1]
+        quality = list(result.quality)
+        quality[2] = FrameQuality(("yaw_mismatch",), ("fitted yaw 10 deg but the landmarks imply 70 deg (limit 20)",))
+        return dataclasses.replace(result, error=error, quality=tuple(quality))
+
+    monkeypatch.setattr(fitting, "fit_video", judged)
+    clip = _clip(portraits, [1] * 5, tmp_path / "talk.mp4")
+    out = tmp_path / "dataset"
+    assert main(["preprocess", str(clip), "--out", str(out), *SMALL]) == 0
+    said = capsys.readouterr().out
+    assert "talk: 3 of 5 frames written; skipped: 1 fit failed (00001); 1 flagged: yaw_mismatch (00002)" in said
+    rows = {row["frame"]: row for row in _report(out)}
+    assert rows["00001"]["reason"] == "fit failed (landmark error 50.0% of the face size, limit 10%)"
+    assert rows["00002"]["flags"] == "yaw_mismatch" and "landmarks imply 70 deg" in rows["00002"]["reason"]
+    assert [row["status"] for row in rows.values()] == ["written", "skipped", "skipped", "written", "written"]
+    # --keep-flagged writes the flagged frame (the fit is reused: only what is written changes).
+    assert main(["preprocess", str(clip), "--out", str(out), "--keep-flagged", *SMALL]) == 0
+    assert len(FitDataset(out)) == 4 and len(fit_calls) == 1
 
 
 @pytest.mark.assets

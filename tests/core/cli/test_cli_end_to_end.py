@@ -110,6 +110,29 @@ def test_train_reconstruct_render(full_registry, tiny_frames, tmp_path, capsys):
         == 0
     )
     assert video_frame_count(tmp_path / "driven.mp4") == len(tiny_frames)
+    capsys.readouterr()
+
+    # A driving fit of another morphable model is refused by name, before anything is rendered.
+    other = tmp_path / "ict-fit"
+    writer = FitDatasetWriter(other, {"name": "ict"}, tiny_frames.image.shape[-1], tiny_frames.unwrap_grid.shape[1])
+    writer.add(
+        "clip",
+        "00000",
+        FittedFrame(
+            image=tiny_frames.image[0],
+            camera=tiny_frames.camera[0],
+            expression_uv=tiny_frames.expression_uv[0],
+            unwrap_grid=tiny_frames.unwrap_grid[0],
+            visibility=tiny_frames.visibility[0],
+            identity=torch.zeros(100),
+            expression=torch.rand(53),
+        ),
+    )
+    mismatch = ["render", "--avatar", str(tmp_path / "avatar"), "--drive", str(other)]
+    assert main([*mismatch, "--out", str(tmp_path / "bad.mp4"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "'ict'" in err and "'procedural'" in err and "Traceback" not in err
+    assert not (tmp_path / "bad.mp4").exists()
 
 
 def test_reconstruct_reports_bad_input_clearly(full_registry, tmp_path, capsys):

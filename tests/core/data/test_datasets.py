@@ -164,3 +164,25 @@ def test_landmark_maps_round_trip_and_the_index_says_whether_every_frame_has_one
     assert not dataset.has_landmark_maps
     with pytest.raises(DatasetFormatError, match=r"00000\.safetensors: missing tensor 'landmark_map'"):
         dataset.landmark_map(0)
+
+
+def test_coefficients_of_another_morphable_model_are_refused_by_name():
+    from invertavatar_core.data.datasets import MorphableModelMismatchError, check_morphable_model
+
+    check_morphable_model(
+        {"name": "ict", "path": "a.npz"}, {"name": "ict", "path": "b.npz"}, found_from="x", expected_from="y"
+    )
+    check_morphable_model(None, "procedural", found_from="an old dataset", expected_from="y")  # records no model
+    with pytest.raises(
+        MorphableModelMismatchError, match=r"drive/ was fitted with morphable model 'ict' but .*'procedural'"
+    ):
+        check_morphable_model({"name": "ict"}, "procedural", found_from="drive/", expected_from="the avatar's model")
+    with pytest.raises(MorphableModelMismatchError, match="40 identity coefficients .* 100"):
+        check_morphable_model(
+            None,
+            "ict",
+            found_from="the avatar",
+            expected_from="its checkpoint",
+            identity_size=40,
+            expected_identity_size=100,
+        )

@@ -57,6 +57,16 @@ TRACK_SAVE_EVERY = 250
 """Pass 1 saves its track this often (frames), so an interruption loses at most this much detection."""
 INDEX_EVERY = 25
 """Pass 2 rewrites the dataset index this often (frames), and at the end of every sequence."""
+TEMPORAL_TERMS = (
+    "rotation_smoothness",
+    "translation_smoothness",
+    "pose_acceleration",
+    "expression_smoothness",
+    "eye_smoothness",
+)
+"""The fit's terms that tie consecutive frames together (set to 0 for the jitter baseline)."""
+JITTER_STILL_FRAMES = 25
+"""The jitter is also given over the stillest stretch of this many used frames (1 s at 25 fps)."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +246,7 @@ def fit_dataset(
     steps: int | None = None,
     face_index: int | None = None,
     keep_flagged: bool = False,
+    jitter_baseline: bool = False,
     device: str | None = None,
     progress: bool = True,
     say: Callable[[str], None] = print,
@@ -263,9 +274,13 @@ def fit_dataset(
             ``dense_uv_expanded_mask_onlyFace.png``).
         every: use every k-th video frame.
         max_frames: at most this many frames per video.
-        steps: per-frame optimisation steps (default: :class:`~invertavatar_faceverse.fitting.FittingConfig`'s).
+        steps: optimisation steps per batch of video frames (default 200); photos and a video's identity
+            frames get 2.5 times as many (default 500); see
+            :meth:`~invertavatar_faceverse.fitting.FittingConfig.with_steps`.
         face_index: with several faces in a frame, take the K-th largest (None or 0: the largest).
         keep_flagged: write frames the fit's quality check flags (they are skipped by default).
+        jitter_baseline: fit each video a second time without temporal terms and report its jitter
+            too (what the temporal smoothing removes; doubles the fitting time).
         device: torch device (default: ``INVERTAVATAR_DEVICE``, else CUDA when available, else the CPU).
         progress: show progress bars.
         say: where progress lines and the summary go.
@@ -288,6 +303,8 @@ def fit_dataset(
     started = time.perf_counter()
     inputs = [Path(p) for p in inputs]
     canonical = None if mediapipe_canonical is None else Path(mediapipe_canonical)
+    if steps is not None and steps < 1:
+        raise UserError(f"--steps: expected 1 or more, got {steps}")
     if face_index is not None and face_index < 0:
         raise UserError(f"--face-index: expected 0 (the largest face) or more, got {face_index}")
     if every < 1:
@@ -324,7 +341,7 @@ def fit_dataset(
     face_model = registry.create("morphable_model", model_config).to(torch_device)
     rasterizer = registry.create("rasterizer", "torch")
     detector = registry.create("landmark_detector", "mediapipe")
-    fitting = FittingConfig(**({"steps": steps} if steps else {}))
+    fitting = FittingConfig() if steps is None else FittingConfig().with_steps(steps)
     valid = getattr(face_model, "landmark_valid", None)
     if valid is not None and not bool(valid.all()):
         say(
@@ -344,6 +361,7 @@ def fit_dataset(
         "resolution": resolution,
         "crop": crop,
         "crop_reference": None if crop_reference is None else str(crop_reference),
+        "jitter_baseline": jitter_baseline,
     }
     settings = {
         **fit_settings,
@@ -367,6 +385,7 @@ def fit_dataset(
         face_index=face_index or 0,
         every=every,
         keep_flagged=keep_flagged,
+        jitter_baseline=jitter_baseline,
         progress=progress,
         say=say,
         timings=summary.timings,
@@ -383,7 +402,8 @@ def fit_dataset(
                 summary.sequences[source.name] = _preprocess(source, keys, context)
             except _SequenceFailed as exc:
                 summary.failed.append(str(exc))
-                say(f"{source.name}: {exc}")
+                if source is not sources[-1]:
+                    say(f"{exc}; going on with the other inputs")
     finally:
         finder.close()
         if hasattr(detector, "close"):
@@ -417,6 +437,7 @@ class _Context:
     face_index: int
     every: int
     keep_flagged: bool
+    jitter_baseline: bool
     progress: bool
     say: Callable[[str], None]
     timings: dict[str, float]
@@ -519,8 +540,9 @@ def _boxes(source: _Source, track, positions: list[int], ctx: _Context):
 def _fit(source: _Source, key: str, track, ctx: _Context):
     """Fit the frames with a face (cached in ``tracks/<seq>.fit.safetensors``).
 
-    Returns ``(result, numbers, boxes, crop_landmarks, outside)``: ``outside`` are the numbers of
-    frames left out because the face leaves its (smoothed) crop.
+    Returns ``(result, numbers, boxes, crop_landmarks, outside, extra)``: ``outside`` are the
+    numbers of frames left out because the face leaves its (smoothed) crop; ``extra`` what the
+    cache holds besides the fit (with ``jitter_baseline``, the fit without temporal terms).
     """
     import torch
 
@@ -534,7 +556,7 @@ def _fit(source: _Source, key: str, track, ctx: _Context):
         result, extra = cached
         numbers = extra["frames"].tolist()
         boxes = [CropBox(*row) for row in extra["boxes"].tolist()]
-        return result, numbers, boxes, extra["crop_landmarks"], extra["outside"].tolist()
+        return result, numbers, boxes, extra["crop_landmarks"], extra["outside"].tolist(), extra
     positions = track.found()
     boxes = _boxes(source, track, positions, ctx)
     crop_points = torch.stack(
@@ -550,35 +572,45 @@ def _fit(source: _Source, key: str, track, ctx: _Context):
     crop_points = crop_points[keep]
     numbers = [track.frames[k] for k in positions]
     if not numbers:
-        return None, [], [], crop_points, outside
+        return None, [], [], crop_points, outside, {}
     # The limit on the error is applied frame by frame below (a bad frame is skipped, not the video).
     config = ctx.fitting.model_copy(update={"max_error": math.inf})
-    options = {"identity_frames": len(numbers)} if source.kind == "folder" else {}
     frames = _plural(len(numbers), "frame")
     ctx.say(f"{source.name}: fitting {frames}" + (" with one identity" if source.kind == "folder" else ""))
-    with _Timed(ctx.timings, "fit"):
-        try:
-            result = fitting_module.fit_video(
-                ctx.face_model, crop_points.to(ctx.device), ctx.resolution, config, **options
-            )
-        except (fitting_module.LandmarkInputError, fitting_module.FitDivergedError) as exc:
-            raise _SequenceFailed(f"{source.path}: {exc}") from None
+    points = crop_points.to(ctx.device)
     extra = {
         "frames": torch.tensor(numbers, dtype=torch.int64),
         "boxes": torch.tensor([[b.x0, b.y0, b.side] for b in boxes], dtype=torch.float64),
         "crop_landmarks": crop_points.float(),
         "outside": torch.tensor(outside, dtype=torch.int64),
     }
+    with _Timed(ctx.timings, "fit"):
+        try:
+            if source.kind == "folder":  # photos of one person: one identity, no temporal terms
+                result = fitting_module.fit_images(ctx.face_model, points, ctx.resolution, config)
+            else:
+                result = fitting_module.fit_video(ctx.face_model, points, ctx.resolution, config)
+                if ctx.jitter_baseline and len(numbers) > 1:
+                    # The same fit with every temporal term off: the jitter the smoothing removes.
+                    off = {name: 0.0 for name in TEMPORAL_TERMS if name in type(config).model_fields}
+                    ctx.say(f"{source.name}: fitting again without temporal terms, for the jitter baseline")
+                    baseline = fitting_module.fit_video(
+                        ctx.face_model, points, ctx.resolution, config.model_copy(update=off)
+                    )
+                    extra["baseline.expression"] = baseline.expression
+                    extra["baseline.camera"] = baseline.camera
+        except (fitting_module.LandmarkInputError, fitting_module.FitDivergedError) as exc:
+            raise _SequenceFailed(f"{source.path}: {exc}") from None
     save_fit(path, key, result, extra)
-    return result, numbers, boxes, crop_points, outside
+    return result, numbers, boxes, crop_points, outside, extra
 
 
-def _quality_flags(result, count: int) -> list[tuple[str, ...]]:
-    """Per-frame quality flag codes of a fit, where the fitting provides them (``FitResult.quality``)."""
-    quality = getattr(result, "quality", None)
-    if quality is None:
-        return [()] * count
-    return [tuple(getattr(q, "flags", ())) for q in quality]
+def _quality(result, count: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Per-frame ``(flag codes, reasons)`` of a fit's quality check (``FitResult.quality``)."""
+    quality = getattr(result, "quality", None) or ()
+    if len(quality) != count:
+        return [((), ())] * count
+    return [(tuple(q.flags), tuple(q.reasons)) for q in quality]
 
 
 def _render(ctx: _Context, result, rows: list[int], crops, landmarks):
@@ -739,7 +771,7 @@ def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
     """Make (or resume, or skip) one sequence; returns its summary (what ``report.json`` holds)."""
     import torch
 
-    from invertavatar_faceverse.fit_report import FrameRow, head_angles, jitter, write_report
+    from invertavatar_faceverse.fit_report import FrameRow, head_angles, sequence_jitter, write_report
     from invertavatar_faceverse.preprocess_state import TRACK_REASONS
 
     writer = ctx.writer
@@ -753,7 +785,7 @@ def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
     track = _track(source, keys["track"], ctx)
     if not track.found():
         raise _SequenceFailed(_no_frame_error(source, track, ctx))
-    result, numbers, boxes, crop_landmarks, outside = _fit(source, keys["fit"], track, ctx)
+    result, numbers, boxes, crop_landmarks, outside, extra = _fit(source, keys["fit"], track, ctx)
 
     # Per frame: written or skipped, and why.
     rows = {}
@@ -769,25 +801,43 @@ def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
         limit = ctx.fitting.max_error
         error_rel = result.relative_error.detach().cpu()
         angles = head_angles(result.camera)
-        flags = _quality_flags(result, len(numbers))
+        landmark_yaw = getattr(result, "landmark_yaw", None)
+        quality = _quality(result, len(numbers))
         for k, n in enumerate(numbers):
             row = rows[n]
             row.error_px, row.error_rel = float(result.error[k]), float(error_rel[k])
             row.yaw, row.pitch, row.roll = (float(a) for a in angles[k])
+            row.landmark_yaw = "" if landmark_yaw is None else float(landmark_yaw[k])
             row.expression_max = float(result.expression[k].max()) if result.expression.shape[1] else ""
-            row.flags = ";".join(flags[k])
+            flags, reasons = quality[k]
+            row.flags = ";".join(flags)
             if not math.isfinite(float(error_rel[k])) or float(error_rel[k]) > limit:
                 row.reason = (
                     f"fit failed (landmark error {float(error_rel[k]):.1%} of the face size, limit {limit:.0%})"
                 )
-            elif flags[k] and not ctx.keep_flagged:
-                row.reason = "flagged: " + ", ".join(flags[k])
+            elif flags and not ctx.keep_flagged:
+                row.reason = f"flagged: {', '.join(flags)} ({'; '.join(reasons)})"
             else:
                 usable.append(k)
+    flagged_only = [k for k, n in enumerate(numbers) if rows[n].reason.startswith("flagged")]
+    if not usable and flagged_only:
+        # Never fail on flags alone: with nothing else to write (a single photo, say), the flagged
+        # frames are written, and said to be.
+        usable = flagged_only
+        for k in usable:
+            rows[numbers[k]].reason = ""
+        ctx.say(
+            f"{source.name}: the quality check flags every fitted frame ({_plural(len(usable), 'frame')}); "
+            f"written anyway: check the overlays and {writer.root / 'report.csv'}"
+        )
     if not usable:
+        write_report(writer.root, source.name, [rows[n] for n in track.frames], _summary(source, rows, None))
         if result is None:
             raise _SequenceFailed(f"{source.path}: the face leaves the crop in every frame with a face")
-        raise _SequenceFailed(f"{source.path}: no frame could be fitted (see {writer.root / 'report.csv'})")
+        reasons = sorted({rows[numbers[k]].reason.split(" (")[0] for k in range(len(numbers))})
+        raise _SequenceFailed(
+            f"{source.path}: no frame passed the fit ({', '.join(reasons)}; see {writer.root / 'report.csv'})"
+        )
 
     todo = [numbers[k] for k in usable if not writer.has(source.name, source.frame_name(numbers[k]))]
     if not todo:
@@ -800,24 +850,15 @@ def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
     for k in usable:
         rows[numbers[k]].status = "written"
 
-    # The summary: counts, skipped frames by reason, error and jitter.
-    skipped: dict[str, list[str]] = defaultdict(list)
-    for row in rows.values():
-        if row.status != "written":
-            skipped[row.reason.split(" (")[0]].append(row.frame)
-    error = result.relative_error[torch.tensor(usable)].detach().cpu()
-    summary = {
-        "input": str(source.path),
-        "kind": source.kind,
-        "frames_used": len(rows),
-        "frames_written": len(usable),
-        "skipped": {reason: names for reason, names in skipped.items()},
-        "landmark_error": {"mean": float(error.mean()), "max": float(error.max())},
-    }
+    summary = _summary(source, rows, result.relative_error[torch.tensor(usable)].detach().cpu())
+    skipped = summary["skipped"]
     if source.kind == "video":
-        step = ctx.every
-        figures = jitter(result.camera[usable], result.expression[usable], [numbers[k] for k in usable], step)
-        summary["jitter"] = figures
+        still = max(2, round(JITTER_STILL_FRAMES / ctx.every))
+        summary["jitter"] = sequence_jitter(result.expression, result.camera, numbers, ctx.every, still)
+        if "baseline.expression" in extra:
+            summary["jitter_without_temporal_terms"] = sequence_jitter(
+                extra["baseline.expression"], extra["baseline.camera"], numbers, ctx.every, still
+            )
     write_report(writer.root, source.name, [rows[n] for n in track.frames], summary)
 
     line = f"{source.name}: {len(usable)} of {_plural(len(rows), 'frame')} written"
@@ -830,11 +871,37 @@ def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
         f"{source.name}: landmark error {summary['landmark_error']['mean']:.2%} of the face size "
         f"(max {summary['landmark_error']['max']:.2%})"
     )
-    if summary.get("jitter"):
-        j = summary["jitter"]
-        ctx.say(
-            f"{source.name}: jitter between consecutive frames: head pose {j['pose_degrees']:.2f} deg, "
-            f"expression weights {j['expression_mean']:.4f} mean, {j['expression_max']:.3f} max"
-        )
+    for name, label in (("jitter", "jitter"), ("jitter_without_temporal_terms", "jitter without temporal terms")):
+        if summary.get(name):
+            ctx.say(f"{source.name}: {label} {_jitter_line(summary[name], source)}")
     ctx.say(f"{source.name}: per-frame report in {writer.root / 'report.csv'}")
     return summary
+
+
+def _summary(source: _Source, rows: dict, error) -> dict:
+    """A sequence's entry in ``report.json``: counts, skipped frames by reason, landmark error of those written."""
+    skipped: dict[str, list[str]] = defaultdict(list)
+    for row in rows.values():
+        if row.status != "written":
+            skipped[row.reason.split(" (")[0]].append(row.frame)
+    summary = {
+        "input": str(source.path),
+        "kind": source.kind,
+        "frames_used": len(rows),
+        "frames_written": sum(row.status == "written" for row in rows.values()),
+        "skipped": dict(skipped),
+    }
+    if error is not None:
+        summary["landmark_error"] = {"mean": float(error.mean()), "max": float(error.max())}
+    return summary
+
+
+def _jitter_line(figures: dict, source: _Source) -> str:
+    """One line of a :func:`~invertavatar_faceverse.fit_report.sequence_jitter` result."""
+    whole, still = figures["all"], figures["still"]
+    return (
+        f"(frames {source.frame_name(figures['first'])}-{source.frame_name(figures['last'])}, per frame): "
+        f"head pose {whole['rotation_deg']:.2f} deg, expression weights {whole['expression']:.4f} mean "
+        f"(max {whole['expression_max']:.3f}); stillest {still['frames']} frames: "
+        f"{still['rotation_deg']:.2f} deg, {still['expression']:.4f}"
+    )

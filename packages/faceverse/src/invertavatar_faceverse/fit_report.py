@@ -5,10 +5,10 @@ skipped, and why); ``report.json`` one summary per sequence (counts, skipped fra
 landmark error, jitter). Both are rewritten, atomically, each time a sequence finishes, keeping
 the other sequences' rows.
 
-Jitter is the mean change between consecutive used frames (only pairs the same ``--every`` step
-apart, not across skipped frames): of the head pose, the angle in degrees between the two
-cameras' rotations, and of the expression, the mean and the largest absolute change of a
-blendshape weight (docs/dataset-layout.md).
+Jitter is the frame-to-frame change of the fitted head pose and expression weights
+(:func:`invertavatar_faceverse.fit_quality.frame_jitter`) over the longest run of consecutive
+used frames (skipped frames break a run), over the whole run and over its stillest stretch, where
+any change is noise.
 """
 
 import csv
@@ -27,7 +27,7 @@ from invertavatar_core.geometry.cameras import split_camera
 from invertavatar_core.io.atomic import atomic_write_text
 from invertavatar_core.tensor_types import Float
 
-__all__ = ["REPORT_CSV", "REPORT_JSON", "FrameRow", "head_angles", "jitter", "write_report"]
+__all__ = ["REPORT_CSV", "REPORT_JSON", "FrameRow", "head_angles", "sequence_jitter", "write_report"]
 
 REPORT_CSV = "report.csv"
 """Per-frame report file in the dataset folder."""
@@ -41,8 +41,8 @@ class FrameRow:
 
     ``status`` is ``written`` or ``skipped`` (with ``reason``); ``error_px`` / ``error_rel`` the mean
     landmark reprojection error in crop pixels / as a fraction of the face size; ``yaw``, ``pitch``,
-    ``roll`` the fitted camera's angles in degrees (see :func:`head_angles`); ``flags`` the fit's
-    quality flags, ``;``-separated.
+    ``roll`` the fitted camera's angles in degrees (see :func:`head_angles`), ``landmark_yaw`` the
+    yaw the landmarks imply on their own; ``flags`` the fit's quality flags, ``;``-separated.
     """
 
     sequence: str
@@ -56,6 +56,7 @@ class FrameRow:
     yaw: float | str = ""
     pitch: float | str = ""
     roll: float | str = ""
+    landmark_yaw: float | str = ""
     expression_max: float | str = ""
     flags: str = ""
 
@@ -75,27 +76,38 @@ def head_angles(camera: Float[Tensor, "T 25"]) -> Float[Tensor, "T 3"]:
     return torch.rad2deg(torch.stack([yaw, pitch, roll], -1)).float()
 
 
-def jitter(
-    camera: Float[Tensor, "T 25"], expression: Float[Tensor, "T E"], frames: Sequence[int], step: int
-) -> dict[str, float] | None:
-    """Frame-to-frame change over consecutive used frames (``frames`` numbers ``step`` apart); None without a pair.
+def sequence_jitter(
+    expression: Float[Tensor, "T E"],
+    camera: Float[Tensor, "T 25"],
+    frames: Sequence[int],
+    step: int,
+    still: int,
+) -> dict[str, Any] | None:
+    """Jitter of a fitted video over its longest run of consecutive used frames; None without two.
 
-    Returns ``pose_degrees`` (mean rotation angle between consecutive cameras),
-    ``expression_mean`` (mean absolute change of a weight), ``expression_max`` (largest) and ``pairs``.
+    ``frames`` are the rows' frame numbers, consecutive when ``step`` apart (frames skipped before
+    the fit break a run). Returns ``first``/``last`` (frame numbers of the run), ``all`` (over the
+    run) and ``still`` (over its stillest ``still`` frames), each
+    :meth:`~invertavatar_faceverse.fit_quality.Jitter.as_dict`.
     """
-    numbers = torch.as_tensor(list(frames))
-    pairs = torch.nonzero(numbers[1:] - numbers[:-1] == step).flatten()
-    if len(pairs) == 0:
+    from invertavatar_faceverse.fit_quality import frame_jitter
+
+    numbers = list(frames)
+    best, start = (0, 0), 0
+    for k in range(1, len(numbers) + 1):
+        if k == len(numbers) or numbers[k] - numbers[k - 1] != step:
+            if k - start > best[1] - best[0]:
+                best = (start, k)
+            start = k
+    lo, hi = best
+    if hi - lo < 2:
         return None
-    rotation = split_camera(camera.detach().double().cpu())[0][:, :3, :3]
-    relative = rotation[pairs].transpose(1, 2) @ rotation[pairs + 1]
-    cosine = ((relative.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1)
-    change = (expression[pairs + 1] - expression[pairs]).detach().abs().cpu()
+    expression, camera = expression[lo:hi].detach().cpu(), camera[lo:hi].detach().cpu()
     return {
-        "pose_degrees": float(torch.rad2deg(torch.arccos(cosine)).mean()),
-        "expression_mean": float(change.mean()),
-        "expression_max": float(change.max()),
-        "pairs": len(pairs),
+        "first": numbers[lo],
+        "last": numbers[hi - 1],
+        "all": frame_jitter(expression, camera).as_dict(),
+        "still": frame_jitter(expression, camera, window=still).as_dict(),
     }
 
 

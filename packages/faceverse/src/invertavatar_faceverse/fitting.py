@@ -1,30 +1,48 @@
-"""Landmark fitting: identity, expression (non-negative), eyes and camera pose to 2D landmarks.
+"""Landmark fitting: identity, expression, eyes and camera pose to 2D landmarks.
 
 The mesh stays pose-free in EG3D canonical space (``model.to_canonical``); head pose lives in the
 camera, an EG3D label with the FFHQ intrinsics, so the fit yields each frame's label directly and
 the expression UV render of the fitted coefficients needs no pose at all. Projection goes through
 :func:`invertavatar_core.geometry.cameras.project_points`.
 
-Loss: ``1e3 x`` the region-weighted mean squared landmark error in units of the
-image size (lips 5, eyes 50, brows 5, irises 5, others 1) ``+ 3e-3 |id|^2 + 1e-3 |exp|^2``; for
-videos ``+ 0.1 |d rot|^2 + 0.1 |d trans|^2`` between consecutive frames. Expression weights are
-clamped to be non-negative after every step. Adam with lr 5e-2 for the first frame(s), 1e-2
-afterwards, betas (0.8, 0.95), switching to lr 1e-3, betas (0.5, 0.9) after 60% of the steps.
-These are the released tracker's settings (docs/design/preprocessing.md, landmark fitting).
+Loss per frame: ``1e3 x`` the region-weighted mean squared landmark error in units of the image
+size (lips 5, eyes 50, brows 5, irises 5, others 1) ``+ 3e-3 |id|^2 + 1e-3 |exp|^2``; for videos
+``+ 0.1 |d rot|^2 + 0.1 |d trans|^2`` to the previous frame, averaged over frames. Adam with lr
+5e-2 for the first frame(s), 1e-2 afterwards, betas (0.8, 0.95), switching to lr 1e-3, betas
+(0.5, 0.9) after 60% of the steps. These are the released tracker's settings
+(docs/design/preprocessing.md, landmark fitting). Ours on top (docs/design/preprocessing.md):
 
-A video is fitted in two stages: identity (shared), expressions, eyes and poses of the first
-``identity_frames`` frames; then, identity frozen, every frame's expression, eyes and pose,
-batched over frames, warm-started from the first stage and tied in time by the smoothness term.
+- expression weights are kept in the model's documented range, ``[0, model.expression_max]``
+  (``[0, 1]`` for blendshape models), by clamping after every step; the tracker clamps at 0 only;
+- ``+ expression_smoothness |d exp|^2 + eye_smoothness |d eyes|^2`` between consecutive video
+  frames, and ``+ pose_acceleration |d^2 rot|^2 + pose_acceleration |d^2 trans|^2``;
+- landmarks the current head estimate says the camera cannot see get no weight
+  (:mod:`invertavatar_faceverse.landmark_visibility`), re-evaluated every ``visibility_every`` steps;
+- the starting rotation is the one the landmarks imply on their own
+  (:mod:`invertavatar_faceverse.landmark_pose`), not the frontal view;
+- every frame gets quality flags (:mod:`invertavatar_faceverse.fit_quality`).
+
+A video is fitted in two stages: identity (shared), expressions, eyes and poses of
+``identity_frames`` frames spread over the video, jointly; then, identity frozen, every frame's
+expression, eyes and pose, batched over frames, started from the nearest identity frame and tied
+in time by the smoothness terms. Several photos of one person (:func:`fit_images`) are the first
+stage alone, over all of them, with no temporal term.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
-from kornia.geometry.conversions import axis_angle_to_rotation_matrix
-from pydantic import BaseModel, ConfigDict
+from kornia.geometry.conversions import axis_angle_to_rotation_matrix, rotation_matrix_to_axis_angle
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from invertavatar_core.geometry.cameras import look_at_camera, make_camera, project_points, split_camera
+from invertavatar_core.tensor_types import Float
+from invertavatar_faceverse.fit_quality import FrameQuality, QualityConfig, assess_frames
+from invertavatar_faceverse.landmark_pose import camera_yaw, landmark_rotation, rotation_yaw
+from invertavatar_faceverse.landmark_visibility import LandmarkVisibility
 from invertavatar_faceverse.mediapipe_landmarks import NUM_LANDMARKS, RegionWeights, landmark_region_weights
 
 __all__ = [
@@ -33,6 +51,7 @@ __all__ = [
     "FittingConfig",
     "LandmarkInputError",
     "fit_image",
+    "fit_images",
     "fit_video",
     "model_landmarks",
 ]
@@ -53,11 +72,34 @@ class FittingConfig(BaseModel):
     eye_weight: float = 1e-3
     """Weight of ``|eyes|^2`` (ours: keeps the gaze at rest when the irises say nothing)."""
     rotation_smoothness: float = 0.1  # released tracker
-    """Weight of ``|rot_t - rot_(t-1)|^2`` (axis-angle) in videos."""
+    """Weight of ``|rot_t - rot_(t-1)|^2`` (axis-angle) in videos, per frame."""
     translation_smoothness: float = 0.1  # released tracker
-    """Weight of ``|trans_t - trans_(t-1)|^2`` (canonical units) in videos."""
+    """Weight of ``|trans_t - trans_(t-1)|^2`` (canonical units) in videos, per frame."""
+    pose_acceleration: float = 10.0
+    """Weight of ``|x_(t+1) - 2 x_t + x_(t-1)|^2`` for rotation and translation in videos, per frame
+    (ours). The released tracker starts every frame from its predecessor's solution, which smooths
+    by itself; batched frames do not, and a still head's rotation then jitters by 0.47 deg per
+    frame with 1 px of landmark noise. Raising the first-difference weights instead holds back
+    real turns (at 3, a 86 deg/s turn over 6 frames loses 3-4 deg at its ends); this
+    second-difference term leaves steady motion alone. benchmarks/fit_quality.py."""
+    expression_smoothness: float = 0.05
+    """Weight of ``|exp_t - exp_(t-1)|^2`` in videos, per frame (ours; the released tracker has
+    none). On a still synthetic clip with 1 px landmark noise it cuts the mean frame-to-frame
+    change of the weights from 0.030 to 0.0036 while a jaw opening and closing at 4 Hz (speech
+    rate, 25 fps) is followed as well as without it (RMS 0.067); 0.1 and 0.2 start to flatten it
+    (RMS 0.080, 0.098). benchmarks/fit_quality.py."""
+    eye_smoothness: float = 0.05
+    """Weight of ``|eyes_t - eyes_(t-1)|^2`` (radians) in videos, per frame (ours, as ``expression_smoothness``)."""
     regions: RegionWeights = RegionWeights()
     """Per-region landmark weights (lips 5, eyes 50, brows 5, irises 5, others 1)."""
+    visibility: bool = True
+    """Give no weight to landmarks the current head estimate hides (ours; see the module docs)."""
+    facing: tuple[float, float] = (-0.05, 0.2)
+    """Cosine between a landmark's normal and the camera direction at which its weight is 0 and 1."""
+    visibility_every: int = Field(20, ge=1)
+    """Steps between updates of the visibility weights."""
+    initial_pose: Literal["landmarks", "frontal"] = "landmarks"
+    """Start from the rotation the landmarks imply (ours) or from the frontal view (the tracker)."""
     first_lr: float = 5e-2  # released tracker
     """Adam learning rate while identity is fitted."""
     lr: float = 1e-2  # released tracker
@@ -70,15 +112,16 @@ class FittingConfig(BaseModel):
     """Adam betas after the switch."""
     switch_fraction: float = 0.6  # released tracker
     """Fraction of the steps after which the late settings apply."""
-    steps: int = 200
+    steps: int = Field(200, ge=1)
     """Steps of the per-frame stage. The released tracker spends 100 per frame, each frame
     warm-started from its predecessor; here a batch of frames starts from one solution, so it
     gets more (still far fewer in total: the batch shares them)."""
-    identity_steps: int = 500  # released tracker: the first frame gets 5x more
-    """Steps of the identity stage (and of single images)."""
-    identity_frames: int = 4
-    """Frames of a video whose landmarks determine the identity."""
-    batch_frames: int = 64
+    identity_steps: int = Field(500, ge=1)  # released tracker: the first frame gets 5x more
+    """Steps of the identity stage (photos, and the identity frames of a video)."""
+    identity_frames: int = Field(8, ge=1)
+    """Frames of a video, spread evenly over it, whose landmarks determine the identity (ours: spread
+    frames see the mouth both open and closed, so the identity does not absorb an open jaw)."""
+    batch_frames: int = Field(64, ge=1)
     """Frames optimised together in the per-frame stage (bounds memory)."""
     early_stop: float = 5e-5  # released tracker
     """Stop a stage once the landmark loss is below this (after the switch)."""
@@ -86,6 +129,15 @@ class FittingConfig(BaseModel):
     """Mean reprojection error, as a fraction of the face size, above which the fit has diverged."""
     max_outside: float = 0.25
     """Fraction of landmarks that may lie outside the image before the input is refused."""
+    quality: QualityConfig = QualityConfig()
+    """Thresholds of the per-frame quality flags (:mod:`invertavatar_faceverse.fit_quality`)."""
+
+    def with_steps(self, steps: int) -> "FittingConfig":
+        """This config with ``steps`` per-frame steps and the identity stage scaled alike (500/200 of them)."""
+        if steps < 1:
+            raise ValueError(f"steps: expected at least 1, got {steps}")
+        ratio = type(self)().identity_steps / type(self)().steps
+        return self.model_copy(update={"steps": steps, "identity_steps": max(1, round(steps * ratio))})
 
 
 class LandmarkInputError(ValueError):
@@ -100,10 +152,14 @@ class FitDivergedError(RuntimeError):
 class FitResult:
     """Fitted coefficients and cameras of T frames.
 
-    ``identity (T, S)`` (the same row for every frame of a video), ``expression (T, E)``,
+    ``identity (T, S)`` (the same row for every frame of one person), ``expression (T, E)``,
     ``eyes (T, n_eye)`` or None, ``camera (T, 25)`` EG3D labels, ``projected (T, 478, 2)``
     landmarks of the fitted mesh in pixels, ``error (T,)`` mean reprojection error in pixels over
-    the weighted landmarks, ``face_size (T,)`` the landmark box's longer side in pixels.
+    the landmarks the fit used, ``face_size (T,)`` the landmark box's longer side in pixels;
+    ``weights (T, 478)`` each landmark's weight in the final loss (0: invalid for the model,
+    outside the image or hidden from the camera), ``landmark_yaw (T,)`` the yaw in degrees the
+    landmarks imply on their own, ``quality`` one :class:`~invertavatar_faceverse.fit_quality.FrameQuality`
+    per frame (flags and reasons; ``flagged`` lists the frames with any).
     """
 
     identity: Tensor
@@ -113,11 +169,24 @@ class FitResult:
     projected: Tensor
     error: Tensor
     face_size: Tensor
+    weights: Tensor | None = None
+    landmark_yaw: Tensor | None = None
+    quality: tuple[FrameQuality, ...] = ()
 
     @property
     def relative_error(self) -> Tensor:
         """``(T,)`` reprojection error as a fraction of the face size."""
         return self.error / self.face_size
+
+    @property
+    def yaw(self) -> Tensor:
+        """``(T,)`` fitted head yaw in degrees (0 frontal, + camera towards the subject's left)."""
+        return camera_yaw(self.camera)
+
+    @property
+    def flagged(self) -> list[int]:
+        """Indices of the frames with a quality flag."""
+        return [t for t, q in enumerate(self.quality) if not q.ok]
 
 
 def model_landmarks(model, identity: Tensor, expression: Tensor, eyes: Tensor | None) -> Tensor:
@@ -132,21 +201,23 @@ def model_landmarks(model, identity: Tensor, expression: Tensor, eyes: Tensor | 
     return points @ m[:3, :3].T + m[:3, 3]
 
 
+def _inside(landmarks: Tensor, size: int) -> Tensor:
+    return ((landmarks >= 0) & (landmarks <= size)).all(-1) & torch.isfinite(landmarks).all(-1)
+
+
 def _weights(model, landmarks: Tensor, size: int, config: FittingConfig) -> Tensor:
     """``(T, 478)`` per-landmark weights: regions x model validity x inside the image."""
     w = landmark_region_weights(config.regions).to(landmarks)
     valid = getattr(model, "landmark_valid", None)
     if valid is not None:
         w = w * valid.to(landmarks)
-    inside = ((landmarks >= 0) & (landmarks <= size)).all(-1) & torch.isfinite(landmarks).all(-1)
-    return w * inside.to(landmarks)
+    return w * _inside(landmarks, size).to(landmarks)
 
 
 def _check_landmarks(landmarks: Tensor, size: int, config: FittingConfig) -> None:
     if landmarks.ndim != 3 or landmarks.shape[1:] != (NUM_LANDMARKS, 2):
         raise LandmarkInputError(f"landmarks: expected (T, {NUM_LANDMARKS}, 2) pixels, got {tuple(landmarks.shape)}")
-    inside = ((landmarks >= 0) & (landmarks <= size)).all(-1) & torch.isfinite(landmarks).all(-1)
-    outside = 1.0 - inside.float().mean(1)
+    outside = 1.0 - _inside(landmarks, size).float().mean(1)
     bad = torch.nonzero(outside > config.max_outside).flatten().tolist()
     if bad:
         raise LandmarkInputError(
@@ -163,16 +234,36 @@ class _Pose:
     translation: Tensor  # (T, 3)
 
 
+@dataclass
+class _Frames:
+    """Per-frame unknowns of a batch (and, detached, of the frame before it)."""
+
+    expression: Tensor  # (T, E)
+    eyes: Tensor | None  # (T, n_eye)
+    pose: _Pose
+
+
 def _base_world_to_camera(device, dtype) -> tuple[Tensor, Tensor]:
     cam2world, _ = split_camera(look_at_camera(0.0, 0.0).to(device=device, dtype=dtype))
     w2c = torch.linalg.inv(cam2world)[0]
     return w2c[:3, :3], w2c[:3, 3]
 
 
+def _world_to_camera(rotation: Tensor) -> Tensor:
+    """``(T, 3, 3)`` world-to-camera rotation of the axis-angle offsets ``(T, 3)``."""
+    r0, _ = _base_world_to_camera(rotation.device, rotation.dtype)
+    return axis_angle_to_rotation_matrix(rotation) @ r0
+
+
+def _offset(world_to_camera: Tensor) -> Tensor:
+    """``(T, 3)`` axis-angle offsets of world-to-camera rotations ``(T, 3, 3)`` (inverts :func:`_world_to_camera`)."""
+    r0, _ = _base_world_to_camera(world_to_camera.device, world_to_camera.dtype)
+    return rotation_matrix_to_axis_angle(world_to_camera @ r0.T)
+
+
 def _cameras(pose: _Pose) -> Tensor:
     """``(T, 25)`` EG3D labels of world-to-camera ``R(rotation) R0`` and ``translation``."""
-    r0, _ = _base_world_to_camera(pose.rotation.device, pose.rotation.dtype)
-    rot = axis_angle_to_rotation_matrix(pose.rotation) @ r0
+    rot = _world_to_camera(pose.rotation)
     cam2world = torch.zeros(len(rot), 4, 4, dtype=rot.dtype, device=rot.device)
     cam2world[:, :3, :3] = rot.transpose(1, 2)
     cam2world[:, :3, 3] = -(rot.transpose(1, 2) @ pose.translation[..., None])[..., 0]
@@ -210,7 +301,8 @@ def _initial_pose(
 
 def _loss_terms(model, landmarks, weights, size, identity, expression, eyes, pose, config):
     points = model_landmarks(model, identity, expression, eyes)
-    projected, depth = project_points(points, _cameras(pose), size)
+    camera = _cameras(pose)
+    projected, _ = project_points(points, camera, size)
     diff = (projected - landmarks) / size
     per_frame = (weights * diff.square().sum(-1)).sum(1) / weights.sum(1).clamp_min(1e-9)
     landmark = config.landmark_weight * per_frame.mean()
@@ -220,7 +312,7 @@ def _loss_terms(model, landmarks, weights, size, identity, expression, eyes, pos
     )
     if eyes is not None:
         regular = regular + config.eye_weight * eyes.square().sum(-1).mean()
-    return landmark, regular, projected, depth
+    return landmark, regular, points, projected, camera
 
 
 def _optimise(params, closure, steps: int, lr: float, config: FittingConfig, clamp) -> None:
@@ -231,7 +323,7 @@ def _optimise(params, closure, steps: int, lr: float, config: FittingConfig, cla
             for group in opt.param_groups:
                 group["lr"], group["betas"] = config.late_lr, config.late_betas
         opt.zero_grad(set_to_none=True)
-        landmark, total = closure()
+        landmark, total = closure(step)
         if not torch.isfinite(total):
             raise FitDivergedError(f"landmark fit: the loss became {float(total)} at step {step}")
         total.backward()
@@ -241,65 +333,158 @@ def _optimise(params, closure, steps: int, lr: float, config: FittingConfig, cla
             break
 
 
+def _temporal(sequence: Tensor, previous: Tensor | None, order: int = 1) -> Tensor:
+    """Sum over frames of the squared ``order``-th difference (from ``previous``, the frames before the batch)."""
+    if previous is not None:
+        sequence = torch.cat([previous, sequence])
+    if len(sequence) <= order:
+        return sequence.new_zeros(())
+    return torch.diff(sequence, n=order, dim=0).square().sum()
+
+
+@dataclass
+class _Context:
+    """What every stage of one fit shares."""
+
+    model: object
+    size: int
+    config: FittingConfig
+    visibility: LandmarkVisibility | None
+    expression_max: float | None
+
+
 def _stage(
-    model, landmarks, weights, size, identity, pose, config, *, steps, lr, fit_identity, previous=None, init=None
-):
-    """Optimise one batch of frames; returns (identity, expression, eyes, pose)."""
-    t = len(landmarks)
-    dev, dt = landmarks.device, landmarks.dtype
+    ctx: _Context,
+    landmarks: Tensor,
+    base_weights: Tensor,
+    face_size: Tensor,
+    identity: Tensor,
+    start: _Frames,
+    *,
+    steps: int,
+    lr: float,
+    fit_identity: bool,
+    previous: _Frames | None = None,
+    temporal: bool = False,
+) -> tuple[Tensor, _Frames, Tensor]:
+    """Optimise one batch of frames; returns (identity, frames, weights used last)."""
+    config, model, t = ctx.config, ctx.model, len(landmarks)
     identity = identity.detach().clone().requires_grad_(fit_identity)
-    if init is None:
-        expression = torch.zeros(t, model.n_expression, device=dev, dtype=dt)
-        eyes = torch.zeros(t, model.n_eye, device=dev, dtype=dt) if model.n_eye else None
-    else:
-        expression, eyes = init
-    expression = expression.detach().clone().requires_grad_(True)
-    eyes = eyes.detach().clone().requires_grad_(True) if eyes is not None else None
-    rotation = pose.rotation.detach().clone().requires_grad_(True)
-    translation = pose.translation.detach().clone().requires_grad_(True)
+    expression = start.expression.detach().clone().requires_grad_(True)
+    eyes = start.eyes.detach().clone().requires_grad_(True) if start.eyes is not None else None
+    rotation = start.pose.rotation.detach().clone().requires_grad_(True)
+    translation = start.pose.translation.detach().clone().requires_grad_(True)
     params = (
         [expression, rotation, translation]
         + ([identity] if fit_identity else [])
         + ([eyes] if eyes is not None else [])
     )
+    state = {"weights": base_weights}
 
-    def closure():
+    def reweight(points: Tensor, projected: Tensor, camera: Tensor) -> None:
+        if ctx.visibility is not None:
+            seen = ctx.visibility(points.detach(), projected.detach(), camera.detach(), face_size, config.facing)
+            state["weights"] = base_weights * seen
+
+    def closure(step: int):
         ident = identity.expand(t, -1) if identity.shape[0] == 1 else identity
-        landmark, regular, _, _ = _loss_terms(
-            model, landmarks, weights, size, ident, expression, eyes, _Pose(rotation, translation), config
+        pose = _Pose(rotation, translation)
+        if step == 0 and ctx.visibility is not None:
+            with torch.no_grad():
+                _, _, points, projected, camera = _loss_terms(
+                    model, landmarks, base_weights, ctx.size, ident, expression, eyes, pose, config
+                )
+            reweight(points, projected, camera)
+        landmark, regular, points, projected, camera = _loss_terms(
+            model, landmarks, state["weights"], ctx.size, ident, expression, eyes, pose, config
         )
         total = landmark + regular
-        if t > 1 or previous is not None:
-            rot_seq, trans_seq = rotation, translation
-            if previous is not None:
-                rot_seq = torch.cat([previous.rotation, rotation])
-                trans_seq = torch.cat([previous.translation, translation])
-            if len(rot_seq) > 1 and not fit_identity:
-                total = total + config.rotation_smoothness * (rot_seq[1:] - rot_seq[:-1]).square().sum(-1).sum()
-                total = total + config.translation_smoothness * (trans_seq[1:] - trans_seq[:-1]).square().sum(-1).sum()
+        if temporal:
+            prev = previous
+            last = (
+                None
+                if prev is None
+                else _Frames(prev.expression, prev.eyes, _Pose(prev.pose.rotation[-1:], prev.pose.translation[-1:]))
+            )
+            smooth = config.rotation_smoothness * _temporal(rotation, None if last is None else last.pose.rotation)
+            smooth = smooth + config.translation_smoothness * _temporal(
+                translation, None if last is None else last.pose.translation
+            )
+            smooth = smooth + config.expression_smoothness * _temporal(
+                expression, None if last is None else last.expression
+            )
+            if eyes is not None:
+                smooth = smooth + config.eye_smoothness * _temporal(eyes, None if last is None else last.eyes)
+            if config.pose_acceleration:
+                smooth = smooth + config.pose_acceleration * (
+                    _temporal(rotation, None if prev is None else prev.pose.rotation, order=2)
+                    + _temporal(translation, None if prev is None else prev.pose.translation, order=2)
+                )
+            total = total + smooth / t  # per frame, as the landmark term
+        if (step + 1) % config.visibility_every == 0:
+            reweight(points, projected, camera)
         return landmark, total
 
     def clamp():
         with torch.no_grad():
-            expression.clamp_(min=0.0)  # blendshape weights are non-negative (docs/design/preprocessing.md)
+            # Blendshape weights live in [0, expression_max] (the model's documented range).
+            expression.clamp_(min=0.0, max=ctx.expression_max)
 
     _optimise(params, closure, steps, lr, config, clamp)
-    return (
-        identity.detach(),
+    frames = _Frames(
         expression.detach(),
         None if eyes is None else eyes.detach(),
         _Pose(rotation.detach(), translation.detach()),
     )
+    return identity.detach(), frames, state["weights"]
 
 
-def _result(model, landmarks, weights, size, identity, expression, eyes, pose, config) -> FitResult:
+def _span(landmarks: Tensor, present: Tensor) -> Tensor:
+    """``(T, 2)`` width and height of the box around the present landmarks."""
+    hi = torch.where(present[..., None], landmarks, torch.full_like(landmarks, -torch.inf)).amax(1)
+    lo = torch.where(present[..., None], landmarks, torch.full_like(landmarks, torch.inf)).amin(1)
+    return (hi - lo).clamp_min(0.0)
+
+
+def _face_size(landmarks: Tensor) -> Tensor:
+    return _span(landmarks, torch.isfinite(landmarks).all(-1)).amax(-1).clamp_min(1.0)
+
+
+def _result(
+    ctx: _Context,
+    landmarks: Tensor,
+    base_weights: Tensor,
+    weights: Tensor,
+    identity: Tensor,
+    frames: _Frames,
+    lm_rotation: Tensor,
+) -> FitResult:
+    model, config = ctx.model, ctx.config
     with torch.no_grad():
         ident = identity.expand(len(landmarks), -1) if identity.shape[0] == 1 else identity
-        _, _, projected, _ = _loss_terms(model, landmarks, weights, size, ident, expression, eyes, pose, config)
-        used = (weights > 0).to(landmarks)
-        error = ((projected - landmarks).norm(dim=-1) * used).sum(1) / used.sum(1).clamp_min(1)
-        face_size = _span(landmarks, torch.isfinite(landmarks).all(-1)).amax(-1).clamp_min(1.0)
-    result = FitResult(ident.detach(), expression, eyes, _cameras(pose), projected, error, face_size)
+        _, _, _, projected, camera = _loss_terms(
+            model, landmarks, weights, ctx.size, ident, frames.expression, frames.eyes, frames.pose, config
+        )
+        used = (weights > 0.5 * base_weights) & (base_weights > 0)
+        usedf = used.to(landmarks.dtype)
+        error = ((projected - landmarks).norm(dim=-1) * usedf).sum(1) / usedf.sum(1).clamp_min(1)
+        face_size = _face_size(landmarks)
+        usable = (base_weights > 0).sum(1).clamp_min(1)
+        lm_yaw = rotation_yaw(lm_rotation)
+        quality = assess_frames(
+            fitted_yaw=camera_yaw(camera),
+            landmark_yaw=lm_yaw,
+            relative_error=error / face_size,
+            expression=frames.expression,
+            identity=ident,
+            used=used.sum(1) / usable,
+            expression_max=ctx.expression_max,
+            expression_names=getattr(model, "expression_names", None),
+            config=config.quality,
+        )
+    result = FitResult(
+        ident.detach(), frames.expression, frames.eyes, camera, projected, error, face_size, weights, lm_yaw, quality
+    )
     bad = (
         torch.nonzero(~torch.isfinite(result.relative_error) | (result.relative_error > config.max_error))
         .flatten()
@@ -314,28 +499,75 @@ def _result(model, landmarks, weights, size, identity, expression, eyes, pose, c
     return result
 
 
-def _span(landmarks: Tensor, present: Tensor) -> Tensor:
-    """``(T, 2)`` width and height of the box around the present landmarks."""
-    hi = torch.where(present[..., None], landmarks, torch.full_like(landmarks, -torch.inf)).amax(1)
-    lo = torch.where(present[..., None], landmarks, torch.full_like(landmarks, torch.inf)).amin(1)
-    return (hi - lo).clamp_min(0.0)
-
-
-def fit_image(model, landmarks: Tensor, image_size: int, config: FittingConfig | None = None) -> FitResult:
+def fit_image(
+    model, landmarks: Float[Tensor, "*T L 2"], image_size: int, config: FittingConfig | None = None
+) -> FitResult:
     """Fit one square image's ``(478, 2)`` (or ``(1, 478, 2)``) landmarks in pixels; T = 1."""
     landmarks = landmarks[None] if landmarks.ndim == 2 else landmarks
     return fit_video(model, landmarks, image_size, config, identity_frames=len(landmarks))
 
 
+def fit_images(
+    model,
+    landmarks: Sequence[Float[Tensor, "L 2"]] | Float[Tensor, "T L 2"],
+    image_sizes: Sequence[int] | int,
+    config: FittingConfig | None = None,
+) -> FitResult:
+    """Fit several photos of one person jointly: one shared identity, each photo its own pose and expression.
+
+    Args:
+        model: the morphable model.
+        landmarks: ``(478, 2)`` pixels per photo (or one ``(T, 478, 2)`` tensor).
+        image_sizes: each photo's square size in pixels (or one size for all).
+        config: fit settings; the identity stage (``identity_steps``) runs over all photos at once,
+            with no temporal term.
+
+    Returns:
+        A :class:`FitResult` of T = len(landmarks) frames in the order given; ``projected``,
+        ``error`` and ``face_size`` are in each photo's own pixels.
+    """
+    points = [torch.as_tensor(p) for p in landmarks]
+    if not points:
+        raise LandmarkInputError("fit_images: no photos given")
+    sizes = [int(image_sizes)] * len(points) if isinstance(image_sizes, int) else [int(s) for s in image_sizes]
+    if len(sizes) != len(points):
+        raise LandmarkInputError(f"fit_images: {len(points)} landmark sets but {len(sizes)} image sizes")
+    if any(p.shape != (NUM_LANDMARKS, 2) for p in points):
+        shapes = sorted({tuple(p.shape) for p in points})
+        raise LandmarkInputError(f"landmarks: expected ({NUM_LANDMARKS}, 2) pixels per photo, got {shapes}")
+    # EG3D intrinsics are relative to the image size, so every photo is fitted at one common size.
+    common = max(sizes)
+    scale = torch.tensor([common / s for s in sizes], dtype=torch.float32, device=points[0].device)
+    stacked = torch.stack([p.float() for p in points]) * scale[:, None, None]
+    fitted = fit_video(model, stacked, common, config, identity_frames=len(points))
+    back = (1.0 / scale).to(fitted.error)
+    return FitResult(
+        fitted.identity,
+        fitted.expression,
+        fitted.eyes,
+        fitted.camera,
+        fitted.projected * back[:, None, None],
+        fitted.error * back,
+        fitted.face_size * back,
+        fitted.weights,
+        fitted.landmark_yaw,
+        fitted.quality,
+    )
+
+
 def fit_video(
     model,
-    landmarks: Tensor,
+    landmarks: Float[Tensor, "T L 2"],
     image_size: int,
     config: FittingConfig | None = None,
     *,
     identity_frames: int | None = None,
 ) -> FitResult:
     """Fit ``(T, 478, 2)`` landmarks (pixels of square ``image_size`` frames) of one identity.
+
+    ``identity_frames`` (default ``config.identity_frames``) frames spread over the video fix the
+    identity; when it covers every frame, all frames are fitted jointly with no temporal term
+    (several photos, see :func:`fit_images`).
 
     Raises:
         LandmarkInputError: wrong shape, or a frame with most landmarks outside the image.
@@ -355,69 +587,116 @@ def fit_video(
         torch.set_num_threads(threads)
 
 
+def _spread(count: int, total: int) -> Tensor:
+    """``count`` frame indices spread evenly over ``total`` frames, first and last included."""
+    if count >= total:
+        return torch.arange(total)
+    return torch.linspace(0, total - 1, count).round().long().unique()
+
+
 def _fit(model, landmarks: Tensor, image_size: int, config: FittingConfig, identity_frames: int | None) -> FitResult:
     """:func:`fit_video` after the input checks."""
     dev, dt = landmarks.device, landmarks.dtype
-    weights = _weights(model, landmarks, image_size, config)
-    k = min(identity_frames or config.identity_frames, len(landmarks))
+    n = len(landmarks)
+    base = _weights(model, landmarks, image_size, config)
+    face_size = _face_size(landmarks)
+    expression_max = getattr(model, "expression_max", None)
+    visibility = LandmarkVisibility(model) if config.visibility else None
+    ctx = _Context(model, image_size, config, visibility, expression_max)
+
+    from_landmarks = config.initial_pose == "landmarks"
+    lm_rotation = landmark_rotation(model, landmarks, image_size)  # the quality check needs it either way
+    pick = _spread(min(identity_frames or config.identity_frames, n), n).to(dev)
+    k = len(pick)
 
     identity = torch.zeros(1, model.n_identity, device=dev, dtype=dt)
     neutral = torch.zeros(k, model.n_expression, device=dev, dtype=dt)
     eyes0 = torch.zeros(k, model.n_eye, device=dev, dtype=dt) if model.n_eye else None
-    pose = _initial_pose(model, landmarks[:k], weights[:k], image_size, identity.expand(k, -1), neutral, eyes0)
-    identity, expression, eyes, pose = _stage(
-        model,
-        landmarks[:k],
-        weights[:k],
-        image_size,
+    start_rot = _offset(lm_rotation[pick]) if from_landmarks else None
+    pose = _initial_pose(
+        model, landmarks[pick], base[pick], image_size, identity.expand(k, -1), neutral, eyes0, start_rot
+    )
+    identity, first, weights = _stage(
+        ctx,
+        landmarks[pick],
+        base[pick],
+        face_size[pick],
         identity,
-        pose,
-        config,
+        _Frames(neutral, eyes0, pose),
         steps=config.identity_steps,
         lr=config.first_lr,
         fit_identity=True,
     )
-    expressions, eyes_all, rotations, translations = [expression], [eyes], [pose.rotation], [pose.translation]
-    if len(landmarks) > k:
-        previous = _Pose(pose.rotation[-1:], pose.translation[-1:])
-        warm = (expression[-1:], None if eyes is None else eyes[-1:], pose.rotation[-1:], pose.translation[-1:])
-        for start in range(k, len(landmarks), config.batch_frames):
-            chunk = slice(start, min(start + config.batch_frames, len(landmarks)))
-            t = chunk.stop - chunk.start
-            init = (warm[0].expand(t, -1), None if warm[1] is None else warm[1].expand(t, -1))
-            # Every frame of a batch starts from the same solution, not from its predecessor as in
-            # the sequential tracker: re-centre each frame's translation on its landmarks first,
-            # and use the first-frame learning rate, since frames may start further away.
-            init_pose = _initial_pose(
-                model,
-                landmarks[chunk],
-                weights[chunk],
-                image_size,
-                identity.expand(t, -1),
-                *init,
-                rotation=warm[2].expand(t, 3),
-            )
-            _, expression, eyes, pose = _stage(
-                model,
-                landmarks[chunk],
-                weights[chunk],
-                image_size,
-                identity,
-                init_pose,
-                config,
-                steps=config.steps,
-                lr=config.first_lr,
-                fit_identity=False,
-                previous=previous,
-                init=init,
-            )
-            expressions.append(expression)
-            eyes_all.append(eyes)
-            rotations.append(pose.rotation)
-            translations.append(pose.translation)
-            previous = _Pose(pose.rotation[-1:], pose.translation[-1:])
-            warm = (expression[-1:], None if eyes is None else eyes[-1:], pose.rotation[-1:], pose.translation[-1:])
-    expression = torch.cat(expressions)
-    eyes = None if eyes_all[0] is None else torch.cat(eyes_all)
-    pose = _Pose(torch.cat(rotations), torch.cat(translations))
-    return _result(model, landmarks, weights, image_size, identity, expression, eyes, pose, config)
+    if k == n:
+        order = torch.argsort(pick)
+        frames = _Frames(
+            first.expression[order],
+            None if first.eyes is None else first.eyes[order],
+            _Pose(first.pose.rotation[order], first.pose.translation[order]),
+        )
+        return _result(ctx, landmarks, base, weights[order], identity, frames, lm_rotation)
+
+    if visibility is not None:
+        visibility = LandmarkVisibility(model, identity)  # the fitted face's normals
+        ctx = _Context(model, image_size, config, visibility, expression_max)
+    # Every frame starts from the nearest identity frame: its expression and eyes, and its fitted
+    # rotation (turned by the change the landmarks imply between the two frames).
+    nearest = (torch.arange(n, device=dev)[:, None] - pick[None]).abs().argmin(1)
+    start_rotation = first.pose.rotation[nearest]
+    if from_landmarks:
+        correction = _world_to_camera(first.pose.rotation) @ lm_rotation[pick].transpose(1, 2)  # (k, 3, 3)
+        start_rotation = _offset(correction[nearest] @ lm_rotation)
+    parts: list[_Frames] = []
+    weights_all = []
+    previous = None
+    for begin in range(0, n, config.batch_frames):
+        chunk = slice(begin, min(begin + config.batch_frames, n))
+        near = nearest[chunk]
+        expression = first.expression[near]
+        eyes = None if first.eyes is None else first.eyes[near]
+        t = chunk.stop - chunk.start
+        init_pose = _initial_pose(
+            model,
+            landmarks[chunk],
+            base[chunk],
+            image_size,
+            identity.expand(t, -1),
+            expression,
+            eyes,
+            rotation=start_rotation[chunk],
+        )
+        # The first-frame learning rate: each frame starts from a solution of another frame.
+        _, frames, weights = _stage(
+            ctx,
+            landmarks[chunk],
+            base[chunk],
+            face_size[chunk],
+            identity,
+            _Frames(expression, eyes, init_pose),
+            steps=config.steps,
+            lr=config.lr,
+            fit_identity=False,
+            previous=previous,
+            temporal=True,
+        )
+        parts.append(frames)
+        weights_all.append(weights)
+        # The last two frames of the batch tie the next one in time (first and second differences).
+        previous = _Frames(
+            frames.expression[-1:],
+            None if frames.eyes is None else frames.eyes[-1:],
+            _Pose(
+                frames.pose.rotation[-2:]
+                if previous is None
+                else torch.cat([previous.pose.rotation, frames.pose.rotation])[-2:],
+                frames.pose.translation[-2:]
+                if previous is None
+                else torch.cat([previous.pose.translation, frames.pose.translation])[-2:],
+            ),
+        )
+    frames = _Frames(
+        torch.cat([p.expression for p in parts]),
+        None if parts[0].eyes is None else torch.cat([p.eyes for p in parts]),
+        _Pose(torch.cat([p.pose.rotation for p in parts]), torch.cat([p.pose.translation for p in parts])),
+    )
+    return _result(ctx, landmarks, base, torch.cat(weights_all), identity, frames, lm_rotation)

@@ -5,6 +5,8 @@ The user points ``path`` at either
 - ICT-FaceKit's ``FaceXModel/`` folder (``generic_neutral_mesh.obj``, ``identity000.obj`` ...,
   one OBJ per expression named as in ``vertex_indices.json``), what the ICT-FaceKit repository
   ships; or
+- a folder holding the converted npz (``ict_face_model_light.npz``, or its only ``.npz``) and,
+  beside it, ``vertex_indices.json``: the repackaged layout the shared asset uses; or
 - the compact ``.npz`` that ``invertavatar convert ict FOLDER OUT.npz`` writes (keys:
   ``neutral_vertices``, ``uv``, ``triangles``, ``triangle_uvs``, ``triangle_material``,
   ``material_names``, ``identity_deltas``, ``identity_names``, ``expression_deltas``,
@@ -94,7 +96,10 @@ def load_ict_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """The ICT model as plain arrays (npz keys), from the FaceXModel folder or an npz."""
     path = Path(path)
     if path.is_dir():
-        return _read_folder(path)
+        packed = _packed_npz(path)
+        if packed is None:
+            return _read_folder(path)
+        path = packed
     if not path.is_file():
         raise ModelFileError(f"{path}: ICT Face Model not found (expected the FaceXModel folder or a .npz)")
     with np.load(path, allow_pickle=False) as data:
@@ -114,6 +119,17 @@ def _read_json(path: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
+def _packed_npz(folder: Path) -> Path | None:
+    """The converted npz a folder holds instead of the identity OBJs (None: read the OBJs)."""
+    if (folder / "identity000.obj").is_file():
+        return None
+    named = folder / "ict_face_model_light.npz"
+    if named.is_file():
+        return named
+    found = sorted(folder.glob("*.npz"))
+    return found[0] if len(found) == 1 else None
+
+
 def _read_folder(folder: Path) -> dict[str, np.ndarray]:
     from tqdm.auto import tqdm
 
@@ -130,7 +146,10 @@ def _read_folder(folder: Path) -> dict[str, np.ndarray]:
     while (folder / f"identity{len(identity_files):03d}.obj").is_file():
         identity_files.append(folder / f"identity{len(identity_files):03d}.obj")
     if not identity_files:
-        raise ModelFileError(f"{folder}: no identity000.obj found")
+        raise ModelFileError(
+            f"{folder}: no identity000.obj found; expected ICT-FaceKit's FaceXModel folder (identity and "
+            "expression OBJs) or a folder holding one converted .npz (ict_face_model_light.npz)"
+        )
     expression_files = [folder / f"{name}.obj" for name in config["expressions"]]
     missing = [p.name for p in expression_files if not p.is_file()]
     if missing:
@@ -212,6 +231,7 @@ class IctFaceModel(LinearFaceModel):
 
     n_eye = 0
     model_name = "ict"
+    expression_max = 1.0
 
     def __init__(self, config: IctFaceModelConfig | None = None) -> None:
         super().__init__()

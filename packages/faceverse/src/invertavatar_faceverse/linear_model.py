@@ -26,6 +26,9 @@ class LinearFaceModel(nn.Module):
     n_expression: int
     model_name: str = "model"
     """Name used in error messages."""
+    expression_max: float | None = None
+    """Upper bound of the documented expression range (blendshape weights: 1); None: unbounded.
+    Weights are non-negative in every model here; fitting keeps them in ``[0, expression_max]``."""
 
     def _set_bases(
         self,

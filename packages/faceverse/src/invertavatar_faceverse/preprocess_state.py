@@ -3,13 +3,14 @@
 ``tracks/<seq>.safetensors``: the face track of pass 1 (every used frame: its number, the chosen
 face's landmarks in frame pixels or NaN, the number of faces seen, why none was taken), saved
 every few hundred frames and at the end of the pass. ``tracks/<seq>.fit.safetensors``: the fit of
-the sequence's frames (every tensor field of
-:class:`~invertavatar_faceverse.fitting.FitResult`, the frame numbers, the smoothed crop boxes and
-the landmarks in crop pixels). Each file records, in its safetensors metadata, the content key of
-the input and the settings it was made from; a file with another key is ignored and replaced, so
-nothing stale is ever reused. Neither file is read by training or evaluation.
+the sequence's frames (every field of :class:`~invertavatar_faceverse.fitting.FitResult`, the
+frame numbers, the smoothed crop boxes and the landmarks in crop pixels). Each file records, in
+its safetensors metadata, the content key of the input and the settings it was made from; a file
+with another key is ignored and replaced, so nothing stale is ever reused. Neither file is read
+by training or evaluation.
 """
 
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -96,23 +97,33 @@ class FaceTrack:
 
 
 def save_fit(path: str | Path, key: str, result, extra: dict[str, Tensor]) -> None:
-    """Write a FitResult's tensor fields and ``extra`` tensors (frame numbers, boxes, ...) tagged with ``key``."""
+    """Write a FitResult and ``extra`` tensors (frame numbers, boxes, ...) tagged with ``key``.
+
+    Tensor fields are stored as tensors, the per-frame ``quality`` (flags and reasons) as JSON in
+    the metadata.
+    """
     tensors = {f"result.{f.name}": getattr(result, f.name) for f in fields(result)}
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items() if isinstance(v, Tensor)}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in extra.items()})
     metadata = {"format": TRACK_FORMAT, "key": key, "fields": ",".join(f.name for f in fields(result))}
+    quality = getattr(result, "quality", ())
+    metadata["quality"] = json.dumps([[list(q.flags), list(q.reasons)] for q in quality])
     atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_fit(path: str | Path, key: str, result_type) -> tuple[object, dict[str, Tensor]] | None:
     """``(result_type(...), extra tensors)`` saved at ``path`` with ``key``, or None (absent, stale, other fields)."""
+    from invertavatar_faceverse.fit_quality import FrameQuality
+
     meta = _metadata(Path(path))
     if meta is None or meta.get("format") != TRACK_FORMAT or meta.get("key") != key:
         return None
     if meta.get("fields") != ",".join(f.name for f in fields(result_type)):
         return None  # the FitResult of another version: fit again
     tensors = load_file(str(path))
-    values = {k.removeprefix("result."): v for k, v in tensors.items() if k.startswith("result.")}
+    values: dict[str, object] = {k.removeprefix("result."): v for k, v in tensors.items() if k.startswith("result.")}
+    if "quality" in {f.name for f in fields(result_type)}:
+        values["quality"] = tuple(FrameQuality(tuple(f), tuple(r)) for f, r in json.loads(meta.get("quality", "[]")))
     extra = {k: v for k, v in tensors.items() if not k.startswith("result.")}
     # Fields saved as None (the eyes of a model without them) come back as None.
     return result_type(**{f.name: values.get(f.name) for f in fields(result_type)}), extra

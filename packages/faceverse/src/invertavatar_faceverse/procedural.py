@@ -1022,9 +1022,18 @@ def _expressions() -> list[tuple[str, Field3]]:
         return _xyz(-0.35 * ctx.x0 / h.mouth_half_width * w * 1.2, 0, 0.55 * w, n(ctx))
 
     def funnel(ctx):
-        w = lips(ctx)
-        out = _xyz(-0.25 * ctx.x0 / h.mouth_half_width * w, 0, 0.45 * w, n(ctx))
-        return out + _lip_part(ctx, np.array([0, 0.3, 0.1]), np.array([0, -0.35, 0.1]), 0.8)
+        # The "O" of "oh"/"who": the mouth narrows to about 60% of its width (the corners move
+        # in, the skin around them follows), the lips push forward and part into a round opening,
+        # most at the middle. With jaw_open it makes the taller O of an open vowel.
+        dy = ctx.y0 - h.mouth_y
+        across = 1.0 - _smoothstep(h.mouth_half_width - 0.3, h.mouth_half_width + 2.7, np.abs(ctx.x0))
+        region = across * _gauss(dy, -0.1, 1.4) * ctx.front
+        round_ = np.clip(1.0 - (ctx.x0 / (h.mouth_half_width * 0.75)) ** 2, 0.0, None)
+        part = _lip_part(ctx, np.array([0.0, 0.4, 0.1]), np.array([0.0, -0.45, 0.1]), 0.8) * round_[:, None]
+        return (
+            _xyz(-0.4 * ctx.x0 * region, 0.0, 0.5 * region * lips(ctx) / max(float(lips(ctx).max()), 1e-9), n(ctx))
+            + part
+        )
 
     def upper_lip_up(ctx):
         return _lip_part(ctx, np.array([0.0, 0.4, 0.05]), np.zeros(3), 0.5)
@@ -1113,6 +1122,7 @@ class ProceduralHeadModel(LinearFaceModel):
 
     n_eye = 4
     model_name = "procedural head"
+    expression_max = 1.0
 
     def __init__(self, config: ProceduralHeadModelConfig | None = None) -> None:
         super().__init__()

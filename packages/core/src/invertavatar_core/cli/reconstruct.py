@@ -104,10 +104,12 @@ def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: "InversionMode
     command = ["preprocess", *inputs, "--out", str(fit_dir), "--model", model, "--uv-resolution", str(uv_resolution)]
     command += ["--device", device] + (["--no-progress"] if args.no_progress else [])
     command += ["--every", str(every)] if args.source_video else []
+    command += ["--keep-flagged"]
     print(f"fitting the sources: invertavatar {' '.join(command)}")
     try:
+        # Every source the user named is used: the fit's quality flags are reported, not acted on.
         fit_dataset(inputs, fit_dir, registry, model=model, uv_resolution=uv_resolution, every=every, device=device,
-                    progress=not args.no_progress)  # fmt: skip
+                    keep_flagged=True, progress=not args.no_progress)  # fmt: skip
     except (UserError, ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise UserError(f"fitting the sources failed: {message}; fit the sources yourself and pass --fit") from exc

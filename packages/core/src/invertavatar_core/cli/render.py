@@ -108,7 +108,16 @@ def _driven(args: argparse.Namespace, models, avatar, device):
     import torch
 
     from invertavatar_core.cli.reconstruct import fitted_frames
+    from invertavatar_core.data.datasets import FitDataset, check_morphable_model
 
+    # Expression renders and coefficients of another model mean nothing to this avatar's prior.
+    if Path(args.drive, "dataset.json").is_file():
+        check_morphable_model(
+            FitDataset(args.drive).meta.get("model"),
+            models.experiment.morphable_model.model_dump(mode="json"),
+            found_from=f"--drive {args.drive}",
+            expected_from="the avatar's model checkpoint",
+        )
     driving = fitted_frames(args.drive).to(device)
     expression_uv = driving.expression_uv
     if avatar.identity is not None and driving.expression is not None:
@@ -116,6 +125,14 @@ def _driven(args: argparse.Namespace, models, avatar, device):
 
         registry = cli_registry()
         model = registry.create("morphable_model", models.experiment.morphable_model)
+        check_morphable_model(
+            None,
+            models.experiment.morphable_model.name,
+            found_from=f"the avatar {args.avatar}",
+            expected_from="its checkpoint",
+            identity_size=int(avatar.identity.shape[-1]),
+            expected_identity_size=model.n_identity,
+        )
         rasterizer = registry.create("rasterizer", models.experiment.rasterizer)
         identity = avatar.identity[:1].cpu().expand(len(driving), -1)
         eyes = driving.eyes.cpu() if driving.eyes is not None else None

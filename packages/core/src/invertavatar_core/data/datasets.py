@@ -54,6 +54,8 @@ __all__ = [
     "FitDatasetWriter",
     "FittedFrame",
     "InvertAvatarDataset",
+    "MorphableModelMismatchError",
+    "check_morphable_model",
     "input_key",
     "open_dataset",
 ]
@@ -90,6 +92,50 @@ _COEFFICIENTS = ("identity", "expression", "eyes")
 
 class DatasetFormatError(UserError, ValueError):
     """A dataset folder or one of its files is not what its layout promises."""
+
+
+class MorphableModelMismatchError(UserError, ValueError):
+    """Coefficients fitted with one morphable model offered to another (an ICT fit driving a procedural avatar)."""
+
+
+def _model_name(model: Mapping[str, Any] | str | None) -> str | None:
+    if model is None or isinstance(model, str):
+        return model
+    name = model.get("name")
+    return None if name is None else str(name)
+
+
+def check_morphable_model(
+    found: Mapping[str, Any] | str | None,
+    expected: Mapping[str, Any] | str,
+    *,
+    found_from: str,
+    expected_from: str,
+    identity_size: int | None = None,
+    expected_identity_size: int | None = None,
+) -> None:
+    """Refuse coefficients of one morphable model where another's are needed, naming both.
+
+    ``found`` and ``expected`` are morphable-model configs (as ``dataset.json`` records them under
+    ``model``) or bare registry names; ``found_from`` / ``expected_from`` say where each comes from
+    (e.g. ``"driving fit drive/"``, ``"the avatar's model runs/s3"``). A ``found`` of None (a
+    dataset that records no model) passes. With both identity sizes given, a different number of
+    identity coefficients (e.g. ICT with another ``identity_modes``) is refused too.
+
+    Raises:
+        MorphableModelMismatchError: the models differ.
+    """
+    have, want = _model_name(found), _model_name(expected)
+    if have is not None and want is not None and have != want:
+        raise MorphableModelMismatchError(
+            f"{found_from} was fitted with morphable model {have!r} but {expected_from} uses {want!r}; "
+            f"their coefficients do not mean the same thing: fit it again with --model {want}"
+        )
+    if identity_size is not None and expected_identity_size is not None and identity_size != expected_identity_size:
+        raise MorphableModelMismatchError(
+            f"{found_from} has {identity_size} identity coefficients but {expected_from} (model {want!r}) has "
+            f"{expected_identity_size}; they were fitted with differently configured models"
+        )
 
 
 def _read_json(path: Path) -> Any:

@@ -87,7 +87,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--every", type=int, default=1, help="use every k-th video frame")
     parser.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video")
-    parser.add_argument("--steps", type=int, default=None, help="optimisation steps per batch of video frames")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimisation steps per batch of video frames (default 200); photos and the frames that fix a "
+        "video's identity get 2.5x N (default 500)",
+    )
     parser.add_argument(
         "--face-index",
         type=int,
@@ -100,6 +107,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--keep-flagged",
         action="store_true",
         help="also write frames the fit's quality check flags (skipped by default; report.csv lists them)",
+    )
+    parser.add_argument(
+        "--jitter-baseline",
+        action="store_true",
+        help="fit each video a second time without temporal terms and print its jitter too "
+        "(what the smoothing removes; doubles the fitting time)",
     )
     add_device_argument(parser)
     add_progress_argument(parser)
@@ -155,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         face_index=args.face_index,
         keep_flagged=args.keep_flagged,
+        jitter_baseline=args.jitter_baseline,
         device=args.device,
         progress=not args.no_progress,
     )
