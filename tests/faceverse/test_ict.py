@@ -10,7 +10,7 @@ import torch
 from invertavatar_core.cli import main
 from invertavatar_core.geometry.triplane_space import face_window
 from invertavatar_core.plugin.protocols import MorphableModel
-from invertavatar_faceverse.ict import IctFaceModel, IctFaceModelConfig, load_ict_arrays
+from invertavatar_faceverse.ict import NPZ_KEYS, IctFaceModel, IctFaceModelConfig, load_ict_arrays
 from invertavatar_faceverse.landmark_correspondence import load_mediapipe_canonical, similarity_transform
 from invertavatar_faceverse.model_files import ModelFileError
 
@@ -83,6 +83,27 @@ def test_without_canonical_mesh_only_anchors_are_valid(ict_dir):
 def test_missing_path_names_the_file(tmp_path):
     with pytest.raises(ModelFileError, match="missing.npz"):
         IctFaceModel(IctFaceModelConfig(path=tmp_path / "missing.npz"))
+
+
+def test_the_shared_assets_folder_layout_loads(ict_dir, tmp_path):
+    """``--model ict:FOLDER`` with a folder that holds the converted npz (and vertex_indices.json) beside it."""
+    model = IctFaceModel(IctFaceModelConfig(path=ict_dir, identity_modes=4))
+    assert model.n_identity == 4 and model.n_expression == 53 and model.expression_names[26] == "jawOpen"
+    # Any one npz in a folder of our own, the iBUG anchors from the vertex_indices.json beside it.
+    folder = tmp_path / "ict"
+    folder.mkdir()
+    np.savez(folder / "my_ict.npz", **{key: np.zeros(2) for key in NPZ_KEYS})
+    (folder / "vertex_indices.json").write_text(json.dumps({"idx_to_landmark_verts": list(range(68))}))
+    arrays = load_ict_arrays(folder)
+    assert set(NPZ_KEYS) <= set(arrays) and list(arrays["landmarks_ibug68"]) == list(range(68))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelFileError, match="generic_neutral_mesh.obj is missing"):
+        load_ict_arrays(empty)
+    (empty / "generic_neutral_mesh.obj").write_text("v 0 0 0\n")
+    (empty / "vertex_indices.json").write_text(json.dumps({"expressions": []}))
+    with pytest.raises(ModelFileError, match="no identity000.obj found.*converted .npz"):
+        load_ict_arrays(empty)
 
 
 @pytest.mark.slow

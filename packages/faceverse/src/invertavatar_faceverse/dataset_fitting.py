@@ -589,13 +589,14 @@ def _fit(source: _Source, key: str, track, ctx: _Context):
             if source.kind == "folder":  # photos of one person: one identity, no temporal terms
                 result = fitting_module.fit_images(ctx.face_model, points, ctx.resolution, config)
             else:
-                result = fitting_module.fit_video(ctx.face_model, points, ctx.resolution, config)
+                step = {"frame_step": ctx.every}  # the temporal terms are per frame of the video
+                result = fitting_module.fit_video(ctx.face_model, points, ctx.resolution, config, **step)
                 if ctx.jitter_baseline and len(numbers) > 1:
                     # The same fit with every temporal term off: the jitter the smoothing removes.
                     off = {name: 0.0 for name in TEMPORAL_TERMS if name in type(config).model_fields}
                     ctx.say(f"{source.name}: fitting again without temporal terms, for the jitter baseline")
                     baseline = fitting_module.fit_video(
-                        ctx.face_model, points, ctx.resolution, config.model_copy(update=off)
+                        ctx.face_model, points, ctx.resolution, config.model_copy(update=off), **step
                     )
                     extra["baseline.expression"] = baseline.expression
                     extra["baseline.camera"] = baseline.camera
@@ -605,12 +606,15 @@ def _fit(source: _Source, key: str, track, ctx: _Context):
     return result, numbers, boxes, crop_points, outside, extra
 
 
-def _quality(result, count: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """Per-frame ``(flag codes, reasons)`` of a fit's quality check (``FitResult.quality``)."""
+def _quality(result, count: int) -> list[tuple[tuple[str, ...], tuple[str, ...], bool]]:
+    """Per-frame ``(flag codes, reasons, ok)`` of a fit's quality check (``FitResult.quality``).
+
+    ``ok`` is False when a flag marks the fit as unreliable; notes (a weight at its bound) leave it True.
+    """
     quality = getattr(result, "quality", None) or ()
     if len(quality) != count:
-        return [((), ())] * count
-    return [(tuple(q.flags), tuple(q.reasons)) for q in quality]
+        return [((), (), True)] * count
+    return [(tuple(q.flags), tuple(q.reasons), bool(q.ok)) for q in quality]
 
 
 def _render(ctx: _Context, result, rows: list[int], crops, landmarks):
@@ -809,13 +813,13 @@ def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
             row.yaw, row.pitch, row.roll = (float(a) for a in angles[k])
             row.landmark_yaw = "" if landmark_yaw is None else float(landmark_yaw[k])
             row.expression_max = float(result.expression[k].max()) if result.expression.shape[1] else ""
-            flags, reasons = quality[k]
+            flags, reasons, ok = quality[k]
             row.flags = ";".join(flags)
             if not math.isfinite(float(error_rel[k])) or float(error_rel[k]) > limit:
                 row.reason = (
                     f"fit failed (landmark error {float(error_rel[k]):.1%} of the face size, limit {limit:.0%})"
                 )
-            elif flags and not ctx.keep_flagged:
+            elif not ok and not ctx.keep_flagged:
                 row.reason = f"flagged: {', '.join(flags)} ({'; '.join(reasons)})"
             else:
                 usable.append(k)

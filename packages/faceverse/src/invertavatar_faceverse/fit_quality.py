@@ -4,18 +4,20 @@ A landmark fit can converge to the wrong answer with a small reprojection error:
 at 55 degrees instead of 85 matches the landmarks to 2-3 % of the face size, because the
 landmarks it gets wrong are the ones a detector only guesses. The checks below look for such
 frames instead of trusting the error alone. Each flag has a code (machine-readable, for
-per-frame reports) and a reason (one sentence for people):
+per-frame reports) and a reason (one sentence for people). The first three mark the fit of the
+frame as unreliable (:attr:`FrameQuality.ok` is False); the last two are notes (the model ran out
+of range there; the frame is kept):
 
 - ``yaw_mismatch``: the fitted yaw differs by more than ``max_yaw_gap`` degrees from the yaw the
   landmarks imply on their own (:func:`invertavatar_faceverse.landmark_pose.landmark_yaw`: a
   closed-form fit of the rigid landmarks of the side turned towards the camera);
 - ``high_error``: the mean reprojection error exceeds ``max_error`` of the face size (well
   below the limit at which the fit is called diverged);
+- ``few_landmarks``: fewer than ``min_landmarks`` of the model's valid landmarks were seen and used;
 - ``expression_at_bound``: an expression weight sits at the top of its documented range, where
   the model ran out of room to follow the landmarks;
 - ``identity_at_bound``: an identity coefficient beyond ``max_identity`` standard deviations,
-  a face the model's statistics call implausible;
-- ``few_landmarks``: fewer than ``min_landmarks`` of the model's valid landmarks were seen and used.
+  a face the model's statistics call implausible.
 
 :func:`frame_jitter` measures the frame-to-frame change of expression weights and head pose; on
 a still stretch of video that is noise, and ``invertavatar`` commands print it.
@@ -30,10 +32,20 @@ from pydantic import BaseModel, ConfigDict
 from invertavatar_core.geometry.cameras import split_camera
 from invertavatar_core.tensor_types import Float, Tensor
 
-__all__ = ["QUALITY_FLAGS", "FrameQuality", "Jitter", "QualityConfig", "assess_frames", "frame_jitter"]
+__all__ = [
+    "FAILURE_FLAGS",
+    "QUALITY_FLAGS",
+    "FrameQuality",
+    "Jitter",
+    "QualityConfig",
+    "assess_frames",
+    "frame_jitter",
+]
 
-QUALITY_FLAGS = ("yaw_mismatch", "high_error", "expression_at_bound", "identity_at_bound", "few_landmarks")
+QUALITY_FLAGS = ("yaw_mismatch", "high_error", "few_landmarks", "expression_at_bound", "identity_at_bound")
 """Every flag code a :class:`FrameQuality` may carry."""
+FAILURE_FLAGS = ("yaw_mismatch", "high_error", "few_landmarks")
+"""The flags that mark a frame's fit as unreliable (the others are notes)."""
 
 
 class QualityConfig(BaseModel):
@@ -51,7 +63,7 @@ class QualityConfig(BaseModel):
     """An expression weight within this of its upper bound counts as at the bound."""
     max_identity: float = 3.5
     """Identity coefficients (in standard deviations) beyond this are flagged."""
-    min_landmarks: float = 0.4
+    min_landmarks: float = 0.3
     """Fraction of the model's valid landmarks that must carry weight in the fit."""
 
 
@@ -64,8 +76,8 @@ class FrameQuality:
 
     @property
     def ok(self) -> bool:
-        """True when no check flagged the frame."""
-        return not self.flags
+        """False when a flag of :data:`FAILURE_FLAGS` marks the fit as unreliable (notes alone leave it True)."""
+        return not any(flag in FAILURE_FLAGS for flag in self.flags)
 
     def as_dict(self) -> dict:
         """``{"ok": bool, "flags": [...], "reasons": [...]}`` for a JSON report."""
@@ -111,6 +123,10 @@ def assess_frames(
         if not math.isfinite(err) or err > config.max_error:
             flags.append("high_error")
             reasons.append(f"reprojection error {err:.1%} of the face size (limit {config.max_error:.0%})")
+        share = float(used[t])
+        if share < config.min_landmarks:
+            flags.append("few_landmarks")
+            reasons.append(f"only {share:.0%} of the landmarks were usable (limit {config.min_landmarks:.0%})")
         if expression_max is not None and expression.shape[1]:
             top = expression[t] >= expression_max - config.bound_tolerance
             if bool(top.any()):
@@ -125,10 +141,6 @@ def assess_frames(
                 reasons.append(
                     f"identity coefficient at {peak:.1f} standard deviations (limit {config.max_identity:g})"
                 )
-        share = float(used[t])
-        if share < config.min_landmarks:
-            flags.append("few_landmarks")
-            reasons.append(f"only {share:.0%} of the landmarks were usable (limit {config.min_landmarks:.0%})")
         out.append(FrameQuality(tuple(flags), tuple(reasons)))
     return tuple(out)
 

@@ -6,7 +6,8 @@ the expression UV render of the fitted coefficients needs no pose at all. Projec
 :func:`invertavatar_core.geometry.cameras.project_points`.
 
 Loss per frame: ``1e3 x`` the region-weighted mean squared landmark error in units of the image
-size (lips 5, eyes 50, brows 5, irises 5, others 1) ``+ 3e-3 |id|^2 + 1e-3 |exp|^2``; for videos
+size (lips 5, eyes 50, brows 5, irises 5, others 1; ours: jaw line 5) ``+ 3e-3 |id|^2 + 1e-3 |exp|^2``
+(each expression scaled by ``model.expression_prior_scale`` when a model has one); for videos
 ``+ 0.1 |d rot|^2 + 0.1 |d trans|^2`` to the previous frame, averaged over frames. Adam with lr
 5e-2 for the first frame(s), 1e-2 afterwards, betas (0.8, 0.95), switching to lr 1e-3, betas
 (0.5, 0.9) after 60% of the steps. These are the released tracker's settings
@@ -159,7 +160,7 @@ class FitResult:
     ``weights (T, 478)`` each landmark's weight in the final loss (0: invalid for the model,
     outside the image or hidden from the camera), ``landmark_yaw (T,)`` the yaw in degrees the
     landmarks imply on their own, ``quality`` one :class:`~invertavatar_faceverse.fit_quality.FrameQuality`
-    per frame (flags and reasons; ``flagged`` lists the frames with any).
+    per frame (flags and reasons; ``flagged`` lists the frames whose fit they call unreliable).
     """
 
     identity: Tensor
@@ -185,7 +186,7 @@ class FitResult:
 
     @property
     def flagged(self) -> list[int]:
-        """Indices of the frames with a quality flag."""
+        """Indices of the frames whose fit a quality flag calls unreliable (``not quality[t].ok``)."""
         return [t for t, q in enumerate(self.quality) if not q.ok]
 
 
@@ -306,9 +307,10 @@ def _loss_terms(model, landmarks, weights, size, identity, expression, eyes, pos
     diff = (projected - landmarks) / size
     per_frame = (weights * diff.square().sum(-1)).sum(1) / weights.sum(1).clamp_min(1e-9)
     landmark = config.landmark_weight * per_frame.mean()
+    prior = getattr(model, "expression_prior_scale", None)
+    squares = expression.square() if prior is None else expression.square() * prior.to(expression)
     regular = (
-        config.identity_weight * identity.square().sum(-1).mean()
-        + config.expression_weight * expression.square().sum(-1).mean()
+        config.identity_weight * identity.square().sum(-1).mean() + config.expression_weight * squares.sum(-1).mean()
     )
     if eyes is not None:
         regular = regular + config.eye_weight * eyes.square().sum(-1).mean()
@@ -562,12 +564,16 @@ def fit_video(
     config: FittingConfig | None = None,
     *,
     identity_frames: int | None = None,
+    frame_step: int = 1,
 ) -> FitResult:
     """Fit ``(T, 478, 2)`` landmarks (pixels of square ``image_size`` frames) of one identity.
 
     ``identity_frames`` (default ``config.identity_frames``) frames spread over the video fix the
     identity; when it covers every frame, all frames are fitted jointly with no temporal term
-    (several photos, see :func:`fit_images`).
+    (several photos, see :func:`fit_images`). ``frame_step`` is the number of source frames
+    between consecutive landmark frames (``fit --every k``): the smoothness weights assume
+    consecutive frames and are loosened accordingly (first differences by ``1 / k``, the
+    acceleration term by ``1 / k^3``, as for a randomly drifting motion).
 
     Raises:
         LandmarkInputError: wrong shape, or a frame with most landmarks outside the image.
@@ -577,12 +583,12 @@ def fit_video(
     landmarks = landmarks.float()
     _check_landmarks(landmarks, image_size, config)
     if landmarks.device.type != "cpu":
-        return _fit(model, landmarks, image_size, config, identity_frames)
+        return _fit(model, landmarks, image_size, config, identity_frames, frame_step)
     # Thousands of tiny ops: on CPU one thread is several times faster than a contended pool.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fit(model, landmarks, image_size, config, identity_frames)
+        return _fit(model, landmarks, image_size, config, identity_frames, frame_step)
     finally:
         torch.set_num_threads(threads)
 
@@ -594,8 +600,23 @@ def _spread(count: int, total: int) -> Tensor:
     return torch.linspace(0, total - 1, count).round().long().unique()
 
 
-def _fit(model, landmarks: Tensor, image_size: int, config: FittingConfig, identity_frames: int | None) -> FitResult:
+def _fit(
+    model, landmarks: Tensor, image_size: int, config: FittingConfig, identity_frames: int | None, frame_step: int
+) -> FitResult:
     """:func:`fit_video` after the input checks."""
+    if frame_step < 1:
+        raise ValueError(f"frame_step: expected 1 or more, got {frame_step}")
+    if frame_step > 1:
+        k = float(frame_step)
+        config = config.model_copy(
+            update={
+                "rotation_smoothness": config.rotation_smoothness / k,
+                "translation_smoothness": config.translation_smoothness / k,
+                "expression_smoothness": config.expression_smoothness / k,
+                "eye_smoothness": config.eye_smoothness / k,
+                "pose_acceleration": config.pose_acceleration / k**3,
+            }
+        )
     dev, dt = landmarks.device, landmarks.dtype
     n = len(landmarks)
     base = _weights(model, landmarks, image_size, config)

@@ -17,7 +17,9 @@ class LinearFaceModel(nn.Module):
     Subclasses set ``n_eye`` (0 or 4) and, when the eyes turn in a different frame, override
     :meth:`eye_rotation`; they register the topology buffers ``_faces``, ``_uvs``,
     ``_face_mask``, ``_landmarks``, ``_landmark_valid`` and ``_to_canonical`` that the
-    MorphableModel properties below read.
+    MorphableModel properties below read. A subclass may register an ``expression_prior_scale``
+    buffer, ``(E,)``: the relative weight of each expression in the landmark fit's ``|exp|^2`` term
+    (1 for all when absent).
     """
 
     n_eye: int = 0

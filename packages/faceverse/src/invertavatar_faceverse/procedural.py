@@ -1029,7 +1029,7 @@ def _expressions() -> list[tuple[str, Field3]]:
         across = 1.0 - _smoothstep(h.mouth_half_width - 0.3, h.mouth_half_width + 2.7, np.abs(ctx.x0))
         region = across * _gauss(dy, -0.1, 1.4) * ctx.front
         round_ = np.clip(1.0 - (ctx.x0 / (h.mouth_half_width * 0.75)) ** 2, 0.0, None)
-        part = _lip_part(ctx, np.array([0.0, 0.4, 0.1]), np.array([0.0, -0.45, 0.1]), 0.8) * round_[:, None]
+        part = _lip_part(ctx, np.array([0.0, 0.15, 0.1]), np.array([0.0, -0.2, 0.1]), 0.5) * round_[:, None]
         return (
             _xyz(-0.4 * ctx.x0 * region, 0.0, 0.5 * region * lips(ctx) / max(float(lips(ctx).max()), 1e-9), n(ctx))
             + part
@@ -1097,6 +1097,7 @@ def _expressions() -> list[tuple[str, Field3]]:
 
 _IDENTITY_MODES = _identity_modes()
 _EXPRESSIONS = _expressions()
+_LIP_PARTING = ("upper_lip_up", "lower_lip_down")
 
 
 @functools.lru_cache(maxsize=4)
@@ -1113,7 +1114,8 @@ class ProceduralHeadModel(LinearFaceModel):
     """The generated head as a :class:`~invertavatar_core.plugin.protocols.MorphableModel`.
 
     ``identity: (B, 48)`` ~ N(0, 1) per named mode (``identity_names``); ``expression: (B, 25)``
-    blendshape weights in [0, 1] (``expression_names``); ``eyes: (B, 4)`` = (pitch, yaw) of the
+    blendshape weights in [0, 1] (``expression_names``; ``funnel`` is the rounded "O" mouth,
+    ``pucker`` the pressed-forward lips); ``eyes: (B, 4)`` = (pitch, yaw) of the
     right then the left eye in radians (pitch up, yaw towards the subject's left).
     The UV face island is ``[0.03, 0.97] x [0.05, 0.90]``; the face mask leaves out the inside of
     the lips; ``landmark_valid`` is all True with the MediaPipe canonical mesh, else the named
@@ -1148,6 +1150,14 @@ class ProceduralHeadModel(LinearFaceModel):
         )
         self.identity_names: tuple[str, ...] = data.identity_names
         self.expression_names: tuple[str, ...] = data.expression_names
+        # Lips part in speech mostly because the jaw drops; the shapes that part them on their own
+        # (a raised upper lip, a lowered lower lip, the O) cost the landmark fit 50x more, or it
+        # opens the lips of a talking head instead of its jaw (jaw_open stayed 0 in 65 % of the
+        # frames of a talking-head clip; docs/design/preprocessing.md).
+        prior = torch.ones(len(data.expression_names))
+        for name in _LIP_PARTING:
+            prior[data.expression_names.index(name)] = 50.0
+        self.register_buffer("expression_prior_scale", prior, persistent=False)
         if self.config.mediapipe_canonical is not None:
             self._align_landmarks(self.config.mediapipe_canonical)
 
