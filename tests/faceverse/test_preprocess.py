@@ -254,7 +254,7 @@ def test_an_interrupted_run_resumes_without_redoing_work(portraits, fit_calls, t
 
 
 @pytest.mark.assets
-def test_a_folder_is_one_person_and_exif_turned_photos_read_upright(portraits, fit_calls, tmp_path):
+def test_a_folder_is_one_person_and_exif_turned_photos_read_upright(portraits, fit_calls, tmp_path, capsys):
     from PIL import Image
 
     folder = tmp_path / "anna"
@@ -267,6 +267,7 @@ def test_a_folder_is_one_person_and_exif_turned_photos_read_upright(portraits, f
     (folder / "notes.txt").write_text("not a photo: ignored")
     out = tmp_path / "dataset"
     assert main(["preprocess", str(folder), "--out", str(out), *SMALL]) == 0
+    assert "anna: read upright, as their EXIF orientation asks: b.jpg" in capsys.readouterr().out
     assert fit_calls == [(2, {"identity_frames": 2})]  # both photos in one fit, one identity
     frames = FitDataset(out).sequence("anna")
     assert len(frames.image) == 2 and torch.equal(frames.identity[0], frames.identity[1])

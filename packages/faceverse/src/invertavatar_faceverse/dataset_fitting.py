@@ -78,7 +78,8 @@ class _Source:
     kind: str  # "video", "image" or "folder"
     files: tuple[Path, ...]
     frames: tuple[int, ...]  # used frame numbers of a video; positions in ``files`` otherwise
-    rotation: int = 0
+    rotation: int = 0  # a video's rotation flag, degrees
+    turned: tuple[str, ...] = ()  # photos whose EXIF orientation turns them
 
     def frame_name(self, number: int) -> str:
         return f"{number:05d}"
@@ -102,15 +103,18 @@ class _Source:
                 yield number, None
 
 
-def _probe_image(path: Path) -> None:
-    """Refuse a file that is not an image, naming it, before any work (reads the header only)."""
+def _probe_image(path: Path) -> bool:
+    """Refuse a file that is not an image, naming it, before any work; True when EXIF says to turn it.
+
+    Reads the header only.
+    """
     from PIL import Image, UnidentifiedImageError
 
     from invertavatar_core.io.media import ImageReadError
 
     try:
         with Image.open(path) as handle:
-            handle.size  # noqa: B018 - the header is parsed on open; a bad one raises above
+            return handle.getexif().get(0x0112, 1) not in (0, 1)  # EXIF Orientation; 1 is upright
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"{path}: not a readable image ({exc})") from None
 
@@ -127,9 +131,8 @@ def _sources(inputs: Sequence[Path], every: int, max_frames: int | None) -> list
             )
             if not files:
                 raise UserError(f"{path}: no photos in the folder (looked for {', '.join(IMAGE_SUFFIXES)})")
-            for file in files:
-                _probe_image(file)
-            sources.append(_Source(path.name, path, "folder", tuple(files), tuple(range(len(files)))))
+            turned = tuple(file.name for file in files if _probe_image(file))
+            sources.append(_Source(path.name, path, "folder", tuple(files), tuple(range(len(files))), turned=turned))
         elif not path.is_file():
             raise UserError(f"input not found: {path}")
         elif path.suffix.lower() in VIDEO_SUFFIXES:
@@ -139,8 +142,8 @@ def _sources(inputs: Sequence[Path], every: int, max_frames: int | None) -> list
                 raise UserError(f"{path}: the video has no frames")
             sources.append(_Source(path.stem, path, "video", (path,), used, info.rotation))
         else:
-            _probe_image(path)
-            sources.append(_Source(path.stem, path, "image", (path,), (0,)))
+            turned = (path.name,) if _probe_image(path) else ()
+            sources.append(_Source(path.stem, path, "image", (path,), (0,), turned=turned))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise UserError("inputs must have distinct names (each becomes a sequence named after its file or folder)")
@@ -785,6 +788,8 @@ def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
         writer.begin_sequence(source.name, keys["dataset"])
     if source.rotation:
         ctx.say(f"{source.name}: the video asks to be turned {source.rotation} degrees; frames are read upright")
+    if source.turned:
+        ctx.say(f"{source.name}: read upright, as their EXIF orientation asks: {_frame_list(source.turned)}")
 
     track = _track(source, keys["track"], ctx)
     if not track.found():
