@@ -11,12 +11,13 @@ named after it, written in the layout of ``docs/dataset-layout.md``. Per sequenc
    and skipped frames do not stretch the smoothing;
 3. the morphable model is fitted to the landmarks, mapped into each frame's crop
    (:mod:`invertavatar_faceverse.fitting`; a folder's photos share one identity); a frame whose
-   landmark error exceeds the fit's limit is skipped and reported;
+   landmark error exceeds the fit's limit, or whose fit the quality check calls unreliable
+   (:mod:`invertavatar_faceverse.fit_quality`), is skipped and reported;
 4. **pass 2** decodes the frames again, crops them and writes the crops, EG3D cameras,
-   expression UV renders, UV unwraps, coefficients and overlays: rendering in small batches, the
-   files written by a second thread while the next batch renders.
+   expression UV renders, UV unwraps, coefficients and overlays: small batches rendered in two
+   threads, the files written in time order by a third.
 
-Memory holds one batch of frames, never the video. Both passes are kept in the dataset folder
+Memory holds a few batches of frames, never the video. Both passes are kept in the dataset folder
 (:mod:`invertavatar_faceverse.preprocess_state`) under content keys of the input files and the
 settings (:func:`invertavatar_core.data.datasets.input_key`), and frames already written are
 kept, so an interrupted run resumes where it stopped and nothing stale is reused. A per-frame
@@ -53,6 +54,8 @@ RENDER_BATCH = 4
 """Frames rendered together in pass 2 (bounds memory; amortises the rasteriser's per-call cost)."""
 RENDER_THREADS = 2
 """Batches rendered at once in pass 2 (each in its own thread, one torch thread each)."""
+FOLLOW_PATIENCE = 25
+"""Used frames without the followed face after which a video's face is chosen again by size."""
 TRACK_SAVE_EVERY = 250
 """Pass 1 saves its track this often (frames), so an interruption loses at most this much detection."""
 INDEX_EVERY = 25
@@ -473,6 +476,7 @@ def _track(source: _Source, key: str, ctx: _Context):
     if source.kind == "video" and track.found():
         follow = track.landmarks[track.found()[-1]]
     told = any(f > 1 for f in track.faces)
+    misses = 0
     bar = tqdm(
         total=len(source.frames),
         initial=len(done),
@@ -489,7 +493,15 @@ def _track(source: _Source, key: str, ctx: _Context):
                     found = ctx.finder.find(frame, ctx.face_index, follow)
                 track.add(number, found.landmarks, found.faces, found.reason or "")
                 if found.landmarks is not None and source.kind == "video":
-                    follow = found.landmarks
+                    follow, misses = found.landmarks, 0
+                elif follow is not None:
+                    misses += 1
+                    if misses == FOLLOW_PATIENCE:  # gone for good: choose again, by size
+                        follow = None
+                        ctx.say(
+                            f"{source.name}: the face followed was not seen for {misses} frames; "
+                            f"choosing again from {source.describe(number)} on"
+                        )
                 if found.faces > 1 and not told and found.landmarks is not None:
                     which = (
                         "the largest" if ctx.face_index == 0 else f"number {ctx.face_index} by size (0 is the largest)"
