@@ -1,4 +1,4 @@
-"""``invertavatar synth-heads`` and ``invertavatar fit`` write readable datasets; registrations."""
+"""``invertavatar synth-heads`` and ``invertavatar preprocess`` write readable datasets; registrations."""
 
 import importlib.util
 

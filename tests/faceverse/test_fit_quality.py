@@ -48,7 +48,7 @@ def _landmarks(model, rasterizer, identity, expression, camera, noise=0.5, seed=
     )
 
 
-@pytest.mark.parametrize("degrees", [80.0, 88.0])
+@pytest.mark.parametrize("degrees", [85.0])
 def test_profiles_keep_their_yaw_and_a_wrong_fit_is_flagged(head, rasterizer, degrees):
     identity = 0.5 * torch.randn(1, head.n_identity, generator=torch.Generator().manual_seed(int(degrees)))
     camera = look_at_camera(math.radians(degrees), 0.05)

@@ -170,6 +170,8 @@ def test_real_photos_fit_within_two_percent(assets_dir, tmp_path):
         result = fit_image(ict, landmarks, 512)
         error = float(result.relative_error[0])
         assert error <= 0.02, f"{photo.name}: {error:.2%} of the face size"  # measured 1.2-1.4%
+        assert result.quality[0].ok, (photo.name, result.quality[0].reasons)  # frontal portraits: no failure flag
+        assert abs(float(result.yaw[0] - result.landmark_yaw[0])) < 10.0
         verts = canonical_vertices(ict, result.identity, result.expression)
         shaded, mask = render_mesh(rasterizer, verts, ict.faces, result.camera, 512)
         overlay = crop * (1 - 0.6 * mask[0]) + shaded[0] * 0.6 * mask[0]

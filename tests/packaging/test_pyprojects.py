@@ -36,13 +36,15 @@ def test_siblings_depend_on_core_with_a_range():
 def test_core_all_extra_pulls_every_sibling_and_core_has_no_hard_cycle():
     core = PACKAGES["core"]["project"]
     extras = core["optional-dependencies"]
-    # Everything the README workflow needs, `fit`'s landmark detector (the mediapipe extra) included.
+    # Everything the README workflow needs, `fit`'s landmark detector (the mediapipe extra) and
+    # mesh export (the export extra) included.
     assert extras["all"] == [
-        "invertavatar-core[prior-next3d,encoders,aggregators,faceverse]",
+        "invertavatar-core[prior-next3d,encoders,aggregators,faceverse,export]",
         "invertavatar-faceverse[mediapipe]>=0.1,<0.2",
     ]
     for name in SIBLINGS:
         assert extras[name] == [f"invertavatar-{name}>=0.1,<0.2"]
+    assert extras["export"] == ["scikit-image>=0.19"]
     assert not [d for d in core["dependencies"] if d.startswith("invertavatar-")]
 
 

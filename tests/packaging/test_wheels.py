@@ -59,6 +59,28 @@ def test_every_wheel_carries_the_licence_types_and_metadata(wheels):
         assert any(url.startswith("Paper, https://") for url in meta.get_all("Project-URL")), dist
 
 
+@pytest.mark.slow
+def test_a_model_in_the_pretrained_slot_ships_in_the_core_wheel(tmp_path):
+    # A copy of packages/core with a (fake, byte-sized) model folder in the slot, as the coordinator ships one.
+    import shutil
+
+    from invertavatar_core.pretrained import DEFAULT_MODEL
+
+    source = tmp_path / "core"
+    shutil.copytree(ROOT / "packages" / "core", source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    slot = source / "src" / "invertavatar_core" / "pretrained" / DEFAULT_MODEL
+    files = ["config.json", "prior/config.json", "prior/model.safetensors", "encoders/latent/model.safetensors"]
+    for name in files:
+        (slot / name).parent.mkdir(parents=True, exist_ok=True)
+        (slot / name).write_bytes(name.encode())
+    out = tmp_path / "wheel"
+    _pip("wheel", "--quiet", "--no-deps", "-w", str(out), str(source), cwd=tmp_path)
+    (wheel,) = out.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {n: archive.read(n) for n in archive.namelist() if f"pretrained/{DEFAULT_MODEL}/" in n}
+    assert shipped == {f"invertavatar_core/pretrained/{DEFAULT_MODEL}/{n}": n.encode() for n in files}
+
+
 def _link_third_party(venv: Path) -> None:
     """Make this interpreter's third-party packages (not ours) importable in ``venv`` through symlinks."""
     here = Path(sysconfig.get_paths()["purelib"])
@@ -101,7 +123,16 @@ def test_core_all_from_the_wheels_runs_fit_on_a_portrait(wheels, assets_dir, tmp
     assert str(venv) in where and str(ROOT) not in where
     out = tmp_path / "fit"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    argv = ["fit", str(photo), "--out", str(out), "--model", "procedural", "--mediapipe-canonical", str(canonical)]
+    argv = [
+        "preprocess",
+        str(photo),
+        "--out",
+        str(out),
+        "--model",
+        "procedural",
+        "--mediapipe-canonical",
+        str(canonical),
+    ]
     done = subprocess.run(
         [str(venv / "bin" / "invertavatar"), *argv, "--resolution", "128", "--uv-resolution", "32"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,

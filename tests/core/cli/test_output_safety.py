@@ -42,6 +42,7 @@ def _argv(command: str, out: str) -> list[str]:
         "demo": ["demo", "--out", out, "--no-progress", "--device", "cpu"],
         "reconstruct": ["reconstruct", "--checkpoint", "run", "--source", "photo.png", "--out", out, "--overwrite"],
         "render": ["render", "--avatar", "avatar", "--orbit", "--out", out],
+        "export": ["export", "--avatar", "avatar", "--out", out],
         "preprocess": ["preprocess", "photo.png", "--out", out],
         "train": ["train", "oneshot", "--config", "exp.yaml", "--out", out, "--no-progress"],
         "evaluate": ["evaluate", "--config", "exp.yaml", "--out", out, "--no-progress"],
@@ -50,7 +51,7 @@ def _argv(command: str, out: str) -> list[str]:
     }[command]
 
 
-COMMANDS = ["demo", "reconstruct", "render", "preprocess", "train", "evaluate", "sweep", "synth-heads"]
+COMMANDS = ["demo", "reconstruct", "render", "export", "preprocess", "train", "evaluate", "sweep", "synth-heads"]
 CASES = {
     "current-folder": (".", "current folder"),
     "parent-is-a-file": ("notes.txt/out", "notes.txt is a file, not a folder"),

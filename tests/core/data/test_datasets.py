@@ -1,4 +1,4 @@
-"""Dataset readers: the layout ``invertavatar fit`` writes, and the official InvertAvatar layout."""
+"""Dataset readers: the layout ``invertavatar preprocess`` writes, and the official InvertAvatar layout."""
 
 import dataclasses
 import json

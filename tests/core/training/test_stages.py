@@ -107,6 +107,18 @@ def test_stage3_needs_an_aggregator(full_registry, tmp_path):
         IncrementalStage(experiment, full_registry)
 
 
+def test_a_fine_stage_without_e_tex_trains_e_tri_alone(full_registry, tmp_path):
+    # The Table 3 ablation trained without the neural texture encoder (recipes/evaluation/README.md).
+    experiment = preset_experiment(
+        full_registry, "tiny", aggregator=None, encoders={"texture": None}, training=_training(tmp_path)
+    )
+    stage = OneShotStage(experiment, full_registry)
+    assert stage.models.texture is None and stage.trainable == ("static",)
+    decoder = [p for n, p in stage.models.static.named_parameters() if not n.startswith("trunk.")]
+    assert decoder and all(p.requires_grad for p in decoder) and stage.models.static.training
+    assert not any(p.requires_grad for p in stage.models.latent.parameters())
+
+
 def test_head_masked_image_l1_weighs_only_the_head_when_the_background_weight_is_zero():
     from invertavatar_core.training.stages.runner import image_l1
 
@@ -136,3 +148,20 @@ def test_real_synthetic_frames_bring_their_head_masks_into_the_losses(full_regis
     assert 0.05 < float(frames.head_mask.mean()) < 0.9
     scalars = train_latent(experiment, full_registry, progress=False)  # step 1 is a real batch
     assert torch.isfinite(torch.tensor(scalars["l1"]))
+
+
+def test_stage1_w_code_term_pulls_codes_to_the_synthetic_ones(full_registry, tmp_path):
+    # Only the w_code term (off by default, the paper has none): the logged error must fall.
+    losses = {"l1": 0.0, "lpips": 0.0, "id": 0.0, "latent_adv": 0.0, "w_delta": 0.0, "w_code": 1.0}
+    experiment = preset_experiment(
+        full_registry,
+        "tiny",
+        aggregator=None,
+        training={**_training(tmp_path / "s1"), "steps": 8, "log_every": 4, "lr": 3e-3, "stage1_losses": losses},
+    )
+    assert preset_experiment(full_registry, "tiny").training.stage1_losses.w_code == 0.0
+    train_latent(experiment, full_registry, progress=False)
+    lines = (tmp_path / "s1" / "log.csv").read_text().splitlines()
+    column = lines[0].split(",").index("w_code")
+    values = [float(line.split(",")[column]) for line in lines[1:]]
+    assert len(values) == 2 and values[-1] < 0.6 * values[0]

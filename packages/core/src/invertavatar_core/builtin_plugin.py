@@ -12,7 +12,8 @@ __all__: list[str] = [
 
 @hookimpl
 def invertavatar_register_inverters(registrar) -> None:
-    """Register our inverter and the baselines of Tables 1-2 (``per_frame_mean``, ``pti``)."""
+    """Register our inverter, the baselines of Tables 1-2 (``per_frame_mean``, ``pti``) and ``copy_source``."""
+    from invertavatar_core.inversion.inverters.copy_source import CopySourceInverterConfig, build_copy_source_inverter
     from invertavatar_core.inversion.inverters.incremental import IncrementalInverterConfig, build_incremental_inverter
     from invertavatar_core.inversion.inverters.per_frame_mean import (
         PerFrameMeanInverterConfig,
@@ -38,6 +39,12 @@ def invertavatar_register_inverters(registrar) -> None:
         PTIInverterConfig,
         description="baseline Next3D-PTI (Tables 1-2): optimise w+, then fine-tune the prior around it",
         tiny={"w_steps": 2, "tune_steps": 2, "progress": False},
+    )
+    registrar.add(
+        "copy_source",
+        build_copy_source_inverter,
+        CopySourceInverterConfig,
+        description="baseline: the first source frame, unchanged, as every output (evaluation only)",
     )
 
 
@@ -75,7 +82,7 @@ def invertavatar_register_evaluation_protocols(registrar) -> None:
 
 @hookimpl
 def invertavatar_register_metrics(registrar) -> None:
-    """Register the evaluation metrics of the paper (Sec. 4.1) and MS-SSIM (fallback perceptual loss)."""
+    """Register the paper's evaluation metrics (Sec. 4.1), MS-SSIM (fallback perceptual loss) and head-masked ones."""
     from invertavatar_core.evaluation import metrics as m
 
     registrar.add("psnr", m.PSNR, m.PSNRConfig, description="peak signal-to-noise ratio in dB, per image, capped")
@@ -97,6 +104,22 @@ def invertavatar_register_metrics(registrar) -> None:
         description="average keypoint distance of MediaPipe landmarks (needs invertavatar-faceverse[mediapipe])",
     )
     registrar.add("fid", m.FID, m.FIDConfig, description="Frechet Inception distance, user-supplied Inception-v3")
+    registrar.add(
+        "head_psnr", m.HeadPSNR, m.HeadPSNRConfig, description="PSNR in dB over the target's head mask (synthetic data)"
+    )
+    registrar.add(
+        "head_ms_ssim",
+        m.HeadMSSSIM,
+        m.HeadMSSSIMConfig,
+        description="MS-SSIM with both images flat outside the target's head mask",
+        tiny={"window_size": 3},
+    )
+    registrar.add(
+        "head_lpips",
+        m.HeadLPIPS,
+        m.HeadLPIPSConfig,
+        description="LPIPS with both images flat outside the target's head mask; user-supplied weights",
+    )
 
 
 @hookimpl

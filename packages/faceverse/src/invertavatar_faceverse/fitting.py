@@ -79,16 +79,17 @@ class FittingConfig(BaseModel):
     pose_acceleration: float = 10.0
     """Weight of ``|x_(t+1) - 2 x_t + x_(t-1)|^2`` for rotation and translation in videos, per frame
     (ours). The released tracker starts every frame from its predecessor's solution, which smooths
-    by itself; batched frames do not, and a still head's rotation then jitters by 0.47 deg per
-    frame with 1 px of landmark noise. Raising the first-difference weights instead holds back
-    real turns (at 3, a 86 deg/s turn over 6 frames loses 3-4 deg at its ends); this
-    second-difference term leaves steady motion alone. benchmarks/fit_quality.py."""
+    by itself; batched frames do not, and a still head's rotation then jitters by 0.45 deg per frame
+    with 1 px of landmark noise (0.06 deg with this term). Raising the first-difference weights
+    instead holds real turns back (at 3, a 86 deg/s turn over 6 frames loses 3-4 deg at its ends);
+    second differences leave steady motion alone (a 33 deg/s turn: yaw RMS 0.82 deg, 0.86 without).
+    benchmarks/fit_quality.py."""
     expression_smoothness: float = 0.05
     """Weight of ``|exp_t - exp_(t-1)|^2`` in videos, per frame (ours; the released tracker has
     none). On a still synthetic clip with 1 px landmark noise it cuts the mean frame-to-frame
-    change of the weights from 0.030 to 0.0036 while a jaw opening and closing at 4 Hz (speech
-    rate, 25 fps) is followed as well as without it (RMS 0.067); 0.1 and 0.2 start to flatten it
-    (RMS 0.080, 0.098). benchmarks/fit_quality.py."""
+    change of the weights from 0.028 to 0.0036 (largest 0.26 to 0.04); a jaw opening and closing
+    at 4 Hz (fast speech, 25 fps) is followed with an RMS error of 0.036 instead of 0.028 (0.1:
+    0.046, 0.2: 0.064). benchmarks/fit_quality.py."""
     eye_smoothness: float = 0.05
     """Weight of ``|eyes_t - eyes_(t-1)|^2`` (radians) in videos, per frame (ours, as ``expression_smoothness``)."""
     regions: RegionWeights = RegionWeights()
@@ -344,6 +345,26 @@ def _temporal(sequence: Tensor, previous: Tensor | None, order: int = 1) -> Tens
     return torch.diff(sequence, n=order, dim=0).square().sum()
 
 
+def _smoothness(config: FittingConfig, frames: _Frames, previous: _Frames | None) -> Tensor:
+    """The temporal terms summed over a batch's frames (``previous``: the frames before the batch, detached)."""
+    zero = frames.expression.new_zeros(())
+
+    def term(now: Tensor | None, before: Tensor | None, order: int = 1) -> Tensor:
+        return zero if now is None else _temporal(now, None if before is None else before[-order:], order)
+
+    p = previous
+    rotation, translation = (None, None) if p is None else (p.pose.rotation, p.pose.translation)
+    total = config.rotation_smoothness * term(frames.pose.rotation, rotation)
+    total = total + config.translation_smoothness * term(frames.pose.translation, translation)
+    total = total + config.expression_smoothness * term(frames.expression, None if p is None else p.expression)
+    total = total + config.eye_smoothness * term(frames.eyes, None if p is None else p.eyes)
+    if config.pose_acceleration:
+        total = total + config.pose_acceleration * (
+            term(frames.pose.rotation, rotation, 2) + term(frames.pose.translation, translation, 2)
+        )
+    return total
+
+
 @dataclass
 class _Context:
     """What every stage of one fit shares."""
@@ -402,26 +423,7 @@ def _stage(
         )
         total = landmark + regular
         if temporal:
-            prev = previous
-            last = (
-                None
-                if prev is None
-                else _Frames(prev.expression, prev.eyes, _Pose(prev.pose.rotation[-1:], prev.pose.translation[-1:]))
-            )
-            smooth = config.rotation_smoothness * _temporal(rotation, None if last is None else last.pose.rotation)
-            smooth = smooth + config.translation_smoothness * _temporal(
-                translation, None if last is None else last.pose.translation
-            )
-            smooth = smooth + config.expression_smoothness * _temporal(
-                expression, None if last is None else last.expression
-            )
-            if eyes is not None:
-                smooth = smooth + config.eye_smoothness * _temporal(eyes, None if last is None else last.eyes)
-            if config.pose_acceleration:
-                smooth = smooth + config.pose_acceleration * (
-                    _temporal(rotation, None if prev is None else prev.pose.rotation, order=2)
-                    + _temporal(translation, None if prev is None else prev.pose.translation, order=2)
-                )
+            smooth = _smoothness(config, _Frames(expression, eyes, pose), previous)
             total = total + smooth / t  # per frame, as the landmark term
         if (step + 1) % config.visibility_every == 0:
             reweight(points, projected, camera)
@@ -606,15 +608,15 @@ def _fit(
     """:func:`fit_video` after the input checks."""
     if frame_step < 1:
         raise ValueError(f"frame_step: expected 1 or more, got {frame_step}")
-    if frame_step > 1:
-        k = float(frame_step)
+    if frame_step > 1:  # fewer, further-apart frames: each may change more (see fit_video)
+        gap = float(frame_step)
         config = config.model_copy(
             update={
-                "rotation_smoothness": config.rotation_smoothness / k,
-                "translation_smoothness": config.translation_smoothness / k,
-                "expression_smoothness": config.expression_smoothness / k,
-                "eye_smoothness": config.eye_smoothness / k,
-                "pose_acceleration": config.pose_acceleration / k**3,
+                "rotation_smoothness": config.rotation_smoothness / gap,
+                "translation_smoothness": config.translation_smoothness / gap,
+                "expression_smoothness": config.expression_smoothness / gap,
+                "eye_smoothness": config.eye_smoothness / gap,
+                "pose_acceleration": config.pose_acceleration / gap**3,
             }
         )
     dev, dt = landmarks.device, landmarks.dtype
@@ -686,7 +688,8 @@ def _fit(
             eyes,
             rotation=start_rotation[chunk],
         )
-        # The first-frame learning rate: each frame starts from a solution of another frame.
+        # The tracker's later-frame learning rate: every frame starts near its solution (the nearest
+        # identity frame's, turned as the landmarks say).
         _, frames, weights = _stage(
             ctx,
             landmarks[chunk],

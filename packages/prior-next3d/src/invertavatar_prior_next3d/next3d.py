@@ -20,6 +20,7 @@ tiny preset runs it at 8 pixels); :attr:`Next3DPrior.info` gives the actual shap
 
 from typing import Literal
 
+import torch.nn.functional as F
 from jaxtyping import Float
 from pydantic import Field
 from torch import Tensor, nn
@@ -36,9 +37,11 @@ from invertavatar_prior_next3d.discriminator import DualDiscriminator
 from invertavatar_prior_next3d.face_module import CONDITION_LEVELS, FaceModule
 from invertavatar_prior_next3d.mapping import MappingNetwork
 from invertavatar_prior_next3d.presets import PRESETS, Preset, PriorSizes
+from invertavatar_prior_next3d.ray_marcher import DENSITY_SHIFT
 from invertavatar_prior_next3d.superresolution import SuperResolution
 from invertavatar_prior_next3d.synthesis import SynthesisNetwork, ladder
 from invertavatar_prior_next3d.synthesis_layer import NoiseMode
+from invertavatar_prior_next3d.triplane_sampler import sample_triplane
 from invertavatar_prior_next3d.volume_renderer import VolumeRenderer
 
 __all__ = ["CAMERA_DIM", "Next3DPrior", "Next3DPriorConfig", "build_next3d"]
@@ -326,6 +329,30 @@ class Next3DPrior(nn.Module):
             landmark_channels=landmark_channels,
             conv_clamp=self.config.conv_clamp,
         )
+
+    # ------------------------------------------------------------------ field queries (VolumetricPrior)
+
+    @property
+    def box_size(self) -> float:
+        """Side of the tri-plane box ``[-box/2, box/2]^3`` that holds the field (canonical units)."""
+        return float(self.config.box_size)
+
+    @property
+    def sample_spacing(self) -> float:
+        """Depth between the renderer's stratified samples: its ray span ``near_offset + far_offset`` over ``S - 1``."""
+        s = self.sizes
+        return (self.config.near_offset + self.config.far_offset) / max(s.samples_per_ray - 1, 1)
+
+    def query_field(
+        self, planes: Float[Tensor, "B 3 C R R"], points: Float[Tensor, "B N 3"]
+    ) -> tuple[Float[Tensor, "B N 1"], Float[Tensor, "B N 3"]]:
+        """Density ``sigma >= 0`` (the marcher's ``softplus(raw - 1)``) and raw RGB in [0, 1] at canonical ``points``.
+
+        The RGB is the first three colour features, the ones volume rendering composites into
+        :attr:`PriorRender.raw` (there mapped to [-1, 1]).
+        """
+        density, color = self.renderer.decoder(sample_triplane(planes, points, self.config.box_size))
+        return F.softplus(density.float() - DENSITY_SHIFT), color[..., :3].float()
 
     # ------------------------------------------------------------------ helpers
 

@@ -30,6 +30,9 @@ COMMANDS: tuple[str, ...] = (
     "invertavatar_core.cli.train",
     "invertavatar_core.cli.reconstruct",
     "invertavatar_core.cli.render",
+    "invertavatar_core.cli.animate",
+    "invertavatar_core.cli.live",
+    "invertavatar_core.cli.export",
     "invertavatar_core.cli.evaluate",
     "invertavatar_core.cli.sweep",
     "invertavatar_core.cli.plugins",
@@ -46,6 +49,9 @@ HELP_ORDER: tuple[str, ...] = (
     "sample",
     "reconstruct",
     "render",
+    "animate",
+    "live",
+    "export",
     "evaluate",
     "sweep",
     "plugins",
@@ -62,6 +68,8 @@ workflow:
   invertavatar train latent --config experiment.yaml    # then oneshot, incremental
   invertavatar reconstruct --checkpoint runs/x --source a.png --out avatar/
   invertavatar render --avatar avatar/ --orbit --out orbit.mp4
+  invertavatar animate --avatar avatar/ --driving talking.mp4 --out animated.mp4
+  invertavatar live --avatar avatar/ --window          # webcam (or --source clip.mp4)
 
 environment: INVERTAVATAR_THREADS (torch threads), INVERTAVATAR_DEVICE, INVERTAVATAR_WEIGHTS_DIR;
 'invertavatar doctor' shows what this machine has."""

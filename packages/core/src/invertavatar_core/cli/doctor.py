@@ -1,7 +1,7 @@
 """``invertavatar doctor``: what this machine offers invertavatar, in one screen.
 
 Versions (invertavatar, Python, torch, CUDA, every installed plugin), the device commands run
-on, the thread policy, optional extras (MediaPipe, nvdiffrast, PyTorch3D, timm, TensorBoard),
+on, the thread policy, optional extras (MediaPipe, scikit-image, nvdiffrast, PyTorch3D, timm, TensorBoard),
 the user-supplied weight files found through the settings, and plugins that failed to load.
 """
 
@@ -16,6 +16,7 @@ __all__ = ["EXTRAS", "register", "version_lines"]
 
 EXTRAS: dict[str, str] = {
     "mediapipe": "landmarks for 'preprocess' and the AKD metric (extra: invertavatar-faceverse[mediapipe])",
+    "skimage": "marching cubes for 'export' meshes (extra: invertavatar-core[export])",
     "nvdiffrast": "fast CUDA rasterizer 'nvdiffrast'",
     "pytorch3d": "rasterizer 'pytorch3d'",
     "timm": "E_latent on a timm backbone ('timm_backbone')",

@@ -17,6 +17,7 @@ by invertavatar; any other folder is refused before any work and left as it is.
 """
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,10 +181,10 @@ def run(args: argparse.Namespace) -> int:
         "prior_checkpoint": str(component_dir(checkpoint, "prior").resolve()),
         "sources": [str(p) for p in (args.source or [args.source_video])],
         "fit": str(fit_dir.resolve()),
+        "morphable_model": experiment.morphable_model.model_dump(mode="json"),
     }
-    avatar = type(avatar)(
-        avatar.features, avatar.prior_config, avatar.identity, avatar.frame_count, avatar.inverter, extra
-    )
+    # The first source's camera: the pose a cross-identity animation moves the avatar relative to.
+    avatar = dataclasses.replace(avatar, extra=extra, source_camera=frames.camera[:1].cpu())
     avatar.save(out)
     print(
         f"avatar from {len(frames)} frame(s) ({size}px prior, inverter {inverter_config.name}) in "

@@ -17,7 +17,7 @@ from invertavatar_core.cli import cli_registry, count_noun
 from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
 from invertavatar_core.errors import UserError
 
-__all__ = ["neutral_expression_uv", "register"]
+__all__ = ["avatar_checkpoint", "driving_components", "neutral_expression_uv", "register"]
 
 
 def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
@@ -46,8 +46,11 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.set_defaults(func=run)
 
 
-def _checkpoint(args: argparse.Namespace, avatar) -> Path:
+def avatar_checkpoint(args: argparse.Namespace, avatar) -> Path:
+    """``--checkpoint``, else the model checkpoint the avatar records; a one-line error when neither is there."""
     if args.checkpoint:
+        if not Path(args.checkpoint).is_dir():
+            raise UserError(f"--checkpoint {args.checkpoint}: folder not found")
         return Path(args.checkpoint)
     recorded = avatar.extra.get("checkpoint")
     if not recorded:
@@ -55,6 +58,15 @@ def _checkpoint(args: argparse.Namespace, avatar) -> Path:
     if not Path(recorded).is_dir():
         raise UserError(f"{args.avatar}: its model checkpoint {recorded} is gone; pass --checkpoint RUN")
     return Path(recorded)
+
+
+def driving_components(models):
+    """The experiment's morphable model and rasteriser (what re-renders driving expressions on the avatar)."""
+    registry = cli_registry()
+    experiment = models.experiment
+    return registry.create("morphable_model", experiment.morphable_model), registry.create(
+        "rasterizer", experiment.rasterizer
+    )
 
 
 def neutral_expression_uv(models, identity, device):
@@ -87,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out)  # before anything is loaded or rendered
     device = resolve_device(args.device)
     avatar = Avatar.load(args.avatar, device)
-    models = InversionModels.load(_checkpoint(args, avatar), cli_registry(), device=device).eval()
+    models = InversionModels.load(avatar_checkpoint(args, avatar), cli_registry(), device=device).eval()
     prior = models.prior
     avatar.check_prior(prior)
     if args.orbit:
@@ -105,44 +117,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _driven(args: argparse.Namespace, models, avatar, device):
-    import torch
+    """The avatar driven by the fit folder's cameras and expressions as they are (same identity)."""
+    from invertavatar_core.animation.driving import (
+        AvatarAnimator,
+        animation_steps,
+        check_driving_model,
+        dataset_morphable_model,
+        driving_frames,
+    )
+    from invertavatar_core.data.datasets import open_dataset
 
-    from invertavatar_core.cli.reconstruct import fitted_frames
-    from invertavatar_core.data.datasets import FitDataset, check_morphable_model
-
-    # Expression renders and coefficients of another model mean nothing to this avatar's prior.
-    if Path(args.drive, "dataset.json").is_file():
-        check_morphable_model(
-            FitDataset(args.drive).meta.get("model"),
-            models.experiment.morphable_model.model_dump(mode="json"),
-            found_from=f"--drive {args.drive}",
-            expected_from="the avatar's model checkpoint",
-        )
-    driving = fitted_frames(args.drive).to(device)
-    expression_uv = driving.expression_uv
-    if avatar.identity is not None and driving.expression is not None:
-        from invertavatar_core.geometry.uv_maps import render_expression_uv
-
-        registry = cli_registry()
-        model = registry.create("morphable_model", models.experiment.morphable_model)
-        check_morphable_model(
-            None,
-            models.experiment.morphable_model.name,
-            found_from=f"the avatar {args.avatar}",
-            expected_from="its checkpoint",
-            identity_size=int(avatar.identity.shape[-1]),
-            expected_identity_size=model.n_identity,
-        )
-        rasterizer = registry.create("rasterizer", models.experiment.rasterizer)
-        identity = avatar.identity[:1].cpu().expand(len(driving), -1)
-        eyes = driving.eyes.cpu() if driving.eyes is not None else None
-        expression_uv = render_expression_uv(
-            model, rasterizer, identity, driving.expression.cpu(), eyes, resolution=models.prior.info.uv_resolution
-        ).to(device)
-
-    def frames():
-        with torch.no_grad():
-            for t in range(len(driving)):
-                yield avatar.animate(models.prior, expression_uv[t : t + 1], driving.camera[t : t + 1]).image[0]
-
-    return frames(), len(driving)
+    if not Path(args.drive).is_dir():
+        raise UserError(f"--drive {args.drive}: folder not found (write it with `invertavatar preprocess`)")
+    dataset = open_dataset(args.drive)
+    if len(dataset) == 0:
+        raise UserError(f"--drive {args.drive}: holds no fitted frames")
+    avatar_model = models.experiment.morphable_model.model_dump(mode="json")
+    model, rasterizer = driving_components(models)
+    # Coefficients of another morphable model mean nothing here: refused before anything renders.
+    check_driving_model(avatar_model, dataset_morphable_model(dataset), model, avatar.identity,
+                        avatar=args.avatar, driving=args.drive)  # fmt: skip
+    animator = AvatarAnimator(avatar, models.prior, model, rasterizer)
+    steps = animation_steps(
+        animator,
+        driving_frames(dataset, range(len(dataset))),
+        mode="same",
+        avatar_model=avatar_model["name"],
+        driving=args.drive,
+    )
+    return (animator.render(step.expression_uv, step.camera)[0] for step in steps), len(dataset)

@@ -160,6 +160,7 @@ class Stage1LossWeights(Section):
     id: float = 0.25  # lambda_id, Eq. 2
     latent_adv: float = 1.0  # L_adv^{D_W}, Eq. 2
     w_delta: float = 1e-3  # e4e delta regulariser (docs/design/training.md)
+    w_code: float = 0.0  # not in the paper: MSE to the known w+ of synthetic samples (docs/design/training.md)
 
 
 class Stage2LossWeights(Section):

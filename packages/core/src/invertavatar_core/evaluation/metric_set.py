@@ -1,4 +1,9 @@
-"""The configured metrics of an evaluation, built once, each fed the target its ``reference`` asks for."""
+"""The configured metrics of an evaluation, built once, each fed the target its ``reference`` asks for.
+
+Metrics with ``uses_head_mask`` (:mod:`invertavatar_core.evaluation.metrics.head_mask`) also get
+the target frames' head masks; on data without masks they are not measured (NaN, and
+:attr:`MetricSet.unmasked` names them for the report).
+"""
 
 import logging
 import math
@@ -23,6 +28,8 @@ class MetricSet:
     def __init__(self, configs: Sequence[Any], registry: Registry, device: torch.device) -> None:
         self.metrics: dict[str, Any] = {}
         self.skipped: dict[str, str] = {}
+        self.unmasked: set[str] = set()
+        """Head-masked metrics that met a batch without head masks since the last :meth:`reset`."""
         for config in configs:
             metric = registry.create("metric", config)
             ok, reason = metric.available()
@@ -35,6 +42,7 @@ class MetricSet:
 
     def reset(self) -> None:
         """Reset every metric."""
+        self.unmasked = set()
         for metric in self.metrics.values():
             metric.reset()
 
@@ -46,9 +54,24 @@ class MetricSet:
             if has_ground_truth or getattr(m, "reference", "ground_truth") != "ground_truth"
         }
 
-    def update(self, output: Tensor, ground_truth: Tensor | None, source: Tensor, driving: Tensor) -> None:
-        """Feed one batch: each metric gets the target its ``reference`` asks for."""
-        for metric in self.applicable(ground_truth is not None).values():
+    def update(
+        self,
+        output: Tensor,
+        ground_truth: Tensor | None,
+        source: Tensor,
+        driving: Tensor,
+        head_mask: Tensor | None = None,
+    ) -> None:
+        """Feed one batch: each metric gets the target its ``reference`` asks for.
+
+        Args:
+            output: ``(B, 3, H, W)`` the renders in [-1, 1].
+            ground_truth: ``(B, 3, H, W)`` the true frames, or None (no ground truth).
+            source: ``(1, 3, H, W)`` the first source frame.
+            driving: ``(B, 3, H, W)`` the driving frames.
+            head_mask: ``(B, 1, H, W)`` in [0, 1], where the ground truth's head is (None: unknown).
+        """
+        for name, metric in self.applicable(ground_truth is not None).items():
             reference = getattr(metric, "reference", "ground_truth")
             if ground_truth is not None:
                 target = ground_truth
@@ -56,12 +79,21 @@ class MetricSet:
                 target = source.expand_as(output)
             else:
                 target = driving
-            metric.update(output, target)
+            if getattr(metric, "uses_head_mask", False):
+                if head_mask is None or ground_truth is None:
+                    self.unmasked.add(name)
+                    continue
+                metric.update(output, target, head_mask)
+            else:
+                metric.update(output, target)
 
     def results(self, has_ground_truth: bool) -> dict[str, float]:
         """``{name: value}``, plus ``{name}_{key}`` for each entry of a metric's optional ``details()``."""
         out: dict[str, float] = {}
         for name, metric in self.applicable(has_ground_truth).items():
+            if name in self.unmasked and not getattr(metric, "count", 1):
+                out[name] = math.nan  # reported once by the caller, not as a warning per row
+                continue
             try:
                 out[name] = float(metric.compute())
             except (RuntimeError, ValueError) as exc:  # e.g. FID over fewer than two frames

@@ -1,4 +1,4 @@
-"""PNG figures of evaluations: metric versus number of source frames (Fig. 6) and qualitative grids.
+"""PNG figures of evaluations: metric versus number of source frames (Fig. 6), qualitative and image grids.
 
 matplotlib runs with its non-interactive Agg backend (no display needed); files are written
 atomically.
@@ -14,7 +14,13 @@ import numpy as np
 
 from invertavatar_core.io.atomic import atomic_write_bytes
 
-__all__ = ["MIN_RELATIVE_SPAN", "metric_axis_limits", "plot_metric_vs_frames", "save_qualitative_grid"]
+__all__ = [
+    "MIN_RELATIVE_SPAN",
+    "metric_axis_limits",
+    "plot_metric_vs_frames",
+    "save_image_grid",
+    "save_qualitative_grid",
+]
 
 
 def _pyplot():
@@ -120,5 +126,48 @@ def save_qualitative_grid(examples: Sequence[Any], path: str | Path, *, title: s
                 axis.set_title(name)
     if title:
         figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def save_image_grid(
+    rows: Sequence[Sequence[Any]],
+    path: str | Path,
+    *,
+    column_titles: Sequence[str] | None = None,
+    row_titles: Sequence[str] | None = None,
+    title: str = "",
+) -> Path:
+    """A grid of ``(3, H, W)`` images in [-1, 1], ``rows[r][c]``, with titled columns and labelled rows.
+
+    Args:
+        rows: equally long rows of images.
+        path: the PNG to write.
+        column_titles: one per column, over the first row.
+        row_titles: one per row, left of it.
+        title: figure title.
+    """
+    if not rows or not rows[0]:
+        raise ValueError("save_image_grid: no images")
+    columns = len(rows[0])
+    if any(len(row) != columns for row in rows):
+        raise ValueError(f"save_image_grid: rows of different lengths {[len(row) for row in rows]}")
+    for name, labels, count in (("column_titles", column_titles, columns), ("row_titles", row_titles, len(rows))):
+        if labels is not None and len(labels) != count:
+            raise ValueError(f"save_image_grid: {len(labels)} {name} for {count}")
+    plt = _pyplot()
+    figure, axes = plt.subplots(len(rows), columns, figsize=(columns * 2.0, len(rows) * 2.0), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            axis = axes[r][c]
+            axis.imshow(_to_display(image), interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if r == 0 and column_titles is not None:
+                axis.set_title(column_titles[c], fontsize=9)
+            if c == 0 and row_titles is not None:
+                axis.set_ylabel(row_titles[r], fontsize=9)
+    if title:
+        figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return _save(figure, path)

@@ -4,6 +4,7 @@ On disk an avatar is a directory::
 
     AVATAR/avatar.safetensors   ws, texture.<level>, static.<level> (CanonicalFeatures.tensors())
                                 and, when known, meta.identity (1, S) source identity coefficients
+                                and meta.source_camera (1, 25) the first source frame's camera
     AVATAR/avatar.json          format, version, the prior's config, inverter, frame count
 
 written atomically (a crash leaves the previous avatar or none, never half of one). Animation
@@ -36,6 +37,7 @@ _VERSION = 1
 _TENSORS = "avatar.safetensors"
 _META = "avatar.json"
 _IDENTITY = "meta.identity"
+_SOURCE_CAMERA = "meta.source_camera"
 AVATAR_FILES = (_META, _TENSORS)
 """The files of an avatar folder (what identifies one written before marker files existed)."""
 
@@ -48,7 +50,9 @@ class Avatar:
     - ``prior_config``: the config (as JSON data) of the prior that decodes the features;
     - ``identity``: ``(B, S)`` source identity coefficients of the morphable model, when known
       (needed to re-render a driving expression on the source face);
-    - ``frame_count``: frames the avatar was inverted from; ``inverter``: its registry name.
+    - ``frame_count``: frames the avatar was inverted from; ``inverter``: its registry name;
+    - ``source_camera``: ``(1, 25)`` EG3D label of the first source frame, when known (the pose
+      a cross-identity animation moves relative to).
     """
 
     features: CanonicalFeatures
@@ -57,13 +61,15 @@ class Avatar:
     frame_count: int = 1
     inverter: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
-    """More JSON metadata (e.g. source file names)."""
+    """More JSON metadata (e.g. source file names, the morphable model's config)."""
+    source_camera: Tensor | None = None
 
     def to(self, device: torch.device | str) -> "Avatar":
         """The same avatar with its tensors on ``device``."""
         features = CanonicalFeatures.from_tensors({k: v.to(device) for k, v in self.features.tensors().items()})
         identity = None if self.identity is None else self.identity.to(device)
-        return Avatar(features, self.prior_config, identity, self.frame_count, self.inverter, self.extra)
+        camera = None if self.source_camera is None else self.source_camera.to(device)
+        return Avatar(features, self.prior_config, identity, self.frame_count, self.inverter, self.extra, camera)
 
     def save(self, path: str | Path) -> Path:
         """Write ``path/avatar.safetensors`` and ``path/avatar.json`` atomically; returns ``path``.
@@ -76,6 +82,8 @@ class Avatar:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.features.tensors().items()}
         if self.identity is not None:
             tensors[_IDENTITY] = self.identity.detach().to("cpu").contiguous()
+        if self.source_camera is not None:
+            tensors[_SOURCE_CAMERA] = self.source_camera.detach().to("cpu", torch.float32).contiguous()
         meta = {
             "format": AVATAR_FORMAT,
             "version": _VERSION,
@@ -117,6 +125,9 @@ class Avatar:
             raise CheckpointError(f"{path}: missing {_TENSORS}")
         tensors, _ = load_tensors(tensor_path, device)
         identity = tensors.pop(_IDENTITY, None)
+        source_camera = tensors.pop(_SOURCE_CAMERA, None)
+        if source_camera is not None and tuple(source_camera.shape) != (1, 25):
+            raise CheckpointError(f"{tensor_path}: {_SOURCE_CAMERA} is {tuple(source_camera.shape)}, expected (1, 25)")
         if "ws" not in tensors or not any(k.startswith("static.") for k in tensors):
             raise CheckpointError(f"{tensor_path}: expected tensors 'ws' and 'static.*', found {sorted(tensors)}")
         return cls(
@@ -126,6 +137,7 @@ class Avatar:
             frame_count=int(meta["frame_count"]),
             inverter=str(meta.get("inverter", "")),
             extra=meta.get("extra", {}),
+            source_camera=source_camera,
         )
 
     def check_prior(self, prior: Prior) -> None:

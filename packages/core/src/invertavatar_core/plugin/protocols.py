@@ -52,6 +52,7 @@ __all__ = [
     "PriorFeatureInfo",
     "PriorRender",
     "Rasterizer",
+    "VolumetricPrior",
 ]
 
 AggregatorState = dict[str, Tensor]
@@ -251,6 +252,39 @@ class Prior(Protocol):
 
         ``D(image (B, 3, Hi, Wi), raw (B, 3, Hn, Wn), camera (B, 25) | None) -> (B, 1)`` logits;
         ``camera=None`` means unconditioned (the encoder stages zero the camera).
+        """
+        ...
+
+
+@runtime_checkable
+class VolumetricPrior(Prior, Protocol):
+    """A prior whose animated avatar is a density and colour field that can be queried at 3D points.
+
+    What mesh export needs (:mod:`invertavatar_core.geometry.avatar_mesh`). The field lives in
+    canonical space inside the cube ``[-box_size/2, box_size/2]^3``; ``animate`` gives the
+    per-expression representation (for a tri-plane prior: the animated tri-planes) that
+    ``query_field`` reads.
+    """
+
+    @property
+    def box_size(self) -> float:
+        """Side of the cube that holds the field, in canonical units."""
+        ...
+
+    @property
+    def sample_spacing(self) -> float:
+        """Distance between the renderer's (stratified) samples along a ray, in canonical units."""
+        ...
+
+    def animate(self, features: CanonicalFeatures, expression_uv: Float[Tensor, "B 3 Hu Wu"]) -> Tensor:
+        """The field of each of ``B`` expressions (``features`` hold 1 or B avatars)."""
+        ...
+
+    def query_field(self, field: Tensor, points: Float[Tensor, "B N 3"]) -> tuple[Tensor, Tensor]:
+        """``points (B, N, 3)`` -> density ``sigma (B, N, 1) >= 0`` and RGB ``(B, N, 3)`` in [0, 1].
+
+        ``sigma`` is the physical density the renderer integrates (opacity ``1 - exp(-sigma * length)``);
+        the RGB is what it composites into the raw image :attr:`PriorRender.raw`.
         """
         ...
 

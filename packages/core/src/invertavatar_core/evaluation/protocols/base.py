@@ -160,7 +160,8 @@ def run_protocol(
                     f"{size[-1]} px before the metrics"
                 )
             output = _render(model, avatar, expression_uv, driving.camera, size)
-            metrics.update(output, driving.image if has_ground_truth else None, sources.image[:1], driving.image)
+            truth = driving.image if has_ground_truth else None
+            metrics.update(output, truth, sources.image[:1], driving.image, head_mask=driving.head_mask)
             _example(examples, config.qualitative_examples, sources.image[0], driving.image[0], output[0])
             frames_done += len(chunk)
         evaluated += 1
@@ -172,5 +173,10 @@ def run_protocol(
         "frames": frames_done,
     }
     row.update(metrics.results(has_ground_truth))
+    if metrics.unmasked:
+        report.note(
+            f"{', '.join(sorted(metrics.unmasked))}: the {protocol.name} frames carry no head masks "
+            "(synthetic heads from `invertavatar synth-heads` do); not measured"
+        )
     row["reconstruct_s"] = sum(seconds) / len(seconds)
     return row

@@ -1,1 +1,1 @@
-"""The inversion methods: ours (incremental) and the per-frame-mean and PTI baselines."""
+"""The inversion methods: ours (incremental), the per-frame-mean and PTI baselines, and copy-the-source."""

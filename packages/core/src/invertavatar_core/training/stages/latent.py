@@ -64,8 +64,10 @@ class LatentStage(EncoderStage):
         weights = training.stage1_losses
         prior = self.models.prior
         frames = self.real_frames(training.batch_size, 1, ctx.generator) if (self.real and ctx.step % 2) else None
+        known_ws = None
         if frames is None:
-            frames = self.sampler.sample(training.batch_size, 1, 0, ctx.generator, device=ctx.device).sources
+            batch = self.sampler.sample(training.batch_size, 1, 0, ctx.generator, device=ctx.device)
+            frames, known_ws = batch.sources, batch.ws
         with ctx.autocast():
             ws = self.pipeline.latent(frames.image)
             render = prior.render(prior.canonical(ws), frames.expression_uv, frames.camera)
@@ -79,6 +81,10 @@ class LatentStage(EncoderStage):
                 parts["latent_adv"] = generator_loss(self.latent_discriminator(ws.flatten(0, 1)))
             # e4e's delta regulariser: styles 1..K-1 stay close to style 0.
             parts["w_delta"] = (ws[:, 1:] - ws[:, :1]).norm(dim=2).sum(1).mean()
+            if weights.w_code and known_ws is not None:
+                # Synthetic samples know their codes: a direct target that a short CPU run reaches far
+                # sooner than through the renders alone (docs/design/training.md, stage 1).
+                parts["w_code"] = (ws - known_ws).pow(2).mean()
             terms = weighted(parts, weights)
         ctx.optimize("latent", terms.total)
         scalars = self.loss_scalars(terms)

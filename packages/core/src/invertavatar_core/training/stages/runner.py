@@ -78,7 +78,8 @@ class EncoderStage:
         self.models.requires_grad_(False).eval()
         for part in self.trainable:
             module = getattr(self.models, part)
-            module.requires_grad_(True).train()
+            if module is not None:  # a fine-stage encoder the experiment removes (Table 3 ablations)
+                module.requires_grad_(True).train()
         self.perceptual = build_perceptual_loss(training.perceptual, training.perceptual_fallback, registry)
         if self.perceptual is not None:
             self.perceptual.to(device)
