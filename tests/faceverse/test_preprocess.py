@@ -318,3 +318,18 @@ def test_every_kth_frame_smooths_over_the_same_stretch_of_video():
     # Smoothing by position in the list spans 5x more video: 25x the shift.
     by_position = smooth_boxes([box(t) for t in fifth], 3.0)
     assert by_position[20].x0 - box(100).x0 > 20
+
+
+def test_head_angles_follow_the_look_at_convention():
+    import math
+
+    from invertavatar_core.geometry.cameras import look_at_camera
+    from invertavatar_faceverse.fit_report import head_angles
+
+    angles = head_angles(look_at_camera(torch.tensor([0.0, 0.3, -0.3, 0.0]), torch.tensor([0.0, 0.0, 0.0, 0.2])))
+    assert float(angles[0].abs().max()) < 1e-3  # frontal
+    # The camera aims at a pivot 0.2 in front of the sphere's centre, so its heading turns a little more.
+    assert 17.0 < float(angles[1, 0]) < 19.5 and abs(float(angles[2, 0]) + float(angles[1, 0])) < 1e-3
+    assert float(angles[3, 1]) > 5.0 and abs(float(angles[3, 0])) < 1e-3  # below the face, looking up
+    assert float(angles[:, 2].abs().max()) < 1e-3  # look-at cameras do not roll
+    assert math.isclose(float(angles[1, 1]), 0.0, abs_tol=1e-3)
