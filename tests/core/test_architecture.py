@@ -86,7 +86,7 @@ def test_only_plugin_command_modules_count_as_command_line():
         "invertavatar_encoders.release.command",
         "invertavatar_faceverse.commands.convert_faceverse",
         "invertavatar_faceverse.commands.convert_ict",
-        "invertavatar_faceverse.commands.fit",
+        "invertavatar_faceverse.commands.preprocess",
         "invertavatar_faceverse.commands.synth_heads",
         "invertavatar_prior_next3d.release.command",
         "invertavatar_prior_next3d.sample_command",

@@ -1,4 +1,4 @@
-"""``invertavatar synth-heads`` and ``invertavatar fit`` write readable datasets; registrations."""
+"""``invertavatar synth-heads`` and ``invertavatar preprocess`` write readable datasets; registrations."""
 
 import importlib.util
 
@@ -61,14 +61,23 @@ def test_fit_command_on_a_portrait(assets_dir, tmp_path):
     if not photo.is_file():
         pytest.skip(f"portrait missing: {photo}")
     out = tmp_path / "fit"
-    argv = ["fit", str(photo), "--out", str(out), "--model", "procedural", "--mediapipe-canonical", str(canonical)]
+    argv = [
+        "preprocess",
+        str(photo),
+        "--out",
+        str(out),
+        "--model",
+        "procedural",
+        "--mediapipe-canonical",
+        str(canonical),
+    ]
     assert main([*argv, "--resolution", "256", "--uv-resolution", "64"]) == 0
     dataset = FitDataset(out)
     assert len(dataset) == 1 and dataset.meta["model"]["name"] == "procedural"
     obs = dataset[0]
     assert obs.image.shape == (1, 3, 256, 256) and obs.camera.shape == (1, 25)
     assert obs.expression_uv.shape == (1, 3, 64, 64) and obs.visibility.mean() > 0.1
-    overlay = read_image(out / "overlays" / photo.stem / "00000.png")
+    overlay = read_image(out / "overlays" / photo.stem / "00000.jpg")
     assert (overlay - obs.image[0]).abs().mean() > 0.01  # the mesh was drawn over the crop
     # A second run finds the sequence done and leaves it alone.
     assert main([*argv, "--resolution", "256", "--uv-resolution", "64"]) == 0
@@ -81,7 +90,8 @@ def test_fit_command_on_a_video(assets_dir, tmp_path):
     if not video.is_file():
         pytest.skip(f"clip missing: {video}")
     out = tmp_path / "fit"
-    argv = ["fit", str(video), "--out", str(out), "--every", "50", "--max-frames", "3", "--steps", "60"]
+    argv = ["preprocess", str(video), "--out", str(out), "--every", "50", "--max-frames", "3", "--steps", "60"]
+    argv.append("--keep-flagged")  # a short fit: whatever its quality check says, all three frames are written
     assert main([*argv, "--resolution", "128", "--uv-resolution", "32"]) == 0
     dataset = FitDataset(out)
     assert dataset.sequences() == {"talking_head_512": [0, 1, 2]}
@@ -94,19 +104,19 @@ def test_fit_command_on_a_video(assets_dir, tmp_path):
 @pytest.mark.skipif(not HAS_MEDIAPIPE, reason="mediapipe (the [mediapipe] extra) is not installed")
 def test_fit_command_reports_missing_faces(tmp_path, capsys):
     blank = save_image(torch.zeros(3, 96, 96), tmp_path / "blank.png")
-    assert main(["fit", str(blank), "--out", str(tmp_path / "out")]) == 2
+    assert main(["preprocess", str(blank), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "no face found" in err and "blank.png" in err
-    assert main(["fit", str(tmp_path / "absent.jpg"), "--out", str(tmp_path / "out")]) == 2
+    assert main(["preprocess", str(tmp_path / "absent.jpg"), "--out", str(tmp_path / "out")]) == 2
 
 
 @pytest.mark.skipif(not HAS_MEDIAPIPE, reason="fit needs the mediapipe extra")
 def test_fit_refuses_an_unusable_device_in_one_line_before_any_work(tmp_path, capsys):
     blank = save_image(torch.zeros(3, 96, 96), tmp_path / "blank.png")
     out = tmp_path / "out"
-    assert main(["fit", str(blank), "--out", str(out), "--device", "cuda:7", "--no-progress"]) == 2
+    assert main(["preprocess", str(blank), "--out", str(out), "--device", "cuda:7", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("invertavatar fit: error: --device cuda:7"), err
+    assert len(err) == 1 and err[0].startswith("invertavatar preprocess: error: --device cuda:7"), err
     assert not (out / "dataset.json").exists()
 
 
@@ -158,11 +168,11 @@ def test_two_faces_largest_by_default_and_face_index_chooses(assets_dir, tmp_pat
 
     path = save_image(canvas, tmp_path / "two.png")
     out = tmp_path / "fit"
-    argv = ["fit", str(path), "--out", str(out), "--resolution", "64", "--uv-resolution", "16", "--steps", "5"]
+    argv = ["preprocess", str(path), "--out", str(out), "--resolution", "64", "--uv-resolution", "16", "--steps", "5"]
     assert main([*argv, "--face-index", "2"]) == 2  # before any fitting
     assert "--face-index 2, but frame 00000 has 2 face(s) (0 is the largest)" in capsys.readouterr().err
     assert main([*argv, "--face-index", "1"]) == 0
-    assert "two: 2 faces in frame 00000; fitting number 1 by size" in capsys.readouterr().out
+    assert "two: 2 faces in two.png; taking number 1 by size (0 is the largest)" in capsys.readouterr().out
     fitted = FitDataset(out)[0].image[0]
     expected = {k: crop_image(canvas, crop_box(face), 64) for k, face in enumerate(faces)}
     assert (fitted - expected[1]).abs().mean() < 0.1 < (fitted - expected[0]).abs().mean()

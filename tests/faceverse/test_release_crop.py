@@ -49,13 +49,13 @@ def test_reference_landmarks_from_68_points_or_named_when_missing(tmp_path):
         read_reference_landmarks(tmp_path / "bad.npy")
 
 
-def test_fit_names_missing_release_files_before_any_work(tmp_path, capsys):
+def test_preprocess_names_missing_release_files_before_any_work(tmp_path, capsys):
     pytest.importorskip("mediapipe")
     image = tmp_path / "face.png"
     save_image(torch.zeros(3, 32, 32), image)
     out = tmp_path / "out"
-    assert main(["fit", str(image), "--out", str(out), "--crop", "eg3d"]) == 2
+    assert main(["preprocess", str(image), "--out", str(out), "--crop", "eg3d"]) == 2
     assert "--crop eg3d needs --crop-reference" in capsys.readouterr().err
-    assert main(["fit", str(image), "--out", str(out), "--uv-mask", str(tmp_path / "mask.png")]) == 2
+    assert main(["preprocess", str(image), "--out", str(out), "--uv-mask", str(tmp_path / "mask.png")]) == 2
     assert "dense_uv_expanded_mask_onlyFace.png" in capsys.readouterr().err
     assert not out.exists()

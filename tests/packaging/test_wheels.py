@@ -123,7 +123,16 @@ def test_core_all_from_the_wheels_runs_fit_on_a_portrait(wheels, assets_dir, tmp
     assert str(venv) in where and str(ROOT) not in where
     out = tmp_path / "fit"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    argv = ["fit", str(photo), "--out", str(out), "--model", "procedural", "--mediapipe-canonical", str(canonical)]
+    argv = [
+        "preprocess",
+        str(photo),
+        "--out",
+        str(out),
+        "--model",
+        "procedural",
+        "--mediapipe-canonical",
+        str(canonical),
+    ]
     done = subprocess.run(
         [str(venv / "bin" / "invertavatar"), *argv, "--resolution", "128", "--uv-resolution", "32"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900,

@@ -53,10 +53,10 @@ def test_help_lists_every_command_in_workflow_order_with_a_description_and_an_ex
     for row in rows:
         assert row.help, f"{row.dest}: no one-line help"
     hidden = set(_subparsers(parser).choices) - set(names)  # deprecated aliases: no help row, no example
-    assert hidden == {"convert-faceverse", "convert-ict"}
+    assert hidden == {"convert-faceverse", "convert-ict", "fit"}
     for path, sub in _walk(parser):
         if path[:1] and path[0] in hidden:
-            assert sub.description.startswith("Deprecated: use 'invertavatar convert "), path
+            assert sub.description.startswith("Deprecated: use 'invertavatar "), path
         elif len(path) == 1 or path[:1] in (("train",), ("convert",)):
             assert sub.description, f"{' '.join(path)}: no description"
             assert "invertavatar " + " ".join(path) in (sub.epilog or ""), f"{' '.join(path)}: no example"

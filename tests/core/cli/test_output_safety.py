@@ -43,7 +43,7 @@ def _argv(command: str, out: str) -> list[str]:
         "reconstruct": ["reconstruct", "--checkpoint", "run", "--source", "photo.png", "--out", out, "--overwrite"],
         "render": ["render", "--avatar", "avatar", "--orbit", "--out", out],
         "export": ["export", "--avatar", "avatar", "--out", out],
-        "fit": ["fit", "photo.png", "--out", out],
+        "preprocess": ["preprocess", "photo.png", "--out", out],
         "train": ["train", "oneshot", "--config", "exp.yaml", "--out", out, "--no-progress"],
         "evaluate": ["evaluate", "--config", "exp.yaml", "--out", out, "--no-progress"],
         "sweep": ["sweep", "--config", "exp.yaml", "--set", "seed=1,2", "--out", out],
@@ -51,7 +51,7 @@ def _argv(command: str, out: str) -> list[str]:
     }[command]
 
 
-COMMANDS = ["demo", "reconstruct", "render", "export", "fit", "train", "evaluate", "sweep", "synth-heads"]
+COMMANDS = ["demo", "reconstruct", "render", "export", "preprocess", "train", "evaluate", "sweep", "synth-heads"]
 CASES = {
     "current-folder": (".", "current folder"),
     "parent-is-a-file": ("notes.txt/out", "notes.txt is a file, not a folder"),

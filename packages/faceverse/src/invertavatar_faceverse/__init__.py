@@ -1,7 +1,7 @@
 """invertavatar-faceverse: morphable face models, landmark fitting, synthetic heads and the fit command.
 
 Models: the procedural head (generated in code), ICT Face Model Light and FaceVerse v3.1. The
-public API: :func:`fit_dataset` (photos or videos -> a fitted dataset, what ``invertavatar fit``
+public API: :func:`fit_dataset` (photos or videos -> a fitted dataset, what ``invertavatar preprocess``
 runs) and :data:`COEFFICIENT_LAYOUT` (the parts of FaceVerse v3.1's 610-d coefficient vector).
 """
 

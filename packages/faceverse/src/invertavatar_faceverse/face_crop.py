@@ -27,6 +27,7 @@ __all__ = [
     "CropBox",
     "by_size",
     "crop_box",
+    "crop_frame",
     "crop_image",
     "eg3d_crop_box",
     "five_points",
@@ -76,7 +77,7 @@ def crop_box(landmarks: Tensor) -> CropBox:
 def by_size(faces: Sequence[Tensor]) -> list[Tensor]:
     """Faces' ``(L, 2)`` landmarks ordered largest first (by the area of their bounding box).
 
-    Index 0 is the face ``fit`` takes by default; ``--face-index K`` takes ``by_size(faces)[K]``.
+    Index 0 is the face ``preprocess`` takes by default; ``--face-index K`` takes ``by_size(faces)[K]``.
     """
 
     def area(points: Tensor) -> float:
@@ -154,12 +155,22 @@ def eg3d_crop_box(landmarks: Tensor, reference: Tensor, image_height: int) -> Cr
     return CropBox(cx - side / 2, cy - side / 2, side)
 
 
-def smooth_boxes(boxes: list[CropBox], sigma: float = 3.0) -> list[CropBox]:
-    """Gaussian-smooth a video's boxes over time (sigma in frames; 3.0 as released, docs/design/preprocessing.md)."""
+def smooth_boxes(boxes: list[CropBox], sigma: float = 3.0, times: Sequence[int | float] | None = None) -> list[CropBox]:
+    """Gaussian-smooth a video's boxes over time (sigma in frames; 3.0 as released, docs/design/preprocessing.md).
+
+    ``times`` are the boxes' frame numbers in the video (default ``0, 1, 2, ...``): with every k-th
+    frame used, or frames without a face left out, the weights follow the real time between the
+    boxes, so the smoothing spans the same stretch of video whatever was left out.
+    """
     if len(boxes) < 2 or sigma <= 0:
         return boxes
     values = torch.tensor([[b.x0 + b.side / 2, b.y0 + b.side / 2, b.side] for b in boxes], dtype=torch.float64)
-    t = torch.arange(len(boxes), dtype=torch.float64)
+    if times is None:
+        t = torch.arange(len(boxes), dtype=torch.float64)
+    else:
+        t = torch.as_tensor(list(times), dtype=torch.float64)
+        if t.shape != (len(boxes),):
+            raise ValueError(f"smooth_boxes: {len(boxes)} boxes but {t.numel()} times")
     w = torch.exp(-0.5 * ((t[:, None] - t[None]) / sigma) ** 2)
     smooth = (w @ values) / w.sum(1, keepdim=True)
     return [CropBox(float(cx - s / 2), float(cy - s / 2), float(s)) for cx, cy, s in smooth.tolist()]
@@ -175,3 +186,23 @@ def crop_image(image: Tensor, box: CropBox, resolution: int) -> Tensor:
     top, left = y0 + pad[2], x0 + pad[0]
     region = padded[..., top : top + side, left : left + side]
     return F.interpolate(region, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def crop_frame(frame: np.ndarray, box: CropBox, resolution: int) -> Tensor:
+    """``(H, W, 3)`` uint8 RGB frame -> ``(3, R, R)`` crop of ``box`` in [-1, 1]; what :func:`crop_image` gives.
+
+    Only the box is converted to floats, so a crop of a 4K frame costs what the crop's size does.
+    """
+    x0, y0 = round(box.x0), round(box.y0)
+    side = max(1, round(box.side))
+    h, w = frame.shape[:2]
+    top, left = min(max(0, y0), h - 1), min(max(0, x0), w - 1)
+    bottom, right = max(min(h, y0 + side), top + 1), max(min(w, x0 + side), left + 1)
+    region = frame[top:bottom, left:right]
+    pad = ((top - y0, y0 + side - bottom), (left - x0, x0 + side - right), (0, 0))
+    if any(p for pair in pad[:2] for p in pair):
+        # Edges replicated, as crop_image does (a box reaching past the frame keeps the border colour).
+        region = np.pad(region, tuple((max(0, a), max(0, b)) for a, b in pad), mode="edge")
+        region = region[max(0, -pad[0][0]) : max(0, -pad[0][0]) + side, max(0, -pad[1][0]) : max(0, -pad[1][0]) + side]
+    image = torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    return F.interpolate(image, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)[0]

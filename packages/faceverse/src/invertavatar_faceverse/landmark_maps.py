@@ -46,19 +46,27 @@ def landmark_contour_map(landmarks: Tensor, image_size: int, resolution: int) ->
     if landmarks.shape != (NUM_LANDMARKS, 2):
         raise ValueError(f"landmarks must be ({NUM_LANDMARKS}, 2) MediaPipe points, got {tuple(landmarks.shape)}")
     points = landmarks.detach().float().cpu() * (resolution / image_size)
-    centres = torch.arange(resolution, dtype=torch.float32) + 0.5  # pixel centres in the crop's pixel units
-    ys, xs = torch.meshgrid(centres, centres, indexing="ij")
-    pixels = torch.stack([xs, ys], dim=-1).reshape(-1, 1, 2)
-    channels = []
+    out = torch.full((len(LANDMARK_MAP_CHANNELS), resolution, resolution), -1.0)
     for k, names in enumerate(LANDMARK_MAP_CHANNELS):
         segments = _segments(points, names, dots=k == 2)
         if len(segments) == 0:
-            channels.append(torch.full((resolution, resolution), -1.0))
             continue
+        # Only pixels within a line's half width of the segments' box can be on a contour.
+        lo = (segments.flatten(0, 1).amin(0) - _HALF_WIDTH - 0.5).floor().clamp(0, resolution).long()
+        hi = (segments.flatten(0, 1).amax(0) + _HALF_WIDTH + 0.5).ceil().clamp(0, resolution).long()
+        (x0, y0), (x1, y1) = lo.tolist(), hi.tolist()
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys, xs = torch.meshgrid(
+            torch.arange(y0, y1, dtype=torch.float32) + 0.5,  # pixel centres in the map's pixel units
+            torch.arange(x0, x1, dtype=torch.float32) + 0.5,
+            indexing="ij",
+        )
+        pixels = torch.stack([xs, ys], dim=-1).reshape(-1, 1, 2)
         a, b = segments[:, 0], segments[:, 1]
         direction = b - a
         length2 = direction.square().sum(-1).clamp_min(1e-12)
         t = (((pixels - a) * direction).sum(-1) / length2).clamp(0, 1)
         distance = (pixels - (a + t[..., None] * direction)).norm(dim=-1).min(dim=1).values
-        channels.append(torch.where(distance <= _HALF_WIDTH, 1.0, -1.0).reshape(resolution, resolution))
-    return torch.stack(channels)
+        out[k, y0:y1, x0:x1] = torch.where(distance <= _HALF_WIDTH, 1.0, -1.0).reshape(y1 - y0, x1 - x0)
+    return out

@@ -82,6 +82,9 @@ class MediaPipeLandmarkDetector:
                 refine_landmarks=True,
                 min_detection_confidence=self.config.min_detection_confidence,
             )
+            # MediaPipe starts its graph in worker threads that log as they go: one image run
+            # here waits for them, so that what they print is held back too.
+            self._mesh.process(np.zeros((64, 64, 3), dtype=np.uint8))
 
     def detect(self, image) -> Tensor | None:
         """Landmarks of the largest face, ``(478, 2)`` float32 pixels, or None."""

@@ -2,7 +2,9 @@
 
 Lambertian shading of a UV texture (or a flat grey) with one directional light plus ambient,
 rasterised with any :class:`~invertavatar_core.plugin.protocols.Rasterizer`; world space is EG3D
-canonical space (the pose-free mesh), the head pose lives in the camera.
+canonical space (the pose-free mesh), the head pose lives in the camera. :func:`flat_shaded`
+draws grey, one shade per triangle, from fragments the caller already has: a preview (the fit
+overlays of ``invertavatar preprocess``) for a few milliseconds a frame.
 """
 
 import torch
@@ -12,7 +14,7 @@ from torch import Tensor
 from invertavatar_core.geometry.cameras import points_to_clip
 from invertavatar_core.geometry.normals import vertex_normals
 
-__all__ = ["render_mesh"]
+__all__ = ["flat_shaded", "render_mesh"]
 
 
 def render_mesh(
@@ -69,3 +71,32 @@ def render_mesh(
     mask = fragments.mask[:, None].to(vertices.dtype)
     image = (albedo * shade * 2 - 1) * mask
     return image, mask
+
+
+def flat_shaded(
+    vertices: Tensor, faces: Tensor, camera: Tensor, fragments, *, ambient: float = 0.35
+) -> tuple[Tensor, Tensor]:
+    """Grey, one shade per triangle: ``image (B, 3, R, R)`` in [-1, 1] and ``mask (B, 1, R, R)``.
+
+    Args:
+        vertices: canonical-space mesh ``(B, N, 3)``.
+        faces: ``(F, 3)`` triangles.
+        camera: ``(B, 25)`` EG3D labels; the light comes from the camera.
+        fragments: the mesh rasterised through ``camera`` (``triangle_id (B, R, R)``).
+        ambient: share of unshaded light.
+    Two-sided: a triangle is lit by the absolute cosine, whatever its winding.
+    """
+    faces = faces.to(vertices.device)
+    corners = vertices[:, faces]  # (B, F, 3, 3)
+    normals = F.normalize(
+        torch.linalg.cross(corners[:, :, 1] - corners[:, :, 0], corners[:, :, 2] - corners[:, :, 0]), dim=-1
+    )
+    cam2world = camera[:, :16].view(-1, 4, 4).to(vertices)
+    light = F.normalize(cam2world[:, :3, 3] - vertices.mean(1), dim=-1)
+    shade = ambient + (1 - ambient) * (normals * light[:, None]).sum(-1).abs()  # (B, F)
+    ids = fragments.triangle_id
+    covered = ids >= 0
+    pixel = shade.gather(1, ids.clamp(min=0).flatten(1)).view(ids.shape)
+    mask = covered[:, None].to(vertices.dtype)
+    image = (0.8 * pixel[:, None] * 2 - 1) * mask
+    return image.expand(-1, 3, -1, -1), mask

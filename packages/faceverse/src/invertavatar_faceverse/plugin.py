@@ -8,7 +8,7 @@ from invertavatar_core import hookimpl
 __all__: list[str] = []
 
 COMMANDS = (
-    "invertavatar_faceverse.commands.fit",
+    "invertavatar_faceverse.commands.preprocess",
     "invertavatar_faceverse.commands.synth_heads",
     "invertavatar_faceverse.commands.convert_ict",
     "invertavatar_faceverse.commands.convert_faceverse",
@@ -62,6 +62,6 @@ def invertavatar_register_landmark_detectors(registrar) -> None:
 
 @hookimpl
 def invertavatar_add_commands(subparsers, groups) -> None:
-    """``fit``, ``synth-heads``, ``convert ict`` and ``convert faceverse`` (with their old hidden spellings)."""
+    """``preprocess``, ``synth-heads``, ``convert ict`` and ``convert faceverse`` (with their old hidden spellings)."""
     for module in COMMANDS:
         importlib.import_module(module).register(subparsers, groups)

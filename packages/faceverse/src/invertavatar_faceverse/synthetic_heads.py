@@ -6,7 +6,7 @@ some views reveal (marks on one cheek, hair longer on one side with a tilted hai
 earring on the other side), one light direction and one smooth background. Each sequence is a
 talking head: yaw, pitch, gaze and the blendshape weights follow smooth curves in time (the yaw
 reaching up to ``yaw_range``, 60 degrees by default). Frames are rendered with Lambertian shading
-and written with everything ``invertavatar fit`` writes (image, EG3D camera, expression UV
+and written with everything ``invertavatar preprocess`` writes (image, EG3D camera, expression UV
 render, unwrap grid and visibility, coefficients, landmarks, preview unwrap), plus the head mask
 of each frame and the painted albedo of each identity (``textures/<seq>.png``).
 

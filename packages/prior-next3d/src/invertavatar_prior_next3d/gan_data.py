@@ -6,7 +6,7 @@ conditioning labels from the dataset; a landmark-contour image comes along when 
 one (the deformation-aware discriminator; ``fit`` and ``synth-heads`` write them, see
 docs/dataset-layout.md). Two sources:
 
-- :class:`DatasetGanData`: frames of a dataset in the layout ``invertavatar fit`` writes (or the
+- :class:`DatasetGanData`: frames of a dataset in the layout ``invertavatar preprocess`` writes (or the
   official layout, docs/dataset-layout.md), read through :func:`invertavatar_core.data.datasets.open_dataset`;
   ``invertavatar synth-heads`` writes procedurally rendered heads in that layout;
 - :class:`MultiViewData`: the same frames held in memory with what supervised pre-training needs

@@ -82,7 +82,7 @@ class PriorTrainingConfig(Section):
     release-prior EG3D.pkl``, as the paper trains from EG3D); ``prior`` must build the same shapes. ``null``:
     random initialisation. A run that resumes from its own checkpoint ignores it."""
     data_root: Path | None = None
-    """Dataset in the ``invertavatar fit`` (or official) layout; ``null`` = random images (smoke tests only).
+    """Dataset in the ``invertavatar preprocess`` (or official) layout; ``null`` = random images (smoke tests only).
 
     ``invertavatar synth-heads`` writes procedurally rendered heads in the fit layout.
     """

@@ -36,7 +36,7 @@ def preset_prior_training_yaml(registry: Registry, preset: Preset = "tiny") -> s
     header = (
         f"invertavatar prior training (`invertavatar train prior --config FILE`), preset {preset!r}.\n"
         f"Written by `invertavatar config init --kind prior --preset {preset}`; omitted fields take their defaults.\n"
-        "Set data_root to a folder written by `invertavatar fit` or `invertavatar synth-heads`; null trains on\n"
+        "Set data_root to a folder written by `invertavatar preprocess` or `invertavatar synth-heads`; null trains on\n"
         "random images, which only exercises the machinery."
     )
     data = preset_prior_training_data(registry, preset)

@@ -43,7 +43,7 @@ COMMANDS: tuple[str, ...] = (
 
 HELP_ORDER: tuple[str, ...] = (
     "demo",
-    "fit",
+    "preprocess",
     "synth-heads",
     "train",
     "sample",
@@ -64,7 +64,7 @@ HELP_ORDER: tuple[str, ...] = (
 EPILOG = """\
 workflow:
   invertavatar demo                                     # everything end to end on built-in defaults
-  invertavatar fit portrait.png --out fitted/           # photos -> fitted dataset
+  invertavatar preprocess clip.mp4 --out dataset/       # videos, photos -> fitted dataset
   invertavatar train latent --config experiment.yaml    # then oneshot, incremental
   invertavatar reconstruct --checkpoint runs/x --source a.png --out avatar/
   invertavatar render --avatar avatar/ --orbit --out orbit.mp4

@@ -3,9 +3,9 @@
     invertavatar animate --avatar AVATAR --driving VIDEO_OR_FITDIR --out out.mp4
         [--mode auto|same|cross] [--side-by-side] [--driving-cache DIR] [--sequence NAME]
 
-The driving clip is a fitted dataset (a folder written by ``invertavatar fit`` or ``synth-heads``,
+The driving clip is a fitted dataset (a folder written by ``invertavatar preprocess`` or ``synth-heads``,
 or the official layout) or a video, which is fitted first with the avatar's morphable model (as
-``invertavatar fit`` does) into ``--driving-cache`` (reused when the video and settings are
+``invertavatar preprocess`` does) into ``--driving-cache`` (reused when the video and settings are
 unchanged) or a temporary folder. Same identity uses the driving cameras as they are; cross
 identity keeps the avatar's identity and moves its source pose as the driver's head moves from
 the reference frame (invertavatar_core.animation.driving). ``--mode auto`` (the default) picks
@@ -42,7 +42,10 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     )
     parser.add_argument("--avatar", required=True, help="avatar folder (from 'invertavatar reconstruct')")
     parser.add_argument(
-        "--driving", required=True, metavar="VIDEO_OR_FITDIR", help="a video, or a folder written by 'invertavatar fit'"
+        "--driving",
+        required=True,
+        metavar="VIDEO_OR_FITDIR",
+        help="a video, or a folder written by 'invertavatar preprocess'",
     )
     parser.add_argument("--out", required=True, help="output video (.mp4)")
     parser.add_argument(
@@ -80,7 +83,7 @@ def _model_spec(model_config: dict) -> str:
 
 
 def _fit_video(args: argparse.Namespace, video: Path, fit_dir: Path, models, registry) -> None:
-    """Fit the driving video with the avatar's morphable model, as ``invertavatar fit`` would."""
+    """Fit the driving video with the avatar's morphable model, as ``invertavatar preprocess`` would."""
     try:
         from invertavatar_faceverse import fit_dataset
     except ImportError:
@@ -93,9 +96,10 @@ def _fit_video(args: argparse.Namespace, video: Path, fit_dir: Path, models, reg
     uv_resolution = models.prior.info.uv_resolution
     print(f"fitting the driving video with model {model_config['name']!r} into {fit_dir}")
     try:
+        # Every fitted frame drives the avatar: the fit's quality flags are reported, not acted on.
         fit_dataset([video], fit_dir, registry, model=_model_spec(model_config), mediapipe_canonical=canonical,
                     uv_resolution=uv_resolution, max_frames=args.frames, device=str(models.device),
-                    progress=not args.no_progress)  # fmt: skip
+                    keep_flagged=True, progress=not args.no_progress)  # fmt: skip
     except (UserError, ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise UserError(f"fitting the driving video failed: {message}") from exc
@@ -154,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--reference-frame must be 0 or more, got {args.reference_frame}")
     driving = Path(args.driving)
     if not driving.exists():
-        raise UserError(f"--driving {driving}: not found (give a video or a folder written by 'invertavatar fit')")
+        raise UserError(
+            f"--driving {driving}: not found (give a video or a folder written by 'invertavatar preprocess')"
+        )
     is_video = driving.is_file()
     if is_video:
         from invertavatar_core.io.media import video_frame_count

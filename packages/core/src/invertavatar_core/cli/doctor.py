@@ -15,7 +15,7 @@ import sys
 __all__ = ["EXTRAS", "register", "version_lines"]
 
 EXTRAS: dict[str, str] = {
-    "mediapipe": "landmarks for 'fit' and the AKD metric (extra: invertavatar-faceverse[mediapipe])",
+    "mediapipe": "landmarks for 'preprocess' and the AKD metric (extra: invertavatar-faceverse[mediapipe])",
     "skimage": "marching cubes for 'export' meshes (extra: invertavatar-core[export])",
     "nvdiffrast": "fast CUDA rasterizer 'nvdiffrast'",
     "pytorch3d": "rasterizer 'pytorch3d'",
@@ -152,7 +152,10 @@ def run(args: argparse.Namespace) -> int:
         "components",
         [
             ("registered", str(len(list(registry.entries())))),
-            ("landmark detectors", ", ".join(detectors) or "none: 'fit' needs invertavatar-faceverse[mediapipe]"),
+            (
+                "landmark detectors",
+                ", ".join(detectors) or "none: 'preprocess' needs invertavatar-faceverse[mediapipe]",
+            ),
         ],
     )
     for problem in registry.problems:

@@ -4,7 +4,7 @@
 
 The experiment's ``evaluation`` section says which protocols, metrics, counts and models
 (``evaluation.models``: label + model checkpoint + overrides, e.g. one per aggregator) to run;
-``data.root`` is the dataset folder (``invertavatar fit`` / ``synth-heads`` layout, or the official
+``data.root`` is the dataset folder (``invertavatar preprocess`` / ``synth-heads`` layout, or the official
 layout), ``null`` for sequences synthesised by the model's prior. Writes
 ``DIR/results.{md,csv,json}``, ``DIR/report.{md,json}`` (with the skipped metrics and why) and
 PNG plots (metric vs number of source frames per model; source / driving / output grids).

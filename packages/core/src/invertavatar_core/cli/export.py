@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     )
     parser.add_argument("--avatar", help="avatar folder (from 'invertavatar reconstruct')")
     parser.add_argument(
-        "--driving", metavar="DATASET", help="fitted dataset (from 'invertavatar fit'): expression curves"
+        "--driving", metavar="DATASET", help="fitted dataset (from 'invertavatar preprocess'): expression curves"
     )
     parser.add_argument(
         "--out", required=True, help="a folder, or a .ply/.obj/.glb file for one mesh (new, or ours with --overwrite)"
@@ -153,7 +153,7 @@ def _plan(args: argparse.Namespace) -> tuple[Path, bool, list[str]]:
     if args.avatar and not Path(args.avatar).is_dir():
         raise UserError(f"--avatar {args.avatar}: folder not found (write one with 'invertavatar reconstruct')")
     if args.driving and not Path(args.driving).is_dir():
-        raise UserError(f"--driving {args.driving}: folder not found (write one with 'invertavatar fit')")
+        raise UserError(f"--driving {args.driving}: folder not found (write one with 'invertavatar preprocess')")
     return out, is_file, formats
 
 
@@ -230,7 +230,7 @@ def _curves(args: argparse.Namespace, dataset, sequence: str, indices: list[int]
     if config is None:
         raise UserError(
             f"--driving {args.driving}: the official layout's FaceVerse expressions are not ARKit-named, and "
-            f"their names are not recorded; expression curves need a folder written by 'invertavatar fit'"
+            f"their names are not recorded; expression curves need a folder written by 'invertavatar preprocess'"
         )
     try:
         names = tuple(registry.create("morphable_model", config).expression_names)

@@ -5,8 +5,8 @@
 
 ``--checkpoint`` is a model checkpoint folder (docs/checkpoints.md), e.g. a training run folder.
 Each source frame needs its camera, expression UV render and UV unwrap: from ``--fit FITDIR``
-(a folder written by ``invertavatar fit``, its frames in source order), or, without it, the
-sources are fitted first, as ``invertavatar fit`` does, into ``AVATAR.fit/`` (needs the faceverse
+(a folder written by ``invertavatar preprocess``, its frames in source order), or, without it, the
+sources are fitted first, as ``invertavatar preprocess`` does, into ``AVATAR.fit/`` (needs the faceverse
 package; a sequence there is reused only when its input file and fit settings hash the same).
 Several frames go through the experiment's inverter frame by frame (the incremental path), with
 a progress line per frame; encoders that fold frames in groups (the released ones) get all frames
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
         help="build an avatar from source images or a video",
         description="Invert one portrait, several frames or a video clip of one person into an avatar folder "
         "through the experiment's inverter (frame by frame; encoders that fold frames in groups get all frames "
-        "at once). Sources without --fit are fitted first ('invertavatar fit', into AVATAR.fit/).",
+        "at once). Sources without --fit are fitted first ('invertavatar preprocess', into AVATAR.fit/).",
         epilog="examples:\n"
         "  invertavatar reconstruct --checkpoint runs/incremental --source a.png b.png --out avatar/\n"
         "  invertavatar reconstruct --checkpoint runs/incremental --source-video clip.mp4 --frames 8 "
@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     sources.add_argument("--source", nargs="+", metavar="IMG", help="source image(s) of one person")
     sources.add_argument("--source-video", metavar="VIDEO", help="a video of one person")
     parser.add_argument("--frames", type=int, default=8, help="frames taken evenly from --source-video (default 8)")
-    parser.add_argument("--fit", metavar="FITDIR", help="folder written by 'invertavatar fit' for these sources")
+    parser.add_argument("--fit", metavar="FITDIR", help="folder written by 'invertavatar preprocess' for these sources")
     parser.add_argument("--inverter", help="registry name of the inverter (default: the experiment's)")
     parser.add_argument("--out", required=True, help="avatar folder to write (new, or ours with --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier avatar")
@@ -68,7 +68,7 @@ def fitted_frames(fit_dir: str | Path, sequences: list[str] | None = None) -> "O
 
     fit_dir = Path(fit_dir)
     if not fit_dir.is_dir():
-        raise UserError(f"--fit {fit_dir}: folder not found (write it with `invertavatar fit`)")
+        raise UserError(f"--fit {fit_dir}: folder not found (write it with `invertavatar preprocess`)")
     dataset = FitDataset(fit_dir)
     if len(dataset) == 0:
         raise UserError(f"--fit {fit_dir}: holds no fitted frames")
@@ -86,7 +86,7 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
 
 
 def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: "InversionModels", registry: "Registry") -> None:
-    """Fit the sources as ``invertavatar fit`` would, with the experiment's morphable model and the prior's UV size."""
+    """Fit the sources as ``invertavatar preprocess`` would, with the experiment's model and the prior's UV size."""
     from invertavatar_core.io.media import video_frame_count
 
     try:
@@ -102,13 +102,15 @@ def _fit_sources(args: argparse.Namespace, fit_dir: Path, models: "InversionMode
     device = str(models.device)
     # fit only about the frames that will be used
     every = max(1, video_frame_count(args.source_video) // max(args.frames, 1)) if args.source_video else 1
-    command = ["fit", *inputs, "--out", str(fit_dir), "--model", model, "--uv-resolution", str(uv_resolution)]
+    command = ["preprocess", *inputs, "--out", str(fit_dir), "--model", model, "--uv-resolution", str(uv_resolution)]
     command += ["--device", device] + (["--no-progress"] if args.no_progress else [])
     command += ["--every", str(every)] if args.source_video else []
+    command += ["--keep-flagged"]
     print(f"fitting the sources: invertavatar {' '.join(command)}")
     try:
+        # Every source the user named is used: the fit's quality flags are reported, not acted on.
         fit_dataset(inputs, fit_dir, registry, model=model, uv_resolution=uv_resolution, every=every, device=device,
-                    progress=not args.no_progress)  # fmt: skip
+                    keep_flagged=True, progress=not args.no_progress)  # fmt: skip
     except (UserError, ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise UserError(f"fitting the sources failed: {message}; fit the sources yourself and pass --fit") from exc
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.fit:
         check_output_dir(fit_dir, FIT_KIND, reuse=True, signature=("dataset.json",), what="fit folder")
     elif not fit_dir.is_dir():
-        raise UserError(f"--fit {fit_dir}: folder not found (write it with `invertavatar fit`)")
+        raise UserError(f"--fit {fit_dir}: folder not found (write it with `invertavatar preprocess`)")
     registry = cli_registry()
     checkpoint = Path(args.checkpoint)
     models = InversionModels.load(checkpoint, registry, device=device)

@@ -29,14 +29,14 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
         "driven by the expressions and cameras of a fitted video (same-person or cross-person reenactment).",
         epilog="examples:\n"
         "  invertavatar render --avatar avatar/ --orbit --frames 60 --out orbit.mp4\n"
-        "  invertavatar fit driver.mp4 --out driving/ && invertavatar render --avatar avatar/ --drive driving/ "
+        "  invertavatar preprocess driver.mp4 --out driving/ && invertavatar render --avatar avatar/ --drive driving/ "
         "--out driven.mp4",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--avatar", required=True, help="avatar folder (from 'invertavatar reconstruct')")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--orbit", action="store_true", help="novel-view orbit with the neutral expression")
-    mode.add_argument("--drive", metavar="FITDIR", help="driving frames: a folder written by 'invertavatar fit'")
+    mode.add_argument("--drive", metavar="FITDIR", help="driving frames: a folder written by 'invertavatar preprocess'")
     parser.add_argument("--checkpoint", help="model checkpoint holding the prior (default: the avatar's)")
     parser.add_argument("--frames", type=int, default=60, help="orbit length in frames (default 60)")
     parser.add_argument("--fps", type=float, default=25.0, help="video frame rate (default 25)")
@@ -128,7 +128,7 @@ def _driven(args: argparse.Namespace, models, avatar, device):
     from invertavatar_core.data.datasets import open_dataset
 
     if not Path(args.drive).is_dir():
-        raise UserError(f"--drive {args.drive}: folder not found (write it with `invertavatar fit`)")
+        raise UserError(f"--drive {args.drive}: folder not found (write it with `invertavatar preprocess`)")
     dataset = open_dataset(args.drive)
     if len(dataset) == 0:
         raise UserError(f"--drive {args.drive}: holds no fitted frames")

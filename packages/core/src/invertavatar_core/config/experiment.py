@@ -137,7 +137,7 @@ class DataConfig(Section):
     """Where training / evaluation data comes from."""
 
     root: Path | None = None
-    """Dataset folder in the layout ``invertavatar fit`` writes; ``null`` = synthetic from the prior."""
+    """Dataset folder in the layout ``invertavatar preprocess`` writes; ``null`` = synthetic from the prior."""
     image_resolution: int = 512
     """Resolution images are loaded at (paper: 512)."""
     frames_per_sequence: int = 4

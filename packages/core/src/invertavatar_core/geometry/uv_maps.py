@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from invertavatar_core.geometry.cameras import points_to_clip, project_points, split_camera
 from invertavatar_core.geometry.normals import vertex_normals
 from invertavatar_core.geometry.triplane_space import face_window
-from invertavatar_core.plugin.protocols import MorphableModel, Rasterizer
+from invertavatar_core.plugin.protocols import Fragments, MorphableModel, Rasterizer
 from invertavatar_core.tensor_types import Camera, Float, Tensor
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "FaceIslandEnlargement",
     "canonical_vertices",
     "mouth_hole",
+    "posed_fragments",
     "read_uv_mask",
     "render_expression_uv",
     "unwrap_image",
@@ -190,6 +191,21 @@ def mouth_hole(mask: Float[Tensor, "B 1 H W"], max_sweeps: int | None = None) ->
     return hole.to(mask.dtype if mask.is_floating_point() else torch.float32)
 
 
+def posed_fragments(
+    rasterizer: Rasterizer,
+    vertices: Float[Tensor, "B N 3"],
+    faces: Tensor,
+    camera: Camera,
+    resolution: int,
+) -> Fragments:
+    """The canonical mesh ``vertices (B, N, 3)`` seen through ``camera (B, 25)``, rasterised at ``resolution``.
+
+    Its depth buffer is the one :func:`uv_unwrap_grid` tests occlusion against.
+    """
+    clip = points_to_clip(vertices, camera.to(vertices), near=_CLIP_NEAR)
+    return rasterizer.rasterize(clip, faces.to(vertices.device), resolution, resolution)
+
+
 def uv_unwrap_grid(
     model: MorphableModel,
     rasterizer: Rasterizer,
@@ -202,6 +218,7 @@ def uv_unwrap_grid(
     image_resolution: int = 512,
     occlusion_tolerance: float = OCCLUSION_TOLERANCE,
     face_island: FaceIslandEnlargement | None = None,
+    image_fragments: Fragments | None = None,
 ) -> tuple[Float[Tensor, "B Ht Wt 2"], Float[Tensor, "B 1 Ht Wt"]]:
     """Texel -> image position ``grid (B, Ht, Wt, 2)`` in [-1, 1] and ``visibility (B, 1, Ht, Wt)``.
 
@@ -214,6 +231,9 @@ def uv_unwrap_grid(
     the camera > :data:`FRONT_FACING_COSINE`) x UV face mask > 0.5
     x inside the image x not occluded (within ``occlusion_tolerance`` of the depth buffer of the
     posed mesh rendered at ``image_resolution``). Uncovered texels get grid 0.
+
+    ``image_fragments``: that posed render, when the caller already has it (:func:`posed_fragments`
+    of the same mesh, camera and ``image_resolution``, e.g. to draw an overlay): not rasterised again.
     """
     vertices = canonical_vertices(model, identity, expression, eyes)
     b, n, _ = vertices.shape
@@ -247,12 +267,19 @@ def uv_unwrap_grid(
     inside = (grid.abs() < 1).all(-1) & (depth > 0)
 
     cam2world, _ = split_camera(camera)
-    to_camera = torch.nn.functional.normalize(cam2world[:, None, :3, 3] - flat_points, dim=-1)
-    facing = (F.normalize(texel_normals.flatten(2).transpose(1, 2), dim=-1) * to_camera).sum(-1) > FRONT_FACING_COSINE
+    # Contiguous before normalising: torch's norm over a strided last dimension is ~10x slower on CPU.
+    to_camera = F.normalize((cam2world[:, None, :3, 3] - flat_points).contiguous(), dim=-1)
+    texel_directions = F.normalize(texel_normals.flatten(2).transpose(1, 2).contiguous(), dim=-1)
+    facing = (texel_directions * to_camera).sum(-1) > FRONT_FACING_COSINE
 
     # Occlusion: the texel's depth against the posed mesh's depth buffer at its pixel (nearest).
-    clip = points_to_clip(vertices, camera, near=_CLIP_NEAR)
-    image_fragments = rasterizer.rasterize(clip, faces, image_resolution, image_resolution)
+    if image_fragments is None:
+        image_fragments = posed_fragments(rasterizer, vertices, faces, camera, image_resolution)
+    elif image_fragments.depth.shape != (b, image_resolution, image_resolution):
+        raise ValueError(
+            f"image_fragments: expected ({b}, {image_resolution}, {image_resolution}), "
+            f"got {tuple(image_fragments.depth.shape)}"
+        )
     buffer_depth = _CLIP_NEAR / (1 - image_fragments.depth.flatten(1)).clamp(min=1e-12)
     col = pixels[..., 0].floor().long().clamp(0, image_resolution - 1)
     row = pixels[..., 1].floor().long().clamp(0, image_resolution - 1)

@@ -1,6 +1,6 @@
 """What one batch of frames carries into inversion, training and evaluation.
 
-Produced by ``invertavatar fit`` (read back by the dataset readers) or synthesised from the prior.
+Produced by ``invertavatar preprocess`` (read back by the dataset readers) or synthesised from the prior.
 """
 
 from dataclasses import dataclass, fields, replace

@@ -139,7 +139,7 @@ def invertavatar_add_commands(subparsers, groups) -> None:
     ``subparsers`` is the top-level ``argparse`` subparsers action; ``groups`` maps the names of
     core's command groups (``"train"``, ``"convert"``) to their subparsers actions. Each added parser must set
     ``func`` (``parser.set_defaults(func=run)``) to a callable taking the parsed arguments and
-    returning an exit status. Example: the faceverse package adds ``fit``; the prior package
+    returning an exit status. Example: the faceverse package adds ``preprocess``; the prior package
     adds ``train prior`` and ``convert release-prior``.
 
     .. versionadded:: 0.1

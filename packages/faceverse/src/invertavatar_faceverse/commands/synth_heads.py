@@ -13,7 +13,7 @@ def register(subparsers, groups) -> None:
     """Add the ``synth-heads`` parser."""
     parser = subparsers.add_parser(
         "synth-heads",
-        help="render random procedural heads into a dataset folder (the layout 'fit' writes)",
+        help="render random procedural heads into a dataset folder (the layout 'preprocess' writes)",
         description="Random identities (painted albedo with cheek marks, asymmetric hair, ears), talking-head "
         "sequences (smooth yaw up to --yaw-range, expressions, gaze), one light and background per identity, "
         "rendered with the procedural head and written with cameras, expression UV renders, unwraps, coefficients, "

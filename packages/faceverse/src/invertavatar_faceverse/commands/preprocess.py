@@ -1,34 +1,45 @@
-"""``invertavatar fit IMAGE_OR_VIDEO ... --model NAME[:PATH] --out DIR``: photos -> a fitted dataset.
+"""``invertavatar preprocess VIDEO|PHOTO|FOLDER ... --out DATASET``: media -> the fitted dataset.
 
-The work is :func:`invertavatar_faceverse.dataset_fitting.fit_dataset` (landmarks, crops, the
-morphable-model fit, UV renders and unwraps, in the layout of ``docs/dataset-layout.md``). A
-sequence already in ``--out`` is skipped only when the content key of its input file and of the
-settings (see :func:`invertavatar_core.data.datasets.input_key`) is unchanged, so an interrupted
-run resumes and a different photo under the same file name is fitted again.
+The work is :func:`invertavatar_faceverse.dataset_fitting.fit_dataset`: frames streamed one at a
+time, faces found at any size and place, the morphable model fitted, and crops, EG3D cameras,
+expression UV renders, UV unwraps, coefficients and overlays written in the layout of
+``docs/dataset-layout.md``, with a per-frame ``report.csv``. An interrupted run resumes; work
+already done for the same input file and settings is kept (see
+:func:`invertavatar_core.data.datasets.input_key`). ``invertavatar fit`` is kept as a hidden,
+deprecated spelling.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
 
 __all__ = ["register", "run"]
 
+_DESCRIPTION = (
+    "Find the face in every frame (also small or off-centre ones), crop, fit identity/expression/eyes/camera, "
+    "and write crops, EG3D cameras, expression UV renders, UV unwraps, coefficients and overlays "
+    "(docs/dataset-layout.md) plus report.csv: every frame, written or skipped and why. A folder of photos is one "
+    "person: one sequence with one identity. Frames are streamed, so any length of video fits in memory; an "
+    "interrupted run continues where it stopped."
+)
+_EPILOG = (
+    "examples:\n"
+    "  invertavatar preprocess portrait.jpg --out dataset/\n"
+    "  invertavatar preprocess photos-of-anna/ --out dataset/          # one person, one identity\n"
+    "  invertavatar preprocess clip.mp4 --every 2 --face-index 1 --model ict:FaceXModel/ --out dataset/"
+)
 
-def register(subparsers, groups) -> None:
-    """Add the ``fit`` parser."""
-    parser = subparsers.add_parser(
-        "fit",
-        help="fit a morphable model to photos or a video and write the dataset the encoders read",
-        description="Detect landmarks, crop, fit identity/expression/eyes/camera, and write crops, EG3D cameras, "
-        "expression UV renders, UV unwraps, coefficients and overlays (docs/dataset-layout.md). A sequence "
-        "already in --out from the same file and settings is skipped, so an interrupted run resumes.",
-        epilog="examples:\n"
-        "  invertavatar fit portrait.png --out fitted/\n"
-        "  invertavatar fit clip.mp4 --every 5 --max-frames 40 --model ict:FaceXModel/ --out fitted/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="VIDEO|PHOTO|FOLDER",
+        help="videos, photos, and/or folders of photos of one person each",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="IMAGE_OR_VIDEO", help="images and/or videos")
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
     parser.add_argument(
         "--model",
@@ -89,15 +100,54 @@ def register(subparsers, groups) -> None:
         type=int,
         default=None,
         metavar="K",
-        help="with several faces in a frame, fit the K-th largest (0, the default, is the largest)",
+        help="with several faces in a frame, take the K-th largest (0, the default, is the largest); "
+        "a video follows that face from frame to frame",
+    )
+    parser.add_argument(
+        "--keep-flagged",
+        action="store_true",
+        help="also write frames the fit's quality check flags (skipped by default; report.csv lists them)",
+    )
+    parser.add_argument(
+        "--jitter-baseline",
+        action="store_true",
+        help="fit each video a second time without temporal terms and print its jitter too "
+        "(what the smoothing removes; doubles the fitting time)",
     )
     add_device_argument(parser)
     add_progress_argument(parser)
+
+
+def register(subparsers, groups) -> None:
+    """Add ``preprocess`` and the hidden, deprecated ``fit``."""
+    parser = subparsers.add_parser(
+        "preprocess",
+        help="videos, photos or folders of photos -> the fitted dataset the encoders read",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_arguments(parser)
     parser.set_defaults(func=run)
+    # No help= keeps the old spelling out of the command listing.
+    alias = subparsers.add_parser(
+        "fit",
+        description=f"Deprecated: use 'invertavatar preprocess'. {_DESCRIPTION}",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_arguments(alias)
+    alias.set_defaults(func=run_deprecated)
+
+
+def run_deprecated(args: argparse.Namespace) -> int:
+    """``invertavatar fit``: one note, then :func:`run`."""
+    print("invertavatar fit is deprecated; use 'invertavatar preprocess'", file=sys.stderr)
+    return run(args)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fit every input and write the dataset."""
+    """Preprocess every input and write the dataset."""
     from invertavatar_core.config.experiment import default_registry
     from invertavatar_faceverse import fit_dataset
 
@@ -117,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         steps=args.steps,
         face_index=args.face_index,
+        keep_flagged=args.keep_flagged,
+        jitter_baseline=args.jitter_baseline,
         device=args.device,
         progress=not args.no_progress,
     )
