@@ -3,7 +3,8 @@
     invertavatar reconstruct --checkpoint RUN --source a.png [b.png ...] [--fit FITDIR] --out AVATAR
     invertavatar reconstruct --checkpoint RUN --source-video clip.mp4 --frames 8 [--fit FITDIR] --out AVATAR
 
-``--checkpoint`` is a model checkpoint folder (docs/checkpoints.md), e.g. a training run folder.
+``--checkpoint`` is a model checkpoint folder (docs/checkpoints.md), e.g. a training run folder;
+without it, the built-in model ``synth-heads-tiny`` (``invertavatar_core.pretrained``).
 Each source frame needs its camera, expression UV render and UV unwrap: from ``--fit FITDIR``
 (a folder written by ``invertavatar preprocess``, its frames in source order), or, without it, the
 sources are fitted first, as ``invertavatar preprocess`` does, into ``AVATAR.fit/`` (needs the faceverse
@@ -47,7 +48,11 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
         "--fit fitted/ --out avatar/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="model checkpoint folder (e.g. a training run)")
+    parser.add_argument(
+        "--checkpoint",
+        help="model checkpoint folder (e.g. a training run); default: the built-in model synth-heads-tiny "
+        "(trained on synthetic heads: a pipeline check on real photos, not a likeness)",
+    )
     sources = parser.add_mutually_exclusive_group(required=True)
     sources.add_argument("--source", nargs="+", metavar="IMG", help="source image(s) of one person")
     sources.add_argument("--source-video", metavar="VIDEO", help="a video of one person")
@@ -130,6 +135,21 @@ def _choose(frames, args: argparse.Namespace):
     return frames[: len(args.source)]
 
 
+def _checkpoint(args: argparse.Namespace) -> Path:
+    """``--checkpoint``, else the built-in model; a one-line error when neither is there."""
+    from invertavatar_core.pretrained import DEFAULT_MODEL, builtin_model_dir
+
+    if args.checkpoint:
+        if not Path(args.checkpoint).is_dir():
+            raise UserError(f"--checkpoint {args.checkpoint}: folder not found")
+        return Path(args.checkpoint)
+    builtin = builtin_model_dir(DEFAULT_MODEL)
+    if builtin is None:
+        raise UserError(f"no --checkpoint given and this installation ships no built-in model {DEFAULT_MODEL!r}")
+    print(f"model: built-in {DEFAULT_MODEL} (pass --checkpoint RUN for your own)")
+    return builtin
+
+
 def run(args: argparse.Namespace) -> int:
     """Invert the sources and save the avatar."""
     from tqdm import tqdm
@@ -151,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     elif not fit_dir.is_dir():
         raise UserError(f"--fit {fit_dir}: folder not found (write it with `invertavatar preprocess`)")
     registry = cli_registry()
-    checkpoint = Path(args.checkpoint)
+    checkpoint = _checkpoint(args)
     models = InversionModels.load(checkpoint, registry, device=device)
     experiment = models.experiment
     inverter_config = (
