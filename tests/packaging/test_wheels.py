@@ -61,7 +61,8 @@ def test_every_wheel_carries_the_licence_types_and_metadata(wheels):
 
 @pytest.mark.slow
 def test_a_model_in_the_pretrained_slot_ships_in_the_core_wheel(tmp_path):
-    # A copy of packages/core with a (fake, byte-sized) model folder in the slot, as the coordinator ships one.
+    # The shipped built-in model (or, in a checkout without one, a byte-sized stand-in) must reach the
+    # wheel byte for byte: every file under the slot, markers included.
     import shutil
 
     from invertavatar_core.pretrained import DEFAULT_MODEL
@@ -69,16 +70,22 @@ def test_a_model_in_the_pretrained_slot_ships_in_the_core_wheel(tmp_path):
     source = tmp_path / "core"
     shutil.copytree(ROOT / "packages" / "core", source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     slot = source / "src" / "invertavatar_core" / "pretrained" / DEFAULT_MODEL
-    files = ["config.json", "prior/config.json", "prior/model.safetensors", "encoders/latent/model.safetensors"]
-    for name in files:
-        (slot / name).parent.mkdir(parents=True, exist_ok=True)
-        (slot / name).write_bytes(name.encode())
+    if not slot.is_dir():
+        for name in ["config.json", "prior/config.json", "prior/model.safetensors"]:
+            (slot / name).parent.mkdir(parents=True, exist_ok=True)
+            (slot / name).write_bytes(name.encode())
+    expected = {
+        f"invertavatar_core/pretrained/{DEFAULT_MODEL}/{p.relative_to(slot).as_posix()}": p.read_bytes()
+        for p in slot.rglob("*")
+        if p.is_file()
+    }
+    assert any(name.endswith("prior/model.safetensors") for name in expected)
     out = tmp_path / "wheel"
     _pip("wheel", "--quiet", "--no-deps", "-w", str(out), str(source), cwd=tmp_path)
     (wheel,) = out.glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = {n: archive.read(n) for n in archive.namelist() if f"pretrained/{DEFAULT_MODEL}/" in n}
-    assert shipped == {f"invertavatar_core/pretrained/{DEFAULT_MODEL}/{n}": n.encode() for n in files}
+    assert shipped == expected
 
 
 def _link_third_party(venv: Path) -> None:

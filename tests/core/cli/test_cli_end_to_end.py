@@ -152,7 +152,7 @@ def test_reconstruct_reports_bad_input_clearly(full_registry, tmp_path, capsys):
         )
         == 2
     )
-    assert "model checkpoint not found" in capsys.readouterr().err
+    assert f"--checkpoint {tmp_path / 'nothing'}: folder not found" in capsys.readouterr().err
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "avatar.json").write_text(json.dumps({"format": "invertavatar.avatar", "version": 1}))
     assert main(["render", "--avatar", str(tmp_path / "a"), "--orbit", "--out", str(tmp_path / "o.mp4")]) == 2
