@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument, checkpoint_folder
 from invertavatar_core.errors import UserError
 
 __all__ = ["DEMO_KIND", "ORBIT_YAWS", "register", "run"]
@@ -82,10 +82,9 @@ def _models(args: argparse.Namespace, registry, out: Path, device: str):
     from invertavatar_core.pretrained import DEFAULT_MODEL, builtin_model_dir
 
     if args.checkpoint:
-        if not Path(args.checkpoint).is_dir():
-            raise UserError(f"--checkpoint {args.checkpoint}: folder not found")
-        models = InversionModels.load(args.checkpoint, registry, device=device).eval()
-        return models, Path(args.checkpoint), f"checkpoint {args.checkpoint}", True
+        checkpoint = checkpoint_folder(args.checkpoint)
+        models = InversionModels.load(checkpoint, registry, device=device).eval()
+        return models, checkpoint, f"checkpoint {args.checkpoint}", True
     builtin = None if args.random_weights else builtin_model_dir(DEFAULT_MODEL)
     if builtin is not None:
         models = InversionModels.load(builtin, registry, device=device).eval()

@@ -6,6 +6,7 @@ is imported at module level: building the parser must not import torch.
 """
 
 import argparse
+from pathlib import Path
 
 __all__ = [
     "DEVICE_HELP",
@@ -13,6 +14,7 @@ __all__ = [
     "add_experiment_arguments",
     "add_progress_argument",
     "add_set_argument",
+    "checkpoint_folder",
     "experiment_from_args",
     "single_overrides",
 ]
@@ -79,3 +81,12 @@ def experiment_from_args(args: argparse.Namespace, out_key: str):
         overrides.append((out_key, args.out))
     data = apply_overrides(load_config_data(args.config), overrides)
     return ExperimentConfig.model_validate(data, context={"registry": cli_registry()})
+
+
+def checkpoint_folder(value: str | Path) -> Path:
+    """``--checkpoint VALUE`` as a path; one line when it is not a folder (before any model is built)."""
+    from invertavatar_core.errors import UserError
+
+    if not Path(value).is_dir():
+        raise UserError(f"--checkpoint {value}: folder not found")
+    return Path(value)

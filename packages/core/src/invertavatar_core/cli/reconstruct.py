@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument, checkpoint_folder
 from invertavatar_core.errors import UserError
 
 if TYPE_CHECKING:
@@ -140,9 +140,7 @@ def _checkpoint(args: argparse.Namespace) -> Path:
     from invertavatar_core.pretrained import DEFAULT_MODEL, builtin_model_dir
 
     if args.checkpoint:
-        if not Path(args.checkpoint).is_dir():
-            raise UserError(f"--checkpoint {args.checkpoint}: folder not found")
-        return Path(args.checkpoint)
+        return checkpoint_folder(args.checkpoint)
     builtin = builtin_model_dir(DEFAULT_MODEL)
     if builtin is None:
         raise UserError(f"no --checkpoint given and this installation ships no built-in model {DEFAULT_MODEL!r}")

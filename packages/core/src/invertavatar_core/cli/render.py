@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from invertavatar_core.cli import cli_registry, count_noun
-from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument
+from invertavatar_core.cli.experiment_args import add_device_argument, add_progress_argument, checkpoint_folder
 from invertavatar_core.errors import UserError
 
 __all__ = ["avatar_checkpoint", "driving_components", "neutral_expression_uv", "register"]
@@ -49,9 +49,7 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
 def avatar_checkpoint(args: argparse.Namespace, avatar) -> Path:
     """``--checkpoint``, else the model checkpoint the avatar records; a one-line error when neither is there."""
     if args.checkpoint:
-        if not Path(args.checkpoint).is_dir():
-            raise UserError(f"--checkpoint {args.checkpoint}: folder not found")
-        return Path(args.checkpoint)
+        return checkpoint_folder(args.checkpoint)
     recorded = avatar.extra.get("checkpoint")
     if not recorded:
         raise UserError(f"{args.avatar}: avatar.json records no checkpoint; pass --checkpoint RUN")
