@@ -14,6 +14,7 @@ from invertavatar_core.geometry.uv_maps import (
     mouth_hole,
     render_expression_uv,
     unwrap_image,
+    uv_fragments,
     uv_unwrap_grid,
 )
 from invertavatar_core.plugin.protocols import MorphableModel
@@ -289,6 +290,24 @@ def test_unwrap_visibility_excludes_back_faces_and_occluded_texels(head, rasteri
         flipped, rasterizer, identity, expression, None, camera, uv_resolution=uv_res, image_resolution=image_res
     )
     assert torch.equal(same, visible)
+
+
+def test_unwrap_reuses_a_layout_rasterised_once(head, rasterizer):
+    # preprocess rasterises the UV layout once per clip: the grid and visibility must not change.
+    uv_res, image_res = 64, 128
+    camera = look_at_camera(torch.tensor([0.3, -0.5]), torch.tensor([0.1, 0.0]))
+    identity, expression = neutral(head)
+    identity, expression = identity.expand(2, -1), expression.expand(2, -1)
+    layout = uv_fragments(head, rasterizer, uv_res)
+    assert layout.mask.shape == (1, uv_res, uv_res) and layout.mask.float().mean() > 0.2
+    args = (head, rasterizer, identity, expression, None, camera)
+    grid, visible = uv_unwrap_grid(*args, uv_resolution=uv_res, image_resolution=image_res)
+    grid_kept, visible_kept = uv_unwrap_grid(
+        *args, uv_resolution=uv_res, image_resolution=image_res, layout_fragments=layout
+    )
+    assert visible.sum() > 50 and torch.equal(grid, grid_kept) and torch.equal(visible, visible_kept)
+    with pytest.raises(ValueError, match="layout_fragments: expected \\(1, 32, 32\\)"):
+        uv_unwrap_grid(*args, uv_resolution=32, image_resolution=image_res, layout_fragments=layout)
 
 
 def test_procedural_head_expression_render(rasterizer, full_registry):

@@ -54,6 +54,10 @@ RENDER_BATCH = 4
 """Frames rendered together in pass 2 (bounds memory; amortises the rasteriser's per-call cost)."""
 RENDER_THREADS = 2
 """Batches rendered at once in pass 2 (each in its own thread, one torch thread each)."""
+POSED_DOWNSCALE = 2
+"""The posed mesh (the unwrap's occlusion test, the overlay's shading) is rasterised at the crop size
+divided by this. Half of 512 changes the visibility of 0.03 % of the visible texels on the
+talking-head clip and halves the costliest rasterisation of pass 2 (benchmarks/preprocess.py)."""
 FOLLOW_PATIENCE = 25
 """Used frames without the followed face after which a video's face is chosen again by size."""
 TRACK_SAVE_EVERY = 250
@@ -301,7 +305,7 @@ def fit_dataset(
     """
     from invertavatar_core.config.compute import resolve_device
     from invertavatar_core.data.datasets import FIT_KIND, FitDatasetWriter, input_key
-    from invertavatar_core.geometry.uv_maps import RELEASE_FACE_ISLAND, read_uv_mask
+    from invertavatar_core.geometry.uv_maps import RELEASE_FACE_ISLAND, read_uv_mask, uv_fragments
     from invertavatar_core.io.atomic import check_output_dir
     from invertavatar_faceverse.face_crop import read_reference_landmarks
     from invertavatar_faceverse.fitting import FittingConfig
@@ -388,6 +392,7 @@ def fit_dataset(
         reference=reference,
         face_island=face_island,
         uv_visible=uv_visible,
+        uv_layout=uv_fragments(face_model, rasterizer, uv_resolution, face_island=face_island),
         face_index=face_index or 0,
         every=every,
         keep_flagged=keep_flagged,
@@ -415,7 +420,11 @@ def fit_dataset(
         if hasattr(detector, "close"):
             detector.close()
     summary.timings["total"] = time.perf_counter() - started
-    say(f"wrote {out}")
+    made = sum(sequence.get("frames_made", 0) for sequence in summary.sequences.values())
+    seconds = summary.timings["total"]
+    speed = f", {made / seconds:.1f} frames/s end to end" if made and seconds > 0 else ""
+    fit = summary.timings["fit"]
+    say(f"wrote {out}: {_plural(made, 'frame')} made in {seconds:.1f} s{speed} (landmark fit {fit:.1f} s)")
     if summary.failed:
         raise UserError("; ".join(summary.failed))
     return summary
@@ -440,6 +449,8 @@ class _Context:
     reference: object
     face_island: object
     uv_visible: object
+    uv_layout: object
+    """The model's UV layout rasterised once (:func:`~invertavatar_core.geometry.uv_maps.uv_fragments`)."""
     face_index: int
     every: int
     keep_flagged: bool
@@ -659,7 +670,8 @@ def _render(ctx: _Context, result, rows: list[int], crops, landmarks):
         )
         # One posed rasterisation serves the unwrap's occlusion test and the overlay.
         verts = canonical_vertices(model, ident, expr, eyes)
-        posed = posed_fragments(ctx.rasterizer, verts, model.faces, camera, ctx.resolution)
+        posed_resolution = max(1, ctx.resolution // POSED_DOWNSCALE)
+        posed = posed_fragments(ctx.rasterizer, verts, model.faces, camera, posed_resolution)
         grid, vis = uv_unwrap_grid(
             model,
             ctx.rasterizer,
@@ -668,14 +680,19 @@ def _render(ctx: _Context, result, rows: list[int], crops, landmarks):
             eyes,
             camera,
             uv_resolution=ctx.uv_resolution,
-            image_resolution=ctx.resolution,
+            image_resolution=posed_resolution,
             face_island=ctx.face_island,
             image_fragments=posed,
+            layout_fragments=ctx.uv_layout,
         )
         if ctx.uv_visible is not None:
             vis = vis * ctx.uv_visible
         unwrap = unwrap_image(images, grid, vis)
         shaded, mask = flat_shaded(verts, model.faces, camera, posed)
+        if posed_resolution != ctx.resolution:
+            size = (ctx.resolution, ctx.resolution)
+            shaded = torch.nn.functional.interpolate(shaded, size=size, mode="bilinear", align_corners=False)
+            mask = torch.nn.functional.interpolate(mask, size=size, mode="bilinear", align_corners=False)
         overlay = images * (1 - 0.6 * mask) + shaded * 0.6 * mask
     return [
         FittedFrame(
@@ -872,6 +889,7 @@ def _preprocess(source: _Source, keys: dict[str, str], ctx: _Context) -> dict:
         rows[numbers[k]].status = "written"
 
     summary = _summary(source, rows, result.relative_error[torch.tensor(usable)].detach().cpu())
+    summary["frames_made"] = len(todo)  # by this run; the other written frames were kept from an earlier one
     skipped = summary["skipped"]
     if source.kind == "video":
         still = max(2, round(JITTER_STILL_FRAMES / ctx.every))

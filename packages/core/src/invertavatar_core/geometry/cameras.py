@@ -15,9 +15,7 @@ Conventions (docs/design/preprocessing.md, cameras):
 import math
 
 import torch
-from kornia.geometry.camera.perspective import project_points as kornia_project
 from kornia.geometry.camera.perspective import unproject_points as kornia_unproject
-from kornia.geometry.linalg import transform_points
 
 from invertavatar_core.tensor_types import Camera, Float, Tensor
 
@@ -195,7 +193,10 @@ def rays(
 def world_to_camera(points: Float[Tensor, "B N 3"], camera: Camera) -> Float[Tensor, "B N 3"]:
     """World points ``(B, N, 3)`` -> OpenCV camera coordinates ``(B, N, 3)`` (z = depth along the axis)."""
     cam2world, _ = split_camera(camera)
-    return transform_points(torch.linalg.inv(cam2world), points)
+    world2cam = torch.linalg.inv(cam2world)
+    # Rotate and translate directly: a homogeneous bmm costs the landmark fit's backward pass a
+    # copy per point of every intermediate (benchmarks/preprocess.py).
+    return points @ world2cam[:, :3, :3].transpose(1, 2) + world2cam[:, None, :3, 3]
 
 
 def project_points(
@@ -207,8 +208,14 @@ def project_points(
     """
     cam = world_to_camera(points, camera)
     _, intrinsics = split_camera(camera)
-    k = _pixel_intrinsics(intrinsics, resolution)[:, None].expand(-1, cam.shape[1], 3, 3)
-    return kornia_project(cam, k), cam[..., 2]
+    k = _pixel_intrinsics(intrinsics, resolution)
+    depth = cam[..., 2:]
+    # A point in the camera plane (z = 0) keeps its x, y instead of becoming inf (the perspective
+    # divide every stored reference output was computed with: 1 / (z + 1e-8) elsewhere).
+    scale = torch.where(depth.abs() > 1e-8, 1.0 / (depth + 1e-8), torch.ones_like(depth))
+    focal = torch.stack([k[:, 0, 0], k[:, 1, 1]], -1)[:, None]
+    centre = torch.stack([k[:, 0, 2], k[:, 1, 2]], -1)[:, None]
+    return cam[..., :2] * scale * focal + centre, cam[..., 2]
 
 
 def points_to_clip(points: Float[Tensor, "B N 3"], camera: Camera, near: float = 0.01) -> Float[Tensor, "B N 4"]:

@@ -40,6 +40,7 @@ __all__ = [
     "read_uv_mask",
     "render_expression_uv",
     "unwrap_image",
+    "uv_fragments",
     "uv_unwrap_grid",
 ]
 
@@ -206,6 +207,25 @@ def posed_fragments(
     return rasterizer.rasterize(clip, faces.to(vertices.device), resolution, resolution)
 
 
+def uv_fragments(
+    model: MorphableModel,
+    rasterizer: Rasterizer,
+    resolution: int,
+    *,
+    face_island: FaceIslandEnlargement | None = None,
+    like: Tensor | None = None,
+) -> Fragments:
+    """The model's UV layout rasterised at ``resolution`` (vertices at ``(2u - 1, 2v - 1)``): ``(1, R, R)`` fragments.
+
+    The same for every frame of a model, so a caller unwrapping many batches rasterises it once
+    and hands it to :func:`uv_unwrap_grid`. ``like``: a tensor giving the device and dtype.
+    """
+    like = model.uvs if like is None else like
+    uvs = _vertex_uvs(model, like, face_island)
+    uv_clip = torch.cat([2 * uvs - 1, torch.zeros_like(uvs[:, :1]), torch.ones_like(uvs[:, :1])], -1)[None]
+    return rasterizer.rasterize(uv_clip, model.faces.to(uvs.device), resolution, resolution)
+
+
 def uv_unwrap_grid(
     model: MorphableModel,
     rasterizer: Rasterizer,
@@ -219,6 +239,7 @@ def uv_unwrap_grid(
     occlusion_tolerance: float = OCCLUSION_TOLERANCE,
     face_island: FaceIslandEnlargement | None = None,
     image_fragments: Fragments | None = None,
+    layout_fragments: Fragments | None = None,
 ) -> tuple[Float[Tensor, "B Ht Wt 2"], Float[Tensor, "B 1 Ht Wt"]]:
     """Texel -> image position ``grid (B, Ht, Wt, 2)`` in [-1, 1] and ``visibility (B, 1, Ht, Wt)``.
 
@@ -234,6 +255,8 @@ def uv_unwrap_grid(
 
     ``image_fragments``: that posed render, when the caller already has it (:func:`posed_fragments`
     of the same mesh, camera and ``image_resolution``, e.g. to draw an overlay): not rasterised again.
+    ``layout_fragments``: :func:`uv_fragments` of the same model, ``uv_resolution`` and ``face_island``,
+    when the caller keeps it across batches.
     """
     vertices = canonical_vertices(model, identity, expression, eyes)
     b, n, _ = vertices.shape
@@ -241,7 +264,6 @@ def uv_unwrap_grid(
         raise ValueError(f"camera: expected ({b}, 25) EG3D labels to match the batch, got shape {tuple(camera.shape)}")
     camera = camera.to(vertices)
     faces = model.faces.to(vertices.device)
-    uvs = _vertex_uvs(model, vertices, face_island)
     normals = vertex_normals(vertices, faces)
     # Orient normals outwards whatever the model's winding: the volume they enclose around the
     # mesh centroid must be positive (true for closed heads and for open face shells alike).
@@ -250,15 +272,20 @@ def uv_unwrap_grid(
     normals = torch.where(volume[:, None, None] < 0, -normals, normals)
 
     # One UV-space rasterisation serves the whole batch: per-frame attributes go in channels.
-    uv_clip = torch.cat([2 * uvs - 1, torch.zeros_like(uvs[:, :1]), torch.ones_like(uvs[:, :1])], -1)[None]
-    uv_fragments = rasterizer.rasterize(uv_clip, faces, uv_resolution, uv_resolution)
+    if layout_fragments is None:
+        layout_fragments = uv_fragments(model, rasterizer, uv_resolution, face_island=face_island, like=vertices)
+    elif layout_fragments.depth.shape != (1, uv_resolution, uv_resolution):
+        raise ValueError(
+            f"layout_fragments: expected (1, {uv_resolution}, {uv_resolution}), "
+            f"got {tuple(layout_fragments.depth.shape)}"
+        )
     per_frame = torch.cat([vertices, normals], -1).permute(1, 0, 2).reshape(1, n, b * 6)
     attributes = torch.cat([per_frame, model.face_mask.to(vertices)[None, :, None]], -1)
-    texels = rasterizer.interpolate(attributes, uv_fragments, faces)[0]  # (Ht, Wt, 6B + 1)
+    texels = rasterizer.interpolate(attributes, layout_fragments, faces)[0]  # (Ht, Wt, 6B + 1)
     texels = texels.permute(2, 0, 1)  # channel-first
     points = texels[: 6 * b].reshape(b, 6, uv_resolution, uv_resolution)[:, :3]
     texel_normals = texels[: 6 * b].reshape(b, 6, uv_resolution, uv_resolution)[:, 3:]
-    covered = uv_fragments.mask[0][None, None].expand(b, 1, -1, -1)
+    covered = layout_fragments.mask[0][None, None].expand(b, 1, -1, -1)
     in_face = (texels[6 * b :] > 0.5)[None].expand(b, 1, -1, -1)
 
     flat_points = points.flatten(2).transpose(1, 2)  # (B, Ht*Wt, 3)
