@@ -21,6 +21,10 @@ def test_few_shot_indices_follow_the_paper_and_scale_down():
     assert few_shot_indices(300, 1, 200, 100)[0] == [0]
     assert few_shot_indices(10, 8, 4, 3)[0] == [0, 1, 2, 3]  # a window shorter than K gives fewer sources
     assert few_shot_indices(6, 2, 4, 3) is None  # too short for window + evaluation frames
+    # The ceiling setting draws the sources from the evaluated frames themselves.
+    assert few_shot_indices(24, 4, 16, 8, from_evaluated=True) == ([16, 18, 21, 23], list(range(16, 24)))
+    assert few_shot_indices(24, 1, 16, 8, from_evaluated=True)[0] == [16]
+    assert few_shot_indices(24, 16, 16, 8, from_evaluated=True)[0] == list(range(16, 24))
 
 
 def test_oracle_reconstructs_exactly_and_rows_have_the_known_answers(eval_registry, fake_prior, rendered):

@@ -33,7 +33,6 @@ at load by aligning it to the neutral mesh, anchored on ICT's 68 iBUG landmarks 
 nothing is cached). Without it only the anchored points are valid (``landmark_valid``).
 """
 
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from invertavatar_core.io.json_files import read_json
 from invertavatar_core.plugin.kinds import MorphableModelConfig
 from invertavatar_faceverse.landmark_correspondence import correspondence_from_canonical, nearest_allowed
 from invertavatar_faceverse.linear_model import LinearFaceModel
@@ -108,15 +108,10 @@ def load_ict_arrays(path: str | Path) -> dict[str, np.ndarray]:
     if "landmarks_ibug68" not in arrays:
         config = path.parent / "vertex_indices.json"
         if config.is_file():
-            arrays["landmarks_ibug68"] = np.asarray(_read_json(config)["idx_to_landmark_verts"], dtype=np.int64)
+            arrays["landmarks_ibug68"] = np.asarray(read_json(config)["idx_to_landmark_verts"], dtype=np.int64)
     return arrays
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
 
 def _packed_npz(folder: Path) -> Path | None:
@@ -139,7 +134,7 @@ def _read_folder(folder: Path) -> dict[str, np.ndarray]:
         if not needed.is_file():
             raise ModelFileError(f"{folder}: not an ICT-FaceKit FaceXModel folder, {needed.name} is missing")
     mesh = read_obj(neutral_path)
-    config = _read_json(config_path)
+    config = read_json(config_path)
     if "expressions" not in config:
         raise ValueError(f"{config_path}: missing the 'expressions' list")
     identity_files = []

@@ -44,6 +44,7 @@ from torch import Tensor
 from invertavatar_core.errors import UserError
 from invertavatar_core.inversion.observation import Observation
 from invertavatar_core.io.atomic import atomic_write, atomic_write_text, check_output_dir, read_marker, write_marker
+from invertavatar_core.io.json_files import read_json
 from invertavatar_core.io.media import read_image, save_image
 
 __all__ = [
@@ -138,18 +139,9 @@ def check_morphable_model(
         )
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise DatasetFormatError(f"{path}: file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetFormatError(f"{path}: not valid JSON ({exc})") from None
-
-
 def _labels(path: Path) -> dict[str, Tensor]:
     """EG3D-style ``{"labels": [[relpath, 25 floats], ...]}`` -> relpath -> ``(25,)``."""
-    data = _read_json(path)
+    data = read_json(path, DatasetFormatError)
     if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
         raise DatasetFormatError(f"{path}: expected {{'labels': [[relpath, [25 floats]], ...]}}")
     out = {}
@@ -212,7 +204,7 @@ class FitDataset(_FrameFolder):
     def __init__(self, root: str | Path, image_resolution: int | None = None) -> None:
         self.root = Path(root)
         self.image_resolution = image_resolution
-        meta = _read_json(self.root / "dataset.json")
+        meta = read_json(self.root / "dataset.json", DatasetFormatError)
         if not isinstance(meta, dict) or meta.get("format") != FIT_FORMAT:
             raise DatasetFormatError(f"{self.root / 'dataset.json'}: 'format' must be {FIT_FORMAT!r}")
         if meta.get("version") != FIT_VERSION:

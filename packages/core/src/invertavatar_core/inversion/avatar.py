@@ -24,6 +24,7 @@ from torch import Tensor
 
 from invertavatar_core.io.atomic import atomic_directory, recover_directory
 from invertavatar_core.io.checkpoints import CheckpointError, load_tensors
+from invertavatar_core.io.json_files import read_json
 from invertavatar_core.plugin.protocols import CanonicalFeatures, Prior, PriorRender
 from invertavatar_core.version import __version__
 
@@ -108,10 +109,7 @@ class Avatar:
             raise FileNotFoundError(f"avatar not found: {path} (expected a directory with {_META} and {_TENSORS})")
         if not meta_path.is_file():
             raise CheckpointError(f"{path}: not an avatar (missing {_META})")
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{meta_path}: not valid JSON: {exc}") from None
+        meta = read_json(meta_path, CheckpointError)
         if meta.get("format") != AVATAR_FORMAT:
             raise CheckpointError(f"{meta_path}: field 'format' is {meta.get('format')!r}, expected {AVATAR_FORMAT!r}")
         if meta.get("version") != _VERSION:

@@ -17,6 +17,7 @@ from torch import nn
 
 from invertavatar_core.errors import UserError
 from invertavatar_core.io.atomic import atomic_directory, atomic_write, recover_directory
+from invertavatar_core.io.json_files import read_json
 from invertavatar_core.plugin.kinds import ComponentConfig, kind_of
 from invertavatar_core.plugin.registry import Registry
 from invertavatar_core.version import __version__
@@ -96,10 +97,7 @@ def read_component_config(path: str | Path, registry: Registry, kind: str | None
     config_path = Path(path) / CONFIG_FILE
     if not config_path.is_file():
         raise CheckpointError(f"{path}: not a component checkpoint (missing {CONFIG_FILE})")
-    try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_path}: not valid JSON: {exc}") from None
+    data = read_json(config_path, CheckpointError)
     header = _header_metadata(Path(path) / WEIGHTS_FILE)
     saved_kind = header.get("invertavatar.kind")
     if kind is not None and saved_kind is not None and saved_kind != kind:

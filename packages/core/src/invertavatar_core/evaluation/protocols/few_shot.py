@@ -26,18 +26,28 @@ class FewShotConfig(EvaluationProtocolConfig):
     """Source frames are sampled evenly from this many leading frames."""
     eval_frames: int = 100  # Sec. 4.2.2: "use the last 100 frames for performance evaluation"
     """Trailing frames the avatar is evaluated on (clips shorter than window + this are skipped)."""
+    sources: Literal["window", "evaluated"] = "window"
+    """Where the K sources come from: the leading window (the paper's protocol), or ``evaluated``:
+    K of the evaluated frames themselves, spread evenly over them. The second is no benchmark but a
+    ceiling: how far a model gets when it has seen the very frames it is scored on, hence how much
+    more frames *could* add (docs/reproduction.md)."""
 
 
-def few_shot_indices(length: int, count: int, window: int, eval_frames: int) -> tuple[list[int], list[int]] | None:
+def few_shot_indices(
+    length: int, count: int, window: int, eval_frames: int, *, from_evaluated: bool = False
+) -> tuple[list[int], list[int]] | None:
     """``(source positions, evaluation positions)`` within a clip of ``length`` frames, or None if too short.
 
     Sources: ``count`` positions spread evenly over ``[0, window)`` (duplicates removed, so a
-    window shorter than ``count`` gives fewer); evaluation: the last ``eval_frames`` positions.
+    window shorter than ``count`` gives fewer), or over the evaluated positions when
+    ``from_evaluated``; evaluation: the last ``eval_frames`` positions.
     """
     if length < window + eval_frames or count < 1:
         return None
-    sources = sorted({round(i * (window - 1) / max(count - 1, 1)) for i in range(count)})
-    return sources, list(range(length - eval_frames, length))
+    evaluated = list(range(length - eval_frames, length))
+    pool = evaluated if from_evaluated else list(range(window))
+    sources = sorted({pool[round(i * (len(pool) - 1) / max(count - 1, 1))] for i in range(count)})
+    return sources, evaluated
 
 
 class FewShot(ProtocolBase):
@@ -54,7 +64,9 @@ class FewShot(ProtocolBase):
         window, eval_frames = self.config.source_window, self.config.eval_frames
         jobs = []
         for name, indices in sequences:
-            chosen = few_shot_indices(len(indices), source_count, window, eval_frames)
+            chosen = few_shot_indices(
+                len(indices), source_count, window, eval_frames, from_evaluated=self.config.sources == "evaluated"
+            )
             if chosen is None:
                 report.note(
                     f"few_shot: sequence {name!r} ({len(indices)} frames) is shorter than source_window "
