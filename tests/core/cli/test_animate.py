@@ -3,31 +3,18 @@
 import dataclasses
 import importlib.util
 import json
-import math
 import sys
 
 import pytest
 import torch
+from camera_turns import azimuth, yaw_turn
 
 from invertavatar_core.cli import main
 from invertavatar_core.data.datasets import FitDatasetWriter, FittedFrame
-from invertavatar_core.geometry.cameras import look_at_camera, make_camera, split_camera
+from invertavatar_core.geometry.cameras import look_at_camera
 from invertavatar_core.io.media import read_video_frames, video_frame_count, write_video
 
 HAS_MEDIAPIPE = importlib.util.find_spec("mediapipe") is not None
-
-
-def _yaw_turn(camera: torch.Tensor, angle: float) -> torch.Tensor:
-    c, s = math.cos(angle), math.sin(angle)
-    rotation = torch.eye(4)
-    rotation[0, 0], rotation[0, 2], rotation[2, 0], rotation[2, 2] = c, s, -s, c
-    cam2world, intrinsics = split_camera(camera)
-    return make_camera(rotation @ cam2world, intrinsics[0])
-
-
-def _azimuth(camera: torch.Tensor) -> torch.Tensor:
-    position = split_camera(camera)[0][:, :3, 3]
-    return torch.atan2(position[:, 0], position[:, 2])
 
 
 def _write_fit(root, frames, *, model=None, cameras=None, identity=None):
@@ -100,7 +87,7 @@ def test_cross_identity_transfers_relative_yaw_onto_the_source_pose(workspace, t
     from invertavatar_core.animation import driving
 
     turns = [0.0, 0.3, 0.1, 0.3]
-    cameras = torch.cat([_yaw_turn(look_at_camera(0.15, 0.0), a) for a in turns])
+    cameras = torch.cat([yaw_turn(look_at_camera(0.15, 0.0), a) for a in turns])
     stranger = torch.randn(1, tiny_frames.identity.shape[1], generator=torch.Generator().manual_seed(4)) * 2
     fit = _write_fit(tmp_path / "stranger", tiny_frames, cameras=cameras, identity=stranger)
     seen = []
@@ -117,7 +104,7 @@ def test_cross_identity_transfers_relative_yaw_onto_the_source_pose(workspace, t
     passed = torch.cat([camera for _, camera in seen])
     source = look_at_camera(-0.2, 0.05)
     torch.testing.assert_close(passed[0:1], source, atol=1e-5, rtol=0)
-    torch.testing.assert_close(_azimuth(passed) - _azimuth(source), torch.tensor(turns), atol=1e-5, rtol=0)
+    torch.testing.assert_close(azimuth(passed) - azimuth(source), torch.tensor(turns), atol=1e-5, rtol=0)
     # The source identity is kept: the expression renders are those of the same-person fit, whose
     # expressions these are; only the cameras differ.
     cross_uv = [uv for uv, _ in seen]
