@@ -1,6 +1,8 @@
 """The command line a new user meets: help, descriptions, options, device errors, threads, doctor."""
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -151,6 +153,9 @@ def test_doctor_reports_versions_device_threads_and_extras(capsys, restore_threa
     assert f"torch threads    {default_threads()} (policy: {default_threads()} from default)" in out
     assert "OMP_WAIT_POLICY  PASSIVE" in out
     assert "mediapipe" in out and "INVERTAVATAR_WEIGHTS_DIR" in out
+    # An extra whose import name is not its distribution's name still shows its version.
+    if importlib.util.find_spec("skimage") is not None:
+        assert f"skimage      {importlib.metadata.version('scikit-image')} - " in out
 
 
 def test_version_names_torch_cuda_and_plugins(capsys):

@@ -38,11 +38,15 @@ def register(subparsers: argparse._SubParsersAction, groups: dict) -> None:
     parser.set_defaults(func=run)
 
 
-def _distribution_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+def _distribution_version(module: str) -> str | None:
+    """Version of the installed distribution that provides import name ``module`` (skimage: scikit-image)."""
+    names = importlib.metadata.packages_distributions().get(module, [module])
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
 
 
 def plugin_distributions() -> dict[str, str]:
