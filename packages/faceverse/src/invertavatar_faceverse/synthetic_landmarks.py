@@ -10,7 +10,7 @@ its image row, on the side the head is turned away to. Gaussian pixel noise can 
 import torch
 from torch import Tensor
 
-from invertavatar_core.geometry.cameras import points_to_clip, project_points
+from invertavatar_core.geometry.cameras import project_points
 from invertavatar_core.tensor_types import Bool, Float
 from invertavatar_faceverse.fitting import model_landmarks
 
@@ -32,19 +32,16 @@ def hidden_landmarks(
     A depth test against the rasterised mesh at ``resolution``; ``tolerance`` is the depth (canonical
     units, about 0.5 cm) by which a surface must lie in front of a landmark to hide it.
     """
-    from invertavatar_core.geometry.uv_maps import canonical_vertices
+    from invertavatar_core.geometry.uv_maps import canonical_vertices, posed_fragments, surface_depth
 
     with torch.no_grad():
         verts = canonical_vertices(model, identity, expression, eyes)
-        near = 0.01
-        fragments = rasterizer.rasterize(points_to_clip(verts, camera, near), model.faces, resolution, resolution)
+        fragments = posed_fragments(rasterizer, verts, model.faces, camera, resolution)
         points = model_landmarks(model, identity, expression, eyes)
-        depth = points_to_clip(points, camera, near)[..., 3]
-        pixels, _ = project_points(points, camera, resolution)
+        pixels, depth = project_points(points, camera, resolution)
         ij = pixels.floor().long().clamp(0, resolution - 1)
         batch = torch.arange(len(points), device=points.device)[:, None]
-        front = fragments.depth[batch, ij[..., 1], ij[..., 0]]  # clip z / w = 1 - near / depth
-        front_depth = near / (1.0 - front).clamp_min(1e-9)
+        front_depth = surface_depth(fragments)[batch, ij[..., 1], ij[..., 0]]
     return depth > front_depth + tolerance, fragments.mask
 
 

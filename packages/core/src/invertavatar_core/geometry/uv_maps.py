@@ -39,6 +39,7 @@ __all__ = [
     "posed_fragments",
     "read_uv_mask",
     "render_expression_uv",
+    "surface_depth",
     "unwrap_image",
     "uv_fragments",
     "uv_unwrap_grid",
@@ -207,6 +208,11 @@ def posed_fragments(
     return rasterizer.rasterize(clip, faces.to(vertices.device), resolution, resolution)
 
 
+def surface_depth(fragments: Fragments) -> Float[Tensor, "B H W"]:
+    """Camera depth ``(B, H, W)`` of the nearest surface in :func:`posed_fragments` (huge where nothing is drawn)."""
+    return _CLIP_NEAR / (1 - fragments.depth).clamp(min=1e-12)  # clip z / w = 1 - near / depth
+
+
 def uv_fragments(
     model: MorphableModel,
     rasterizer: Rasterizer,
@@ -307,7 +313,7 @@ def uv_unwrap_grid(
             f"image_fragments: expected ({b}, {image_resolution}, {image_resolution}), "
             f"got {tuple(image_fragments.depth.shape)}"
         )
-    buffer_depth = _CLIP_NEAR / (1 - image_fragments.depth.flatten(1)).clamp(min=1e-12)
+    buffer_depth = surface_depth(image_fragments).flatten(1)
     col = pixels[..., 0].floor().long().clamp(0, image_resolution - 1)
     row = pixels[..., 1].floor().long().clamp(0, image_resolution - 1)
     nearest = buffer_depth.gather(1, row * image_resolution + col)
