@@ -7,7 +7,7 @@ import torch
 
 from invertavatar_core.config.presets import preset_experiment
 from invertavatar_core.inversion.models import InversionModels, is_model_checkpoint
-from invertavatar_core.training.stages.incremental import IncrementalStage, train_incremental
+from invertavatar_core.training.stages.incremental import IncrementalStage, supervised_indices, train_incremental
 from invertavatar_core.training.stages.latent import train_latent
 from invertavatar_core.training.stages.oneshot import OneShotStage, train_oneshot
 from invertavatar_core.training.state import latest_checkpoint
@@ -165,3 +165,22 @@ def test_stage1_w_code_term_pulls_codes_to_the_synthetic_ones(full_registry, tmp
     column = lines[0].split(",").index("w_code")
     values = [float(line.split(",")[column]) for line in lines[1:]]
     assert len(values) == 2 and values[-1] < 0.6 * values[0]
+
+
+def test_stage3_renders_the_folded_avatar_at_frames_from_the_whole_sequence():
+    last = supervised_indices(3, 5, 2, "last")
+    assert last.tolist() == [3, 4, 8, 9, 13, 14]
+
+    generator = torch.Generator().manual_seed(0)
+    seen: set[int] = set()
+    for _ in range(50):
+        chosen = supervised_indices(3, 5, 2, "any", generator).reshape(3, 2)
+        for b, pair in enumerate(chosen.tolist()):
+            offsets = [i - 5 * b for i in pair]
+            assert all(0 <= t < 5 for t in offsets) and offsets[0] != offsets[1]
+            seen.update(offsets)
+    assert seen == {0, 1, 2, 3, 4}  # early frames are supervised too, not only the last ones
+    again = supervised_indices(3, 5, 2, "any", torch.Generator().manual_seed(0))
+    assert torch.equal(again, supervised_indices(3, 5, 2, "any", torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="between 1 and the sequence length 2"):
+        supervised_indices(1, 2, 3, "any")

@@ -142,6 +142,11 @@ class DataConfig(Section):
     """Resolution images are loaded at (paper: 512)."""
     frames_per_sequence: int = 4
     """Frames rendered and supervised per sequence and iteration (supplement 6.2.3: 4)."""
+    supervised_frames: Literal["any", "last"] = "any"
+    """Stage 3: which of a sequence's frames the folded avatar is rendered at. ``any``: drawn at random from
+    the whole sequence (supplement 6.2.3, "randomly selecting 4 frames for rendering"), so the final avatar
+    must still explain the early frames; ``last``: the last ``frames_per_sequence`` frames, which rewards
+    forgetting (how the built-in ``synth-heads-tiny`` model was trained; docs/reproduction.md)."""
     max_sequence_length: int = 32
     """Frames cycled through the recurrent encoders per sequence (supplement 6.2.3: up to 32)."""
     num_workers: int = 0

@@ -6,15 +6,16 @@ the recurrent decoders add start fresh. Encoder trunks stay frozen (an encoder t
 
 Each step takes sequences of L frames, L drawn uniformly from ``data.frames_per_sequence`` ..
 ``data.max_sequence_length``: the first ``L - frames_per_sequence`` frames are folded into the
-aggregator states without gradients, so the supervised frames start from a non-zero hidden
-state (h_0 != 0, the paper's cycling), then the last ``frames_per_sequence`` frames are folded
-with gradients and the avatar is rendered and supervised at those frames and at
-``data.novel_views`` other views. Synthetic videos: a random identity from the prior on a drive
-sequence; with ``data.root`` every other step uses real fitted clips.
+aggregator states without gradients (h_0 != 0 for the rest, the paper's cycling), then the last
+``frames_per_sequence`` frames are folded with gradients. The avatar of the whole sequence is
+rendered and supervised at ``frames_per_sequence`` of its frames (``data.supervised_frames``: drawn
+from all L, or the last ones) and at ``data.novel_views`` other views. Synthetic videos: a random
+identity from the prior on a drive sequence; with ``data.root`` every other step uses real fitted clips.
 """
 
 from collections.abc import Mapping
 from dataclasses import fields, replace
+from typing import Literal
 
 import torch
 
@@ -26,7 +27,7 @@ from invertavatar_core.training.stages.oneshot import FeatureEncoderStage
 from invertavatar_core.training.stages.runner import run_stage
 from invertavatar_core.training.trainer import StepContext
 
-__all__ = ["IncrementalStage", "train_incremental"]
+__all__ = ["IncrementalStage", "supervised_indices", "train_incremental"]
 
 
 class IncrementalStage(FeatureEncoderStage):
@@ -93,15 +94,15 @@ class IncrementalStage(FeatureEncoderStage):
                 ws = self.pipeline.latent(frames.image[::length])
                 inputs = self.pipeline.encoder_inputs(self.models.prior.canonical(ws), frames).inputs
             features = self.pipeline.fine(ws, self.fold(inputs, b, length, f))
-            last = torch.arange(b * length, device=ctx.device).reshape(b, length)[:, length - f :].reshape(-1)
-            supervised = frames[last]
+            chosen = supervised_indices(b, length, f, data.supervised_frames, ctx.generator).to(ctx.device)
+            supervised = frames[chosen]
             prediction = self.render_views(features, supervised, f)
             if batch is None:
                 weight = self.loss_weight(supervised.head_mask)
                 total, scalars = self.eq3_loss([(prediction, supervised.image)], None, None, weight)
                 real_render = None
             else:
-                renders = [(prediction, _select(batch.source_render, last))]
+                renders = [(prediction, _select(batch.source_render, chosen))]
                 if data.novel_views:
                     renders.append((self.render_views(features, batch.views, data.novel_views), batch.view_render))
                 total, scalars = self.eq3_loss(renders, features, batch.features)
@@ -111,6 +112,26 @@ class IncrementalStage(FeatureEncoderStage):
             scalars.update(self.discriminator_step(ctx, self.discriminator, real_render, prediction))
         scalars["frames"] = float(length)
         return scalars
+
+
+def supervised_indices(
+    batch: int, length: int, count: int, which: Literal["any", "last"], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The frames each sequence's avatar is rendered at: ``(batch * count,)`` int64 into ``batch * length`` frames.
+
+    Frames are sequence-major (frame t of sequence b at ``b * length + t``). ``last``: frames
+    ``length - count .. length - 1`` of each sequence; ``any``: ``count`` distinct frames of each
+    sequence drawn with ``generator``.
+    """
+    if not 1 <= count <= length:
+        raise ValueError(f"supervised frames: count must be between 1 and the sequence length {length}, got {count}")
+    if which == "last":
+        offsets = torch.arange(length - count, length).expand(batch, count)
+    elif which == "any":
+        offsets = torch.stack([torch.randperm(length, generator=generator)[:count] for _ in range(batch)])
+    else:
+        raise ValueError(f"data.supervised_frames must be 'any' or 'last', got {which!r}")
+    return (offsets + length * torch.arange(batch).unsqueeze(1)).reshape(-1)
 
 
 def _select(render: PriorRender, index: torch.Tensor) -> PriorRender:
