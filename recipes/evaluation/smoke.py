@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("fig6-aggregators", "table2-inverters", "table3-encoders", "table3-retrained"):
         _run([cli, "evaluate", "--config", f"recipes/evaluation/{name}.yaml", "--no-progress"], root, times)
     _run([sys.executable, str(HERE / "report.py"), "--eval", "runs/eval", "--out", "report"], root, times)
+    _run([sys.executable, str(HERE / "per_head.py"), "recipes/evaluation/fig6-aggregators.yaml", "--models",
+          "conv_gru,mean"], root, times)  # fmt: skip
     print(f"{time.perf_counter() - began:6.1f} s  in all; report: {root / 'report' / 'tables.md'}")
     return 0
 
