@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         value = {(r["model"], r["source_frames"]): r["head_psnr"] for r in report.rows}
         cells = [f"{value[(m.label, k)]:.2f}" for m in models for k in ks]
         yaw0 = yaw_degrees(dataset[indices[0]].camera[0])
-        print(f"| {name} | {yaw0:.0f} | {min(scored):.0f} .. {max(scored):.0f} | " + " | ".join(cells) + " |", flush=True)
+        yaws = f"{yaw0:.0f} | {min(scored):.0f} .. {max(scored):.0f}"
+        print(f"| {name} | {yaws} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 
