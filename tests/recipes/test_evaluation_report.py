@@ -1,20 +1,16 @@
 """recipes/evaluation/report.py: evaluate's results become pivoted tables, plots and issue 13's acceptance checks."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "evaluation" / "report.py"
+from recipe_scripts import load_recipe_script
 
 
 @pytest.fixture(scope="module")
 def report():
-    spec = importlib.util.spec_from_file_location("evaluation_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script("evaluation/report.py", "evaluation_report")
 
 
 def _row(model, k, head_psnr, protocol="few_shot"):

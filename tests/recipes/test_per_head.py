@@ -1,26 +1,20 @@
 """recipes/evaluation/per_head.py: one row per head, and the rows average to what `evaluate` reports."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import yaml
+from recipe_scripts import load_recipe_script
 
 from invertavatar_core.config.experiment import ExperimentConfig, load_experiment
 from invertavatar_core.config.presets import preset_experiment_data
 from invertavatar_core.evaluation.runner import evaluate
 from invertavatar_core.inversion.models import InversionModels
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "evaluation" / "per_head.py"
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def per_head():
-    spec = importlib.util.spec_from_file_location("evaluation_per_head", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe_script("evaluation/per_head.py", "evaluation_per_head")
 
 
 def test_per_head_rows_average_to_the_evaluation(per_head, tmp_path, full_registry, capsys):

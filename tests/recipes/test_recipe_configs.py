@@ -1,13 +1,11 @@
 """Every config under recipes/ validates against today's schema (a renamed field must not rot them unseen)."""
 
-from pathlib import Path
-
 import pytest
+from recipe_scripts import RECIPES
 
 from invertavatar_core.config.experiment import load_config_data, load_experiment
 from invertavatar_prior_next3d.training import PriorTrainingConfig
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 CONFIGS = sorted(RECIPES.glob("configs/*.yaml")) + sorted(RECIPES.glob("evaluation/*.yaml"))
 
 
