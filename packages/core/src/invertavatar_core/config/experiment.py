@@ -146,7 +146,7 @@ class DataConfig(Section):
     """Stage 3: which of a sequence's frames the folded avatar is rendered at. ``any``: drawn at random from
     the whole sequence (supplement 6.2.3, "randomly selecting 4 frames for rendering"), so the final avatar
     must still explain the early frames; ``last``: the last ``frames_per_sequence`` frames, which rewards
-    forgetting (how the built-in ``synth-heads-tiny`` model was trained; docs/reproduction.md)."""
+    forgetting (how the first CPU run of recipes/ was trained; docs/reproduction.md compares the two)."""
     max_sequence_length: int = 32
     """Frames cycled through the recurrent encoders per sequence (supplement 6.2.3: up to 32)."""
     num_workers: int = 0
