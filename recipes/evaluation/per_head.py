@@ -4,18 +4,19 @@
 
 Runs the config's ``few_shot`` protocol one head at a time (``invertavatar evaluate`` reports the mean
 over heads) and prints one row per head: the camera yaw of its first source frame and of its scored
-frames, and each model's head PSNR at each K. Seconds per model on 8 heads.
+frames (``invertavatar_faceverse.fit_report.head_angles``), and each model's head PSNR at each K.
+The models are loaded once; seconds per model on 8 heads.
 """
 
 import argparse
-import math
 import sys
 
 import torch
 
 from invertavatar_core.config.experiment import default_registry, load_experiment
 from invertavatar_core.data.datasets import open_dataset
-from invertavatar_core.evaluation.runner import evaluate
+from invertavatar_core.evaluation.runner import build_models_under_test, evaluate
+from invertavatar_faceverse.fit_report import head_angles
 
 
 class OneSequence:
@@ -32,12 +33,6 @@ class OneSequence:
 
     def __len__(self) -> int:
         return len(self.dataset)
-
-
-def yaw_degrees(camera: torch.Tensor) -> float:
-    """Azimuth of an EG3D camera label ``(25,)`` (cam-to-world, row-major) around the head's up axis."""
-    m = camera[:16].reshape(4, 4)
-    return math.degrees(math.atan2(float(m[0, 3]), float(m[2, 3])))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,16 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     experiment = experiment.model_copy(update={"evaluation": evaluation})
     dataset = open_dataset(experiment.data.root, image_resolution=experiment.data.image_resolution)
+    built = list(build_models_under_test(experiment, registry))  # once, not once per head
     columns = [f"{m.label} K={k}" for m in models for k in ks]
     print("| head | yaw of frame 0 | yaw of scored frames | " + " | ".join(columns) + " |")
     print("|---" * (3 + len(columns)) + "|")
     for name, indices in dataset.sequences().items():
-        scored = [yaw_degrees(dataset[i].camera[0]) for i in indices[-protocol.eval_frames :]]
-        report = evaluate(experiment, registry, OneSequence(dataset, name), progress=False)
+        cameras = torch.cat([dataset[i].camera for i in (indices[0], *indices[-protocol.eval_frames :])])
+        yaw = head_angles(cameras)[:, 0]  # first source frame, then the scored frames
+        report = evaluate(experiment, registry, OneSequence(dataset, name), models=built, progress=False)
         value = {(r["model"], r["source_frames"]): r["head_psnr"] for r in report.rows}
         cells = [f"{value[(m.label, k)]:.2f}" for m in models for k in ks]
-        yaw0 = yaw_degrees(dataset[indices[0]].camera[0])
-        yaws = f"{yaw0:.0f} | {min(scored):.0f} .. {max(scored):.0f}"
+        yaws = f"{yaw[0]:.0f} | {yaw[1:].min():.0f} .. {yaw[1:].max():.0f}"
         print(f"| {name} | {yaws} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
