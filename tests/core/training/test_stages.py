@@ -184,3 +184,55 @@ def test_stage3_renders_the_folded_avatar_at_frames_from_the_whole_sequence():
     assert torch.equal(again, supervised_indices(3, 5, 2, "any", torch.Generator().manual_seed(0)))
     with pytest.raises(ValueError, match="between 1 and the sequence length 2"):
         supervised_indices(1, 2, 3, "any")
+
+
+def test_stage3_renders_real_clips_at_frames_it_did_not_fold(full_registry, tmp_path, monkeypatch):
+    # data.unseen_frames: the real clips' novel views are other frames of the clip, never folded.
+    pytest.importorskip("invertavatar_faceverse")
+    from invertavatar_core.cli import main
+
+    heads = tmp_path / "heads"
+    args = ["synth-heads", "--out", str(heads), "--tiny", "--identities", "1", "--frames-per-identity", "6"]
+    assert main([*args, "--resolution", "128", "--uv-resolution", "64"]) == 0
+    data = {"root": str(heads), "max_sequence_length": 3, "frames_per_sequence": 1, "unseen_frames": 2}
+    experiment = preset_experiment(
+        full_registry, "tiny", data={**data, "novel_views": 1}, training={**_training(tmp_path / "s3"), "steps": 2}
+    )
+    stage = IncrementalStage(experiment, full_registry)
+    clip = stage.real[0].camera  # (6, 25): every frame of the clip has its own camera
+    picked = stage.real_frames(2, 3, torch.Generator().manual_seed(1), unseen=2).camera.reshape(2, 5, 25)
+    positions = [[int((clip - camera).abs().sum(1).argmin()) for camera in sequence] for sequence in picked]
+    assert len({tuple(c.tolist()) for c in clip}) == 6
+    for window_and_unseen in positions:
+        window, unseen = window_and_unseen[:3], window_and_unseen[3:]
+        assert [(t - window[0]) % 6 for t in window] == [0, 1, 2]  # consecutive frames, folded
+        assert len(set(unseen)) == 2 and not set(unseen) & set(window)  # two other frames of the clip
+
+    rendered = []
+    real_frames, render_views = IncrementalStage.real_frames, IncrementalStage.render_views
+
+    def record_frames(self, *a, **kw):
+        rendered.append(("clip", real_frames(self, *a, **kw)))
+        return rendered[-1][1]
+
+    def record_render(self, features, frames, per_avatar):
+        rendered.append(("render", frames, per_avatar))
+        return render_views(self, features, frames, per_avatar)
+
+    monkeypatch.setattr(IncrementalStage, "real_frames", record_frames)
+    monkeypatch.setattr(IncrementalStage, "render_views", record_render)
+    scalars = train_incremental(experiment, full_registry, progress=False)  # step 1 is a real batch
+    assert torch.isfinite(torch.tensor(scalars["l1"]))
+    at = [kind for kind, *_ in rendered].index("clip")
+    (_, clips), (_, targets, per_avatar) = rendered[at : at + 2]
+    length = clips.image.shape[0] // experiment.training.batch_size - 2
+    assert per_avatar == 3  # one folded frame and the two unseen ones, per avatar
+    grouped = clips.image.reshape(-1, length + 2, *clips.image.shape[1:])
+    for sequence, (folded, *unseen) in zip(grouped, targets.image.reshape(-1, 3, *clips.image.shape[1:])):
+        assert any(torch.equal(folded, frame) for frame in sequence[:length])
+        assert torch.equal(torch.stack(unseen), sequence[length:])
+
+    too_long = {**data, "unseen_frames": 4}  # 3 folded + 4 unseen frames from a 6-frame clip
+    short = preset_experiment(full_registry, "tiny", data=too_long, training=_training(tmp_path / "s3b"))
+    with pytest.raises(ValueError, match=r"takes 7 frames from each clip .*id0000 \(6\)"):
+        IncrementalStage(short, full_registry)

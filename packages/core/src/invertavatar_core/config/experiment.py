@@ -155,6 +155,10 @@ class DataConfig(Section):
     """Drive sequences (cameras + expressions of the morphable model) rendered once for synthetic samples."""
     novel_views: int = 1
     """Extra views per synthetic identity supervised besides its source frames (multi-view supervision)."""
+    unseen_frames: int = Field(default=0, ge=0)
+    """Stage 3, real clips: other frames of the clip, never folded, at which the avatar is also rendered
+    (the real clips' novel views; 0 = the paper's, only folded frames). Not in the paper: it asks what
+    evaluation asks, whether the sources predict frames they did not show (docs/design/training.md)."""
 
 
 class Stage1LossWeights(Section):

@@ -9,8 +9,9 @@ Each step takes sequences of L frames, L drawn uniformly from ``data.frames_per_
 aggregator states without gradients (h_0 != 0 for the rest, the paper's cycling), then the last
 ``frames_per_sequence`` frames are folded with gradients. The avatar of the whole sequence is
 rendered and supervised at ``frames_per_sequence`` of its frames (``data.supervised_frames``: drawn
-from all L, or the last ones) and at ``data.novel_views`` other views. Synthetic videos: a random
-identity from the prior on a drive sequence; with ``data.root`` every other step uses real fitted clips.
+from all L, or the last ones) and at ``data.novel_views`` other views (real clips: at ``data.unseen_frames``
+frames of the clip that were not folded). Synthetic videos: a random identity from the prior on a drive
+sequence; with ``data.root`` every other step uses real fitted clips.
 """
 
 from collections.abc import Mapping
@@ -39,12 +40,19 @@ class IncrementalStage(FeatureEncoderStage):
 
     @classmethod
     def images_per_step(cls, experiment: ExperimentConfig) -> int:
-        """Each item's supervised frames and novel views, plus one frame of the unsupervised prefix at a time.
+        """Each item's supervised frames and novel views (or unseen frames), plus one frame of the prefix at a time.
 
         The frames before the supervised ones run without gradients, so only one of them is alive at a time.
         """
         data = experiment.data
-        return experiment.training.batch_size * (1 + data.frames_per_sequence + data.novel_views)
+        extra = max(data.novel_views, data.unseen_frames)
+        return experiment.training.batch_size * (1 + data.frames_per_sequence + extra)
+
+    @classmethod
+    def real_frames_per_clip(cls, experiment: ExperimentConfig) -> int:
+        """With ``data.unseen_frames``, a clip holds a sequence and its unseen frames without repeats."""
+        data = experiment.data
+        return data.max_sequence_length + data.unseen_frames if data.unseen_frames else 1
 
     def __init__(self, experiment: ExperimentConfig, registry: Registry, runtime: Runtime | None = None) -> None:
         if experiment.aggregator is None:
@@ -84,11 +92,15 @@ class IncrementalStage(FeatureEncoderStage):
         training, data = self.experiment.training, self.experiment.data
         b, f = training.batch_size, data.frames_per_sequence
         length = int(torch.randint(f, data.max_sequence_length + 1, (1,), generator=ctx.generator))
-        real = self.real_frames(b, length, ctx.generator) if (self.real and ctx.step % 2) else None
+        unseen = data.unseen_frames
+        real = self.real_frames(b, length, ctx.generator, unseen) if (self.real and ctx.step % 2) else None
         batch = None
         if real is None:
             batch = self.sampler.sample(b, length, data.novel_views, ctx.generator, device=ctx.device)
-        frames = real if real is not None else batch.sources
+            frames = batch.sources
+        else:
+            span = torch.arange(b).unsqueeze(1) * (length + unseen)
+            frames = real[(span + torch.arange(length)).reshape(-1).to(ctx.device)]
         with ctx.autocast():
             with torch.no_grad():
                 ws = self.pipeline.latent(frames.image[::length])
@@ -96,12 +108,17 @@ class IncrementalStage(FeatureEncoderStage):
             features = self.pipeline.fine(ws, self.fold(inputs, b, length, f))
             chosen = supervised_indices(b, length, f, data.supervised_frames, ctx.generator).to(ctx.device)
             supervised = frames[chosen]
-            prediction = self.render_views(features, supervised, f)
             if batch is None:
+                if unseen:  # each avatar's f folded frames, then its unseen ones (avatar-major, as render_views wants)
+                    folded = chosen.reshape(b, f) // length * (length + unseen) + chosen.reshape(b, f) % length
+                    later = (span + length + torch.arange(unseen)).to(ctx.device)
+                    supervised = real[torch.cat([folded, later], 1).reshape(-1)]
+                prediction = self.render_views(features, supervised, f + unseen)
                 weight = self.loss_weight(supervised.head_mask)
                 total, scalars = self.eq3_loss([(prediction, supervised.image)], None, None, weight)
                 real_render = None
             else:
+                prediction = self.render_views(features, supervised, f)
                 renders = [(prediction, _select(batch.source_render, chosen))]
                 if data.novel_views:
                     renders.append((self.render_views(features, batch.views, data.novel_views), batch.view_render))

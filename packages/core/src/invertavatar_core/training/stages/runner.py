@@ -166,7 +166,20 @@ class EncoderStage:
         from invertavatar_core.data.datasets import open_dataset
 
         dataset = open_dataset(root)
-        return [dataset.sequence(name) for name in dataset.sequences()]
+        sequences = {name: dataset.sequence(name) for name in dataset.sequences()}
+        need = self.real_frames_per_clip(self.experiment)
+        short = [f"{name} ({len(s)})" for name, s in sequences.items() if len(s) < need]
+        if short:
+            raise ValueError(
+                f"{root}: {self.label} takes {need} frames from each clip (data.max_sequence_length + "
+                f"data.unseen_frames), but clips {', '.join(short[:3])} are shorter; lower those settings"
+            )
+        return list(sequences.values())
+
+    @classmethod
+    def real_frames_per_clip(cls, experiment: ExperimentConfig) -> int:
+        """The fewest frames a real clip must have for this stage (1: one frame at a time)."""
+        return 1
 
     # ------------------------------------------------------------------ Stage protocol
 
@@ -182,15 +195,25 @@ class EncoderStage:
 
     # ------------------------------------------------------------------ data
 
-    def real_frames(self, count: int, frames: int, generator: torch.Generator) -> Observation | None:
-        """``count`` random real sequences of ``frames`` consecutive frames each (avatar-major), or None."""
+    def real_frames(
+        self, count: int, frames: int, generator: torch.Generator, unseen: int = 0
+    ) -> Observation | None:
+        """``count`` random real sequences of ``frames`` consecutive frames each (avatar-major), or None.
+
+        ``unseen`` > 0 appends to each sequence that many other frames of its clip, drawn from outside the
+        consecutive ones (``count * (frames + unseen)`` frames in all).
+        """
         if not self.real:
             return None
         picks = []
         for _ in range(count):
             sequence = self.real[int(torch.randint(len(self.real), (1,), generator=generator))]
             start = int(torch.randint(len(sequence), (1,), generator=generator))
-            picks.append(sequence[(start + torch.arange(frames)) % len(sequence)])
+            window = (start + torch.arange(frames)) % len(sequence)
+            if unseen:
+                rest = (start + frames + torch.randperm(len(sequence) - frames, generator=generator)) % len(sequence)
+                window = torch.cat([window, rest[:unseen]])
+            picks.append(sequence[window])
         info = self.models.prior.info
         obs = conform_to_prior(Observation.cat(picks).to(self.runtime.device), info.uv_resolution)
         size = info.image_resolution
