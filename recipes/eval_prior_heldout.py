@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from invertavatar_core.config.compute import apply_threads, prepare_threads
 from invertavatar_core.config.experiment import default_registry
 from invertavatar_core.data.datasets import open_dataset
 from invertavatar_core.io.checkpoints import load_component
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=8)
     parser.add_argument("--steps", type=int, default=100)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    apply_threads(prepare_threads())  # the CLI's policy: INVERTAVATAR_THREADS, else 1, workers sleep
     prior, _ = load_component(args.prior, default_registry(), "prior")
     prior.eval()
     info = prior.info

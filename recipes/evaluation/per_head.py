@@ -13,6 +13,7 @@ import sys
 
 import torch
 
+from invertavatar_core.config.compute import apply_threads, prepare_threads
 from invertavatar_core.config.experiment import default_registry, load_experiment
 from invertavatar_core.data.datasets import open_dataset
 from invertavatar_core.evaluation.runner import build_models_under_test, evaluate
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated model labels (default: all but copy_source)")
     parser.add_argument("--frames", default="1,4", help="comma-separated K (default: 1,4)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    apply_threads(prepare_threads())  # the CLI's policy: INVERTAVATAR_THREADS, else 1, workers sleep
     registry = default_registry()
     experiment = load_experiment(args.config, registry)
     ks = [int(k) for k in args.frames.split(",")]
